@@ -1,0 +1,34 @@
+"""mi-oracle: model fetch -> curation -> capture -> encoding -> references -> reports."""
+
+import sys
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+min_version("9.19")
+
+SRC = Path(workflow.basedir) / "src"
+if str(SRC) not in sys.path:
+    sys.path.insert(0, str(SRC))
+
+from mi_oracle.config import load_schema, validate_config
+
+
+configfile: "config/config.yaml"
+
+
+validate_config(
+    config,
+    load_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"),
+    sources=workflow.overwrite_configfiles or ["config/config.yaml"],
+)
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/model.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        model_dir(),

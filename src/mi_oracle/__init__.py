@@ -1,0 +1,3 @@
+"""mi-oracle: reproducible reference artifacts for mechanistic-interpretability libraries."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,94 @@
+"""Validate the workflow configuration against its JSON Schema, filling in defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from mi_oracle.errors import ConfigError, PathEscapeError
+
+
+def load_schema(path: Path) -> dict[str, Any]:
+    """Read a YAML JSON Schema safely."""
+    with Path(path).open(encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def _fill_defaults(validator_class: type) -> type:
+    """A validator class that also writes each property's ``default`` into the instance."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def properties_with_defaults(validator, properties, instance, schema):
+        if isinstance(instance, MutableMapping):
+            for key, subschema in properties.items():
+                if "default" in subschema and key not in instance:
+                    instance[key] = subschema["default"]
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": properties_with_defaults})
+
+
+_DefaultingValidator = _fill_defaults(jsonschema.Draft202012Validator)
+
+
+def _key_of(path: Iterable[Any]) -> str:
+    return ".".join(str(part) for part in path) or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError, schema: Mapping[str, Any]) -> list[str]:
+    """One line per offending key: the key, what was wrong and what was expected."""
+    key = _key_of(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        prefix = f"{key}." if error.absolute_path else ""
+        return [f"{prefix}{name}: unknown key (allowed here: {', '.join(allowed)})" for name in unknown]
+    if error.validator == "required":
+        missing = error.message.split("'")[1]
+        parent = schema_at(schema, list(error.absolute_path))
+        expected = parent.get("properties", {}).get(missing, {}).get("description", "a value")
+        full = f"{key}.{missing}" if error.absolute_path else missing
+        return [f"{full}: required key is missing (expected: {expected})"]
+    expected = error.schema.get("description") if isinstance(error.schema, Mapping) else None
+    line = f"{key}: {error.message}"
+    if expected:
+        line += f" (expected: {expected})"
+    return [line]
+
+
+def schema_at(schema: Mapping[str, Any], path: list[Any]) -> Mapping[str, Any]:
+    """The sub-schema that describes the value at ``path`` (object properties only)."""
+    node: Mapping[str, Any] = schema
+    for part in path:
+        node = node.get("properties", {}).get(part, {})
+    return node
+
+
+def validate_config(
+    config: MutableMapping[str, Any], schema: Mapping[str, Any], sources: Iterable[str | Path] = ()
+) -> MutableMapping[str, Any]:
+    """Validate ``config`` in place, filling in defaults; raise one ConfigError listing every problem."""
+    validator = _DefaultingValidator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        lines = sorted({line for error in errors for line in _describe(error, schema)})
+        where = ", ".join(str(s) for s in sources) or "the configuration"
+        raise ConfigError(f"invalid configuration in {where}:\n  " + "\n  ".join(lines))
+    return config
+
+
+def resolve_inside_roots(path: str | Path, roots: Iterable[str | Path], key: str, base: Path) -> Path:
+    """Resolve ``path`` (relative to ``base``) and refuse it unless it lies inside one of ``roots``."""
+    resolved = (base / Path(path)).resolve()
+    resolved_roots = [(base / Path(root)).resolve() for root in roots]
+    if not any(resolved == root or root in resolved.parents for root in resolved_roots):
+        allowed = ", ".join(str(root) for root in resolved_roots)
+        raise PathEscapeError(
+            f"{key}: {str(path)!r} resolves to {resolved}, outside the allowed roots ({allowed}); "
+            "add its folder to local_roots if it is meant to be used"
+        )
+    return resolved

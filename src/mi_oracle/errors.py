@@ -1,0 +1,25 @@
+"""Errors the workflow raises for bad input: each names the file, the key and what was expected."""
+
+
+class MiOracleError(Exception):
+    """Base class of every error mi-oracle raises on purpose."""
+
+
+class ConfigError(MiOracleError):
+    """The workflow configuration does not match its schema."""
+
+
+class FetchError(MiOracleError):
+    """A model could not be fetched; the message says what to do."""
+
+
+class HashMismatchError(FetchError):
+    """A downloaded file does not have the hash its source announced."""
+
+
+class ModelFolderError(MiOracleError):
+    """A Hugging Face model folder lacks a file a causal LM needs, or has a bad one."""
+
+
+class PathEscapeError(MiOracleError):
+    """A path from a configuration points outside the roots it may use."""

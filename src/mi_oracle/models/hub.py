@@ -1,0 +1,179 @@
+"""Source ``hub``: a pinned revision of a Hugging Face repository, hash-checked file by file.
+
+Downloads go through the Hugging Face cache (``HF_HOME``), so ``HF_TOKEN``,
+``HF_ENDPOINT`` and ``HF_HUB_OFFLINE`` work as everywhere else. Online, every file is
+checked against the hash the hub announces for it (sha256 for LFS files, git blob sha1
+otherwise); offline, against the name of the cache blob, which is that same hash.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from mi_oracle.atomic import atomic_directory
+from mi_oracle.errors import FetchError, HashMismatchError
+from mi_oracle.hashing import digest_file
+from mi_oracle.models.folder import (
+    SAFETENSORS_INDEX,
+    read_json,
+    required_files,
+    select_small_files,
+    weight_files,
+)
+from mi_oracle.models.provenance import file_records, link_or_copy, write_provenance
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RemoteListing:
+    """The commit a revision resolves to and the announced hash of each top-level file."""
+
+    commit: str
+    expected: dict[str, str]
+
+
+def _endpoint() -> str:
+    return constants.ENDPOINT.rstrip("/")
+
+
+def _explain(error: Exception, repo: str, revision: str) -> FetchError:
+    """Turn a hub error into one that says what to do."""
+    where = f"{_endpoint()}/{repo}"
+    if isinstance(error, GatedRepoError):
+        return FetchError(
+            f"{repo} is gated: accept its terms at {where} with your account, then set HF_TOKEN "
+            "to a token of that account (or run `hf auth login`)"
+        )
+    if isinstance(error, RevisionNotFoundError):
+        return FetchError(
+            f"{repo} has no revision {revision!r}: set model.revision to a branch, tag or "
+            f"commit that exists (see {where}/commits)"
+        )
+    if isinstance(error, RepositoryNotFoundError):
+        return FetchError(
+            f"{repo}: no such model repository at {_endpoint()}, or it is private: check "
+            "model.repo, and set HF_TOKEN if the repository is private"
+        )
+    if isinstance(error, HfHubHTTPError) and error.response is not None:
+        status = error.response.status_code
+        if status in (401, 403):
+            return FetchError(
+                f"{repo}: access refused (HTTP {status}); set HF_TOKEN to a token that can read it"
+            )
+        return FetchError(f"{repo}@{revision}: the hub answered HTTP {status}; try again later ({error})")
+    return FetchError(
+        f"{repo}@{revision}: cannot reach {_endpoint()} ({type(error).__name__}: {error}); check "
+        "the network or HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use files already in the "
+        "Hugging Face cache (HF_HOME)"
+    )
+
+
+def list_remote(api: HfApi, repo: str, revision: str) -> RemoteListing:
+    """Resolve ``revision`` to a commit and read each top-level file's announced hash."""
+    info = api.model_info(repo, revision=revision, files_metadata=True)
+    expected = {}
+    for sibling in info.siblings or []:
+        if "/" in sibling.rfilename:
+            continue
+        announced = sibling.lfs.sha256 if sibling.lfs is not None else sibling.blob_id
+        if announced:
+            expected[sibling.rfilename] = announced
+    if not info.sha:
+        raise FetchError(f"{repo}@{revision}: the hub did not say which commit this revision is")
+    return RemoteListing(commit=info.sha, expected=expected)
+
+
+def choose_files(repo: str, commit: str, names: list[str], token: str | None) -> list[str]:
+    """The top-level files a causal LM needs, reading the shard index first when there is one."""
+    index = None
+    if SAFETENSORS_INDEX in names:
+        index_path = hf_hub_download(repo, SAFETENSORS_INDEX, revision=commit, token=token)
+        index = read_json(Path(index_path))
+    weights = weight_files(names, index, f"{repo}@{commit}")
+    small = select_small_files(names)
+    if "config.json" not in small:
+        raise FetchError(f"{repo}@{commit}: no config.json; expected a Hugging Face model repository")
+    return sorted(set(small) | set(weights))
+
+
+def verify_snapshot(snapshot: Path, names: list[str], expected: dict[str, str] | None, repo: str) -> None:
+    """Check every file against its announced hash; on a mismatch, drop the cached blob and fail."""
+    for name in names:
+        path = snapshot / name
+        announced = expected.get(name) if expected is not None else path.resolve().name
+        if not announced:
+            raise FetchError(f"{repo}: {name} has no announced hash to check against")
+        digest = digest_file(path)
+        if not digest.matches(announced):
+            blob = path.resolve()
+            path.unlink(missing_ok=True)
+            blob.unlink(missing_ok=True)
+            raise HashMismatchError(
+                f"{repo}: {name} has sha256 {digest.sha256} (git sha1 {digest.git_sha1}) but "
+                f"{announced} was announced; the cached copy was removed, so a retry downloads it again"
+            )
+
+
+def fetch_from_hub(name: str, repo: str, revision: str, target: Path, token: str | None = None) -> dict:
+    """Download ``repo`` at ``revision`` (only what a causal LM needs) and place it at ``target``."""
+    api = HfApi(token=token)
+    try:
+        listing: RemoteListing | None = list_remote(api, repo, revision)
+    except OfflineModeIsEnabled:
+        listing = None
+    except (HfHubHTTPError, httpx2.TransportError) as error:
+        raise _explain(error, repo, revision) from error
+
+    try:
+        if listing is not None:
+            log.info("%s@%s is commit %s", repo, revision, listing.commit)
+            names = choose_files(repo, listing.commit, sorted(listing.expected), token)
+            snapshot = Path(
+                snapshot_download(repo, revision=listing.commit, allow_patterns=names, token=token)
+            )
+            verified_against = f"the hashes {_endpoint()} announced for commit {listing.commit}"
+        else:
+            log.info("HF_HUB_OFFLINE is set: using the Hugging Face cache for %s@%s", repo, revision)
+            snapshot = Path(snapshot_download(repo, revision=revision, local_files_only=True))
+            names = required_files(snapshot)
+            verified_against = "the names of the Hugging Face cache blobs (their hashes)"
+    except LocalEntryNotFoundError as error:
+        raise FetchError(
+            f"{repo}@{revision} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and "
+            "HF_HUB_OFFLINE is set: fetch it once with network access, or point HF_HOME at a "
+            "cache that has it"
+        ) from error
+    except (HfHubHTTPError, httpx2.TransportError) as error:
+        raise _explain(error, repo, revision) from error
+
+    commit = snapshot.name
+    verify_snapshot(snapshot, names, listing.expected if listing else None, repo)
+    with atomic_directory(Path(target)) as staging:
+        for file_name in names:
+            link_or_copy(snapshot / file_name, staging / file_name)
+        required_files(staging)
+        return write_provenance(
+            staging,
+            file_records(staging, names),
+            name=name,
+            source="hub",
+            repo=repo,
+            requested_revision=revision,
+            resolved_revision=commit,
+            endpoint=_endpoint(),
+            verified_against=verified_against,
+        )

@@ -1,0 +1,19 @@
+rule fetch_model:
+    output:
+        directory("resources/models/{model}"),
+    log:
+        "results/logs/fetch_model/{model}.log",
+    benchmark:
+        "results/benchmarks/fetch_model/{model}.tsv"
+    retries: 2
+    localrule: True
+    conda:
+        ENV
+    resources:
+        mem_mb=6000,
+        runtime=60,
+    params:
+        model=config["model"],
+        local_roots=config["local_roots"],
+    script:
+        "../scripts/fetch_model.py"
