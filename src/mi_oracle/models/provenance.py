@@ -19,7 +19,8 @@ FORMAT_VERSION = 1
 
 
 def link_or_copy(source: Path, target: Path) -> None:
-    """Hard-link ``source`` to ``target`` (same filesystem), else copy it."""
+    """Hard-link the file ``source`` names (symlinks followed) to ``target``, else copy it."""
+    source = Path(source).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(source, target)
