@@ -8,7 +8,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
-WORDS = ["the", "capital", "of", "france", "is", "paris", "a", "city", "in", "europe", "and", "river", "seine"]
+WORDS = ("the", "capital", "of", "france", "is", "paris", "a", "city", "in", "europe", "and", "river")
 SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>"]
 
 TINY_ARCHITECTURES = {

