@@ -27,7 +27,9 @@ def test_default_config_is_valid_and_gets_defaults():
 
 
 def test_hub_config_is_valid():
-    config = check({"model": {"name": "gemma-2-2b", "source": "hub", "repo": "google/gemma-2-2b", "revision": "v1"}})
+    config = check(
+        {"model": {"name": "gemma-2-2b", "source": "hub", "repo": "google/gemma-2-2b", "revision": "v1"}}
+    )
     assert config["model"]["revision"] == "v1"
 
 
@@ -41,14 +43,23 @@ def test_hub_config_is_valid():
         ),
         ({"model": {**DEFAULT["model"], "name": 7}}, "model.name: 7 is not of type 'string'"),
         ({"local_roots": ["."]}, "model: required key is missing (expected: the causal language model"),
-        ({"model": {"source": "gguf-package"}}, "model.name: required key is missing (expected: a folder name"),
+        (
+            {"model": {"source": "gguf-package"}},
+            "model.name: required key is missing (expected: a folder name",
+        ),
         (
             {"model": {"name": "m", "source": "hub", "repo": "google/gemma-2-2b"}},
             "model.revision: required key is missing (expected: the branch, tag or 40-hex commit",
         ),
         ({"model": {"name": "m", "source": "local"}}, "model.path: required key is missing"),
-        ({"model": {"name": "m", "source": "hubb"}}, "model.source: 'hubb' is not one of ['hub', 'gguf-package', 'local']"),
-        ({"model": {"name": "../escape", "source": "gguf-package"}}, "model.name: '../escape' does not match"),
+        (
+            {"model": {"name": "m", "source": "hubb"}},
+            "model.source: 'hubb' is not one of ['hub', 'gguf-package', 'local']",
+        ),
+        (
+            {"model": {"name": "../escape", "source": "gguf-package"}},
+            "model.name: '../escape' does not match",
+        ),
         (
             {"model": {"name": "m", "source": "hub", "repo": "not a repo", "revision": "main"}},
             "model.repo: 'not a repo' does not match",

@@ -88,7 +88,10 @@ def test_corrupted_download_fails_leaves_nothing_and_a_retry_recovers(hub, tiny_
 @pytest.mark.parametrize(
     ("model", "expected"),
     [
-        (hub_model(repo="google/no-such-model"), "google/no-such-model: no such model repository at http://127.0.0.1"),
+        (
+            hub_model(repo="google/no-such-model"),
+            "google/no-such-model: no such model repository at http://127.0.0.1",
+        ),
         (hub_model("v9.9"), f"{REPO} has no revision 'v9.9': set model.revision to a branch, tag or commit"),
     ],
 )
@@ -171,7 +174,9 @@ def test_sharded_repo_downloads_only_the_indexed_shards(hub, tmp_path):
     files["original/params.json"] = b"{}"
     hub.add_repo("meta-llama/Llama-3.2-1B", files)
 
-    result = run_fetch(hub_model(repo="meta-llama/Llama-3.2-1B"), tmp_path / "out", hub_env(hub, tmp_path / "hf"))
+    result = run_fetch(
+        hub_model(repo="meta-llama/Llama-3.2-1B"), tmp_path / "out", hub_env(hub, tmp_path / "hf")
+    )
     assert result.returncode == 0, result.stderr
     got = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert "consolidated.safetensors" not in got and "original" not in got

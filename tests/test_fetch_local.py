@@ -34,7 +34,7 @@ def test_local_folder_is_validated_and_hashed(tiny_gemma2, tmp_path):
 
 
 def test_local_path_outside_the_roots_is_refused(tiny_gemma2, tmp_path):
-    with pytest.raises(PathEscapeError, match="model.path: .* outside the allowed roots"):
+    with pytest.raises(PathEscapeError, match=r"model\.path: .* outside the allowed roots"):
         fetch_local("tiny", str(tiny_gemma2), ["models"], tmp_path / "out", base=tmp_path)
     with pytest.raises(PathEscapeError):
         fetch_local("tiny", "models/../..", ["models"], tmp_path / "out", base=tmp_path)
@@ -47,11 +47,16 @@ def test_local_path_outside_the_roots_is_refused(tiny_gemma2, tmp_path):
         (lambda f: (f / "config.json").unlink(), "config.json is missing"),
         (lambda f: (f / "config.json").write_text("{not json"), "config.json: cannot read as JSON"),
         (lambda f: (f / "config.json").write_text("{}"), "config.json: key 'model_type' is missing"),
-        (lambda f: (f / "model.safetensors").unlink(), "no model.safetensors or model.safetensors.index.json"),
+        (
+            lambda f: (f / "model.safetensors").unlink(),
+            "no model.safetensors or model.safetensors.index.json",
+        ),
         (lambda f: (f / "model.safetensors").write_bytes(b"\x00" * 8), "not a readable safetensors file"),
         (lambda f: (f / "tokenizer.json").unlink(), "no tokenizer; expected one of tokenizer.json"),
         (
-            lambda f: (f / "model.safetensors.index.json").write_text('{"weight_map": {"w": "../x.safetensors"}}'),
+            lambda f: (f / "model.safetensors.index.json").write_text(
+                '{"weight_map": {"w": "../x.safetensors"}}'
+            ),
             "weight_map['w'] = '../x.safetensors'; expected a file name in the same folder",
         ),
     ],
