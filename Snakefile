@@ -29,9 +29,11 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/model.smk"
+include: "workflow/rules/capture.smk"
 
 
 rule all:
     default_target: True
     input:
         model_dir(),
+        all_activations,

@@ -1,0 +1,1 @@
+"""Activation capture: prompts -> tokens -> hooked forward passes -> hive-partitioned Parquet."""

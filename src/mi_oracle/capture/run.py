@@ -1,0 +1,136 @@
+"""Capture one shard: batched, length-grouped forward passes that stop after the deepest layer."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from tqdm import tqdm
+
+from mi_oracle.capture.hooks import HOOK_POINTS, ActivationRecorder, hf_module_name
+from mi_oracle.capture.writer import ShardWriters, activation_schema
+from mi_oracle.environment import describe_environment
+from mi_oracle.models.folder import read_json
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(requested: str) -> torch.device:
+    """``auto`` is CUDA when present, else CPU; anything else is taken as given."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def length_grouped_batches(lengths: list[int], batch_tokens: int) -> Iterator[list[int]]:
+    """Row indices grouped by length (longest first) so each padded batch has at most ``batch_tokens``."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batch: list[int] = []
+    for index in order:
+        if batch and lengths[batch[0]] * (len(batch) + 1) > batch_tokens:
+            yield batch
+            batch = []
+        batch.append(index)
+    if batch:
+        yield batch
+
+
+def right_padded(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """input_ids and attention_mask for right-padded ``rows``."""
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = 1
+    return input_ids, mask
+
+
+def capture_shard(
+    model_dir: Path,
+    tokens_path: Path,
+    outputs: Mapping[tuple[str, int], Path],
+    settings: Mapping[str, Any],
+    prompt_set: Mapping[str, Any],
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Capture every (hook, layer) in ``outputs`` for the prompts of one shard's tokens table."""
+    from transformers import AutoModelForCausalLM
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    device = resolve_device(settings["device"])
+    dtype = DTYPES[settings["dtype"]]
+    provenance = read_json(Path(model_dir) / "provenance.json")
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
+    model_type = model.config.model_type
+    recorder = ActivationRecorder(model.model.layers, model_type, outputs.keys())
+    d_model = model.config.hidden_size
+    pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+
+    tokens = pq.read_table(tokens_path, columns=["prompt_id", "token_ids"]).to_pydict()
+    rows, prompt_ids = tokens["token_ids"], tokens["prompt_id"]
+    common = {
+        "model": {
+            "name": provenance["name"],
+            "repo": provenance["repo"],
+            "resolved_revision": provenance["resolved_revision"],
+            "source": provenance["source"],
+            "weights_sha256": {
+                f["path"]: f["sha256"] for f in provenance["files"] if ".safetensors" in f["path"]
+            },
+            "model_type": model_type,
+        },
+        "model_dtype": settings["dtype"],
+        "stored_dtype": "float32",
+        "stored_dtype_note": "activations are upcast to float32 when the model runs in bf16/fp16",
+        "device": device.type,
+        "prompt_set": dict(prompt_set),
+        "shard": Path(tokens_path).stem.removeprefix("part-"),
+        "environment": describe_environment(),
+    }
+    schemas = {
+        (hook, layer): activation_schema(
+            d_model,
+            {
+                **common,
+                "hook": hook,
+                "layer": layer,
+                "transformer_lens": HOOK_POINTS[hook].transformer_lens.format(layer=layer),
+                "hf_module": hf_module_name(model_type, hook, layer),
+                "meaning": HOOK_POINTS[hook].meaning,
+            },
+        )
+        for hook, layer in outputs
+    }
+    n_tokens = sum(len(row) for row in rows)
+    progress = tqdm(
+        total=n_tokens, unit="tok", unit_scale=True, mininterval=5, file=sys.stderr, desc="capture"
+    )
+    with ShardWriters(outputs, schemas, settings["row_group_rows"], settings["compression"]) as writers:
+        for batch in length_grouped_batches([len(row) for row in rows], settings["batch_tokens"]):
+            input_ids, mask = right_padded([rows[i] for i in batch], pad_id)
+            with torch.inference_mode():
+                values = recorder.run(
+                    model.model, input_ids=input_ids.to(device), attention_mask=mask.to(device)
+                )
+            real = mask.bool()
+            batch_prompt_ids = np.repeat(np.array([prompt_ids[i] for i in batch]), real.sum(1).numpy())
+            positions = torch.nonzero(real)[:, 1].numpy()
+            token_ids = input_ids[real].numpy()
+            for key, tensor in values.items():
+                array = tensor[real.to(tensor.device)].to(torch.float32).cpu().numpy()
+                writers.write(key, batch_prompt_ids, positions, token_ids, array)
+            progress.update(int(real.sum()))
+    progress.close()
+    recorder.remove()
+    log.info("captured %d tokens x %d hook points on %s", n_tokens, len(outputs), device)
+    return {"n_tokens": n_tokens, "device": device.type}

@@ -1,0 +1,44 @@
+checkpoint plan_capture:
+    input:
+        model=model_dir(),
+        prompts=PROMPTS,
+    output:
+        directory(f"results/tokens/{RUN}"),
+    log:
+        f"results/logs/plan_capture/{RUN}.log",
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        capture=CAPTURE,
+        text_field=config["prompts"]["text_field"],
+    script:
+        "../scripts/plan_capture.py"
+
+
+rule capture_activations:
+    input:
+        model=model_dir(),
+        tokens=f"results/tokens/{RUN}",
+    output:
+        [activation_path(hook, layer, "{shard}") for hook, layer in POINTS],
+    log:
+        f"results/logs/capture_activations/{RUN}/part-{{shard}}.log",
+    benchmark:
+        f"results/benchmarks/capture_activations/{RUN}/part-{{shard}}.tsv"
+    wildcard_constraints:
+        shard=r"\d{5}",
+    conda:
+        ENV
+    threads: CAPTURE["threads"]
+    resources:
+        mem_mb=CAPTURE["mem_mb"],
+        runtime=CAPTURE["runtime"],
+        gpu=1 if CAPTURE["device"].startswith("cuda") else 0,
+    params:
+        capture=CAPTURE,
+        points=POINTS,
+    script:
+        "../scripts/capture_activations.py"
