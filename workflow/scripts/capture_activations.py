@@ -3,6 +3,8 @@
 from pathlib import Path
 
 import _src_path  # noqa: F401
+
+from mi_oracle.capture.plan import PLAN_FILE
 from mi_oracle.capture.run import capture_shard
 from mi_oracle.models.folder import read_json
 from mi_oracle.rule_logging import logged_to
@@ -15,6 +17,6 @@ with logged_to(snakemake.log[0]):
         tokens_dir / f"part-{snakemake.wildcards.shard}.parquet",
         dict(zip(points, map(Path, snakemake.output), strict=True)),
         snakemake.params.capture,
-        read_json(tokens_dir / "plan.json")["prompt_set"],
+        read_json(tokens_dir / PLAN_FILE),
         threads=snakemake.threads,
     )

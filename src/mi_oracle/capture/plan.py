@@ -1,8 +1,8 @@
 """Tokenize a prompt set once and split it into shards of about a configured token count.
 
-The plan folder holds ``plan.json`` and one tokens table per shard (``part-<shard>.parquet``:
-prompt_id, text, token_ids, n_tokens, truncated). Capture jobs read their shard's table, so
-every job sees exactly the tokens the plan recorded.
+The plan folder holds ``_plan.json`` (Parquet readers skip it) and one tokens table per
+shard (``part-<shard>.parquet``: prompt_id, text, token_ids, n_tokens, truncated). Capture
+jobs read their shard's table, so every job sees exactly the tokens the plan recorded.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from mi_oracle.models.folder import read_json
 
 log = logging.getLogger(__name__)
 
-PLAN_FILE = "plan.json"
+PLAN_FILE = "_plan.json"
 TOKENS_SCHEMA = pa.schema(
     [
         ("prompt_id", pa.int64()),

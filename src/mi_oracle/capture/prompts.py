@@ -62,5 +62,5 @@ def _jsonl_text(path: Path, number: int, line: str, text_field: str) -> str:
 
 
 def describe_prompt_set(path: Path, prompts: list[str]) -> dict[str, object]:
-    """Identity of a prompt set for provenance: its name, sha256 and size."""
-    return {"path": str(path), "sha256": sha256_file(path), "n_prompts": len(prompts)}
+    """Identity of a prompt set for provenance: its file name, sha256 and size."""
+    return {"name": Path(path).name, "sha256": sha256_file(path), "n_prompts": len(prompts)}

@@ -59,7 +59,7 @@ def capture_shard(
     tokens_path: Path,
     outputs: Mapping[tuple[str, int], Path],
     settings: Mapping[str, Any],
-    prompt_set: Mapping[str, Any],
+    plan: Mapping[str, Any],
     threads: int = 1,
 ) -> dict[str, Any]:
     """Capture every (hook, layer) in ``outputs`` for the prompts of one shard's tokens table."""
@@ -93,7 +93,8 @@ def capture_shard(
         "stored_dtype": "float32",
         "stored_dtype_note": "activations are upcast to float32 when the model runs in bf16/fp16",
         "device": device.type,
-        "prompt_set": dict(prompt_set),
+        "prompt_set": plan["prompt_set"],
+        "tokenization": plan["tokenization"],
         "shard": Path(tokens_path).stem.removeprefix("part-"),
         "environment": describe_environment(),
     }

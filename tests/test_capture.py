@@ -1,0 +1,178 @@
+"""Activation capture: hook locations, padding, early stopping, Parquet output, crash safety."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from mi_oracle.capture.hooks import ActivationRecorder, UnsupportedModelError, hf_module_name, locate
+from mi_oracle.capture.run import length_grouped_batches
+from mi_oracle.capture.writer import read_metadata
+from tests.capture_helpers import capture, fetched_tiny, reference_forward, tokenize
+
+PROMPTS = [
+    "the capital of france is paris",
+    "a city",
+    "in europe and the river of the city is a river of paris",
+]
+
+
+def check_hook_identities(model_dir, prompts, layers, out, atol=2e-5):
+    token_rows = tokenize(model_dir, prompts)
+    captured = capture(model_dir, token_rows, layers, out)
+    gemma = AutoModelForCausalLM.from_pretrained(model_dir).config.model_type.startswith("gemma")
+    for pid, ids in enumerate(token_rows):
+        model, hidden = reference_forward(model_dir, ids)
+        n_layers = model.config.num_hidden_layers
+        for layer in layers:
+            got = {hook: captured[hook, layer][pid].astype(np.float64) for hook, _ in captured if _ == layer}
+            np.testing.assert_allclose(got["resid_pre"], hidden[layer], atol=atol, rtol=1e-5)
+            if layer < n_layers - 1:
+                np.testing.assert_allclose(got["resid_post"], hidden[layer + 1], atol=atol, rtol=1e-5)
+            else:  # the last hidden state has the final norm applied: resid_post must not be it
+                assert np.abs(got["resid_post"] - hidden[layer + 1]).max() > 1e-2
+                with torch.no_grad():
+                    final_norm = model.model.norm(
+                        torch.tensor(got["resid_post"], dtype=torch.float32)
+                    ).double()
+                np.testing.assert_allclose(final_norm.numpy(), hidden[layer + 1], atol=1e-4, rtol=1e-4)
+            np.testing.assert_allclose(
+                got["resid_pre"] + got["attn_out"], got["resid_mid"], atol=atol, rtol=1e-5
+            )
+            np.testing.assert_allclose(
+                got["resid_mid"] + got["mlp_out"], got["resid_post"], atol=atol, rtol=1e-5
+            )
+            x = got["resid_mid"]
+            norm = (
+                model.model.layers[layer].pre_feedforward_layernorm
+                if gemma
+                else model.model.layers[layer].post_attention_layernorm
+            )
+            eps = getattr(norm, "eps", getattr(norm, "variance_epsilon", None))
+            normalized = x / np.sqrt((x * x).mean(-1, keepdims=True) + eps)
+            weight = norm.weight.detach().double().numpy()
+            gain = 1.0 + weight if gemma else weight
+            np.testing.assert_allclose(got["ln2_normalized"], normalized, atol=1e-5, rtol=1e-5)
+            np.testing.assert_allclose(got["mlp_in"], normalized * gain, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("model_type", ["gemma2", "llama", "qwen3"])
+def test_hooks_match_first_principles_on_tiny_models(model_type, tmp_path):
+    folder = fetched_tiny(tmp_path, model_type)
+    check_hook_identities(folder, PROMPTS, [0, 1, 2], tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_hooks_match_first_principles_on_gemma_3_270m(embedded_workdir, tmp_path):
+    folder = embedded_workdir / "resources" / "models" / "gemma-3-270m"
+    long_prompt = " ".join(["The river runs through the old city and under seven stone bridges."] * 45)
+    check_hook_identities(
+        folder, ["The capital of France is", long_prompt], [0, 8, 17], tmp_path / "out", atol=2e-4
+    )
+
+
+def test_forward_stops_after_the_deepest_layer(tmp_path):
+    folder = fetched_tiny(tmp_path, "llama")
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    fired = []
+    model.model.layers[2].register_forward_hook(lambda *a: fired.append("layer 2"))
+    model.model.norm.register_forward_hook(lambda *a: fired.append("final norm"))
+    model.lm_head.register_forward_hook(lambda *a: fired.append("lm head"))
+    recorder = ActivationRecorder(model.model.layers, "llama", [("resid_post", 1), ("mlp_out", 0)])
+    ids = torch.tensor([[2, 5, 6, 7]])
+    with torch.no_grad():
+        values = recorder.run(model.model, input_ids=ids, attention_mask=torch.ones_like(ids))
+        assert fired == []
+        recorder.remove()
+        full = model.model(input_ids=ids, output_hidden_states=True).hidden_states
+    assert fired == ["layer 2", "final norm"]
+    assert torch.equal(values["resid_post", 1], full[2])
+
+
+def test_padding_never_written_and_batches_bounded(tmp_path):
+    folder = fetched_tiny(tmp_path, "gemma2")
+    rows = tokenize(folder, PROMPTS)
+    captured = capture(folder, rows, [1], tmp_path / "out", batch_tokens=16)
+    assert {pid: v.shape[0] for pid, v in captured["resid_post", 1].items()} == {
+        i: len(r) for i, r in enumerate(rows)
+    }
+    lengths = [5, 1, 9, 9, 3, 2]
+    batches = list(length_grouped_batches(lengths, 18))
+    assert sorted(i for b in batches for i in b) == list(range(6))
+    assert all(max(lengths[i] for i in b) * len(b) <= 18 or len(b) == 1 for b in batches)
+
+
+def test_batched_equals_each_prompt_alone(tmp_path):
+    folder = fetched_tiny(tmp_path, "qwen3")
+    rows = tokenize(folder, PROMPTS)
+    together = capture(folder, rows, [2], tmp_path / "together")
+    for pid, row in enumerate(rows):
+        alone = capture(folder, [row], [2], tmp_path / f"alone{pid}")
+        for hook in ("resid_post", "ln2_normalized", "attn_out"):
+            np.testing.assert_allclose(together[hook, 2][pid], alone[hook, 2][0], atol=1e-5, rtol=1e-5)
+
+
+def test_unsupported_family_hook_and_layer_are_clear_errors(tmp_path):
+    with pytest.raises(UnsupportedModelError, match="model_type 'gpt2' is not supported"):
+        locate("gpt2", "resid_post")
+    with pytest.raises(UnsupportedModelError, match="hook 'resid_final' is unknown"):
+        locate("llama", "resid_final")
+    folder = fetched_tiny(tmp_path, "llama")
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    with pytest.raises(UnsupportedModelError, match=r"layer 3 does not exist: the model has layers 0\.\.2"):
+        ActivationRecorder(model.model.layers, "llama", [("resid_post", 3)])
+    assert hf_module_name("gemma3_text", "mlp_in", 4) == "model.layers.4.pre_feedforward_layernorm:output"
+    assert hf_module_name("qwen3", "mlp_in", 4) == "model.layers.4.post_attention_layernorm:output"
+
+
+def test_parquet_files_carry_provenance_and_read_as_one_table(tmp_path):
+    folder = fetched_tiny(tmp_path, "gemma2")
+    provenance = json.loads((folder / "provenance.json").read_text())
+    out = tmp_path / "out"
+    capture(folder, tokenize(folder, PROMPTS), [0, 2], out, row_group_rows=5)
+    path = out / "hook=mlp_in" / "layer=2" / "part-00000.parquet"
+    meta = read_metadata(path)
+    assert meta["hook"] == "mlp_in" and meta["layer"] == 2
+    assert meta["transformer_lens"] == "blocks.2.mlp.hook_in"
+    assert meta["hf_module"] == "model.layers.2.pre_feedforward_layernorm:output"
+    assert meta["model"]["source"] == "local" and meta["model"]["name"] == "gemma2"
+    weights = {f["path"]: f["sha256"] for f in provenance["files"] if f["path"] == "model.safetensors"}
+    assert meta["model"]["weights_sha256"] == weights
+    assert meta["stored_dtype"] == "float32" and meta["device"] == "cpu"
+    assert meta["environment"]["packages"]["torch"].startswith("2.13.0")
+    assert all(
+        rg <= 5
+        for rg in (
+            pq.ParquetFile(path).metadata.row_group(i).num_rows
+            for i in range(pq.ParquetFile(path).metadata.num_row_groups)
+        )
+    )
+    assert pq.read_schema(path).field("activation").type.list_size == 32
+
+    (out / "tokens.parquet").unlink()
+    dataset = ds.dataset(out, format="parquet", partitioning="hive")
+    table = dataset.to_table()
+    n_tokens = sum(len(r) for r in tokenize(folder, PROMPTS))
+    assert table.num_rows == n_tokens * 7 * 2
+    import duckdb
+    import pandas as pd
+    import polars as pl
+
+    assert len(pd.read_parquet(out)) == table.num_rows
+    glob = str(out / "**" / "*.parquet")
+    assert pl.scan_parquet(glob, hive_partitioning=True).select(pl.len()).collect().item() == table.num_rows
+    count = duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning = true)").fetchall()[
+        0
+    ][0]
+    assert count == table.num_rows
+    per_hook = duckdb.sql(
+        f"SELECT hook, count(*) FROM read_parquet('{glob}', hive_partitioning = true) "
+        "WHERE layer = 2 GROUP BY hook"
+    ).fetchall()
+    assert dict(per_hook) == {hook: n_tokens for hook in dict(per_hook)} and len(per_hook) == 7

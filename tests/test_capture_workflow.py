@@ -1,0 +1,103 @@
+"""The capture stage as Snakemake runs it: a shard plan, one job per shard, crash safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from mi_oracle.capture.writer import read_metadata
+from tests.builders import WORDS, save_tiny_causal_lm
+from tests.conftest import REPO_ROOT, SNAKEMAKE, run_snakemake, write_config
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_workflow(tmp_path: Path, n_prompts: int, **capture: object) -> Path:
+    save_tiny_causal_lm(tmp_path / "models" / "tiny", "llama")
+    prompts = [" ".join(WORDS[(i + j) % len(WORDS)] for j in range(3 + i % 17)) for i in range(n_prompts)]
+    (tmp_path / "prompts.txt").write_text("\n".join(prompts) + "\n")
+    config = {
+        "model": {"name": "tiny", "source": "local", "path": "models/tiny"},
+        "local_roots": ["."],
+        "prompts": {"path": "prompts.txt"},
+        "capture": {
+            "run": "t",
+            "hooks": ["resid_post", "mlp_out"],
+            "layers": [0, 2],
+            "threads": 1,
+            **capture,
+        },
+    }
+    return write_config(tmp_path / "config.yaml", config)
+
+
+def completed_files(root: Path) -> list[Path]:
+    return sorted(root.rglob("part-*.parquet")) if root.exists() else []
+
+
+def test_one_job_per_shard_and_a_dataset_of_every_token(tmp_path):
+    configfile = tiny_workflow(tmp_path, 60, shard_tokens=200, batch_tokens=64)
+    result = run_snakemake(tmp_path, configfile)
+    plan = json.loads((tmp_path / "results" / "tokens" / "t" / "_plan.json").read_text())
+    n_shards = len(plan["shards"])
+    assert n_shards >= 3
+    assert all(s["n_tokens"] <= 200 for s in plan["shards"])
+    assert (result.stdout + result.stderr).count("rule capture_activations:") == n_shards
+    root = tmp_path / "results" / "activations" / "t"
+    assert len(completed_files(root)) == n_shards * 4
+    table = ds.dataset(root, format="parquet", partitioning="hive").to_table()
+    assert table.num_rows == plan["n_tokens"] * 4
+    tokens = pq.read_table(tmp_path / "results" / "tokens" / "t")
+    assert tokens.num_rows == 60 and sum(tokens["n_tokens"].to_pylist()) == plan["n_tokens"]
+    meta = read_metadata(root / "hook=mlp_out" / "layer=2" / "part-00001.parquet")
+    assert meta["prompt_set"]["sha256"] == plan["prompt_set"]["sha256"]
+    assert meta["tokenization"]["starts_with_bos"] is True and meta["shard"] == "00001"
+    assert list((tmp_path / "results" / "benchmarks" / "capture_activations" / "t").glob("part-*.tsv"))
+    again = run_snakemake(tmp_path, configfile, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_killed_capture_leaves_nothing_complete_and_a_rerun_finishes(tmp_path):
+    configfile = tiny_workflow(tmp_path, 3000, shard_tokens=1_000_000, batch_tokens=8)
+    command = [
+        str(SNAKEMAKE),
+        "--snakefile",
+        str(REPO_ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(configfile),
+        "--cores",
+        "1",
+    ]
+    root = tmp_path / "results" / "activations" / "t"
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not list(root.rglob(".part-*.partial")):
+            assert process.poll() is None, "the capture finished before it could be killed"
+            assert time.monotonic() < deadline, "no capture started"
+            time.sleep(0.2)
+        time.sleep(1.0)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert list(root.rglob(".part-*.partial"))
+    assert completed_files(root) == []
+    assert ds.dataset(root, format="parquet", partitioning="hive").count_rows() == 0
+
+    run_snakemake(tmp_path, configfile, "--unlock")
+    run_snakemake(tmp_path, configfile)
+    plan = json.loads((tmp_path / "results" / "tokens" / "t" / "_plan.json").read_text())
+    assert len(completed_files(root)) == 4
+    assert ds.dataset(root, format="parquet", partitioning="hive").count_rows() == plan["n_tokens"] * 4
