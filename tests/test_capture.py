@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
@@ -176,3 +177,17 @@ def test_parquet_files_carry_provenance_and_read_as_one_table(tmp_path):
         "WHERE layer = 2 GROUP BY hook"
     ).fetchall()
     assert dict(per_hook) == {hook: n_tokens for hook in dict(per_hook)} and len(per_hook) == 7
+
+
+def test_a_failed_write_surfaces_and_leaves_no_file(tmp_path):
+    from mi_oracle.capture.writer import ShardWriters, activation_schema
+
+    outputs = {("resid_post", 0): tmp_path / "hook=resid_post" / "layer=0" / "part-00000.parquet"}
+    schemas = {key: activation_schema(4, {"hook": "resid_post"}) for key in outputs}
+    ids = np.arange(3)
+    writers = ShardWriters(outputs, schemas, row_group_rows=10, compression="none")
+    # a 5-wide activation cannot fill a 4-wide fixed-size list: the writer thread fails
+    with pytest.raises(pa.ArrowTypeError, match="Size of FixedSizeList is not the same"), writers:
+        writers.write_batch(ids, ids, ids, {("resid_post", 0): lambda: np.ones((3, 4), np.float32)})
+        writers.write_batch(ids, ids, ids, {("resid_post", 0): lambda: np.ones((3, 5), np.float32)})
+    assert list(tmp_path.rglob("*.parquet*")) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,16 @@ def right_padded(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torc
         input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
         mask[i, : len(row)] = 1
     return input_ids, mask
+
+
+def unpadded(values: Mapping[Any, torch.Tensor], real: torch.Tensor) -> dict[Any, Any]:
+    """For each output, a callable giving its real (unpadded) rows as float32 numpy, on the CPU."""
+    real_on_device = real.to(next(iter(values.values())).device)
+    return {key: partial(_gather, tensor, real_on_device) for key, tensor in values.items()}
+
+
+def _gather(tensor: torch.Tensor, real: torch.Tensor) -> np.ndarray:
+    return tensor[real].to(torch.float32).cpu().numpy()
 
 
 def capture_shard(
@@ -126,10 +137,7 @@ def capture_shard(
             real = mask.bool()
             batch_prompt_ids = np.repeat(np.array([prompt_ids[i] for i in batch]), real.sum(1).numpy())
             positions = torch.nonzero(real)[:, 1].numpy()
-            token_ids = input_ids[real].numpy()
-            for key, tensor in values.items():
-                array = tensor[real.to(tensor.device)].to(torch.float32).cpu().numpy()
-                writers.write(key, batch_prompt_ids, positions, token_ids, array)
+            writers.write_batch(batch_prompt_ids, positions, input_ids[real].numpy(), unpadded(values, real))
             progress.update(int(real.sum()))
     progress.close()
     recorder.remove()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -35,7 +37,11 @@ def read_metadata(path: Path) -> dict[str, Any]:
 
 
 class ShardWriters:
-    """One ParquetWriter per output, renamed into place only when every write succeeded."""
+    """One ParquetWriter per output, renamed into place only when every write succeeded.
+
+    Batches are written by a background thread while the caller computes the next one; at
+    most ``max_pending`` batches wait, so memory stays bounded by the batch size.
+    """
 
     def __init__(
         self,
@@ -43,6 +49,7 @@ class ShardWriters:
         schemas: Mapping[Any, pa.Schema],
         row_group_rows: int,
         compression: str,
+        max_pending: int = 2,
     ) -> None:
         self.outputs = {key: Path(path) for key, path in outputs.items()}
         self.schemas = schemas
@@ -50,6 +57,9 @@ class ShardWriters:
         self.compression = None if compression == "none" else compression
         self._temporary = {key: path.with_name(f".{path.name}.partial") for key, path in self.outputs.items()}
         self._writers: dict[Any, pq.ParquetWriter] = {}
+        self._pending: queue.Queue = queue.Queue(maxsize=max_pending)
+        self._thread = threading.Thread(target=self._drain, name="parquet-writer", daemon=True)
+        self._error: BaseException | None = None
 
     def __enter__(self) -> ShardWriters:
         for key, temporary in self._temporary.items():
@@ -57,9 +67,29 @@ class ShardWriters:
             self._writers[key] = pq.ParquetWriter(
                 temporary, self.schemas[key], compression=self.compression, write_statistics=["prompt_id"]
             )
+        self._thread.start()
         return self
 
-    def write(
+    def write_batch(
+        self, prompt_ids: np.ndarray, positions: np.ndarray, token_ids: np.ndarray, values: Mapping[Any, Any]
+    ) -> None:
+        """Queue one batch: ``values[key]`` is a callable returning that output's [rows, d_model] array."""
+        if self._error is not None:
+            raise self._error
+        self._pending.put((prompt_ids, positions, token_ids, values))
+
+    def _drain(self) -> None:
+        while (item := self._pending.get()) is not None:
+            if self._error is not None:
+                continue
+            prompt_ids, positions, token_ids, values = item
+            try:
+                for key, produce in values.items():
+                    self._write(key, prompt_ids, positions, token_ids, produce())
+            except BaseException as error:  # re-raised in the caller's thread
+                self._error = error
+
+    def _write(
         self,
         key: Any,
         prompt_ids: np.ndarray,
@@ -67,7 +97,6 @@ class ShardWriters:
         token_ids: np.ndarray,
         values: np.ndarray,
     ) -> None:
-        """Append rows: ``values`` is [rows, d_model] float32."""
         d_model = values.shape[1]
         flat = pa.array(np.ascontiguousarray(values, dtype=np.float32).reshape(-1))
         table = pa.Table.from_arrays(
@@ -84,8 +113,15 @@ class ShardWriters:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self._thread.is_alive():
+            self._pending.put(None)
+            self._thread.join()
         for writer in self._writers.values():
             writer.close()
+        if exc_type is None and self._error is not None:
+            for temporary in self._temporary.values():
+                temporary.unlink(missing_ok=True)
+            raise self._error
         if exc_type is None:
             for key, temporary in self._temporary.items():
                 os.replace(temporary, self.outputs[key])

@@ -1,0 +1,76 @@
+"""Prompt sets in three formats, their errors, and the token-count sharding."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mi_oracle.capture.plan import PLAN_FILE, make_plan, shard_ids, split_into_shards
+from mi_oracle.capture.prompts import PromptSetError, read_prompts
+from tests.capture_helpers import fetched_tiny
+
+PROMPTS = ["the capital of france", "is paris", "a city in europe"]
+
+
+def test_three_formats_give_the_same_prompts(tmp_path):
+    (tmp_path / "p.txt").write_text("\n".join(PROMPTS) + "\n\n")
+    (tmp_path / "p.jsonl").write_text(
+        "\n".join(json.dumps({"text": p, "id": i}) for i, p in enumerate(PROMPTS))
+    )
+    pq.write_table(pa.table({"body": PROMPTS}), tmp_path / "p.parquet")
+    assert read_prompts(tmp_path / "p.txt") == PROMPTS
+    assert read_prompts(tmp_path / "p.jsonl") == PROMPTS
+    assert read_prompts(tmp_path / "p.parquet", text_field="body") == PROMPTS
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("bad.jsonl", '{"text": "ok"}\n{"text": \n', r"bad\.jsonl:2: not valid JSON"),
+        (
+            "bad.jsonl",
+            '{"text": "ok"}\n{"body": "x"}\n',
+            r"bad\.jsonl:2: expected a non-empty string under key 'text'",
+        ),
+        ("empty.txt", "\n\n", r"empty\.txt: no prompts"),
+        ("p.csv", "a,b\n", r"p\.csv: unknown prompt-set format '\.csv'"),
+    ],
+)
+def test_bad_prompt_sets_name_the_file_and_line(tmp_path, name, content, expected):
+    (tmp_path / name).write_text(content)
+    with pytest.raises(PromptSetError, match=expected):
+        read_prompts(tmp_path / name)
+
+
+def test_parquet_without_the_column_names_the_columns(tmp_path):
+    pq.write_table(pa.table({"body": PROMPTS}), tmp_path / "p.parquet")
+    with pytest.raises(PromptSetError, match=r"no column 'text'; columns are body"):
+        read_prompts(tmp_path / "p.parquet")
+    with pytest.raises(PromptSetError, match="prompt set not found"):
+        read_prompts(tmp_path / "missing.txt")
+
+
+def test_shards_hold_consecutive_prompts_of_about_the_token_count():
+    assert split_into_shards([5, 5, 5, 5, 5], 10) == [[0, 1], [2, 3], [4]]
+    assert split_into_shards([30, 2, 2], 10) == [[0], [1, 2]]
+    assert split_into_shards([1] * 4, 100) == [[0, 1, 2, 3]]
+
+
+def test_plan_records_tokenization_and_truncation(tmp_path):
+    model = fetched_tiny(tmp_path, "llama")
+    (tmp_path / "p.txt").write_text("\n".join([*PROMPTS, " ".join(["paris"] * 30)]))
+    settings = {"max_length": 8, "add_special_tokens": True, "shard_tokens": 10}
+    plan = make_plan(model, tmp_path / "p.txt", settings, "text", tmp_path / "tokens")
+    tokens = pq.read_table(tmp_path / "tokens").to_pydict()
+    assert tokens["prompt_id"] == [0, 1, 2, 3]
+    assert tokens["truncated"] == [False, False, False, True]
+    assert max(tokens["n_tokens"]) == 8 and all(ids[0] == 2 for ids in tokens["token_ids"])
+    assert plan["tokenization"]["n_truncated"] == 1 and plan["tokenization"]["starts_with_bos"] is True
+    assert plan["n_tokens"] == sum(tokens["n_tokens"])
+    assert (
+        shard_ids(tmp_path / "tokens") == [s["shard"] for s in plan["shards"]] == ["00000", "00001", "00002"]
+    )
+    assert json.loads((tmp_path / "tokens" / PLAN_FILE).read_text()) == plan
