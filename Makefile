@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.mi-oracle-installed
 CORES ?= all
 
-.PHONY: install run test lint
+.PHONY: install run test lint bench
 
 install: $(STAMP)
 
@@ -25,6 +25,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check .
 	$(BIN)/snakemake --lint
+
+# Benchmarks (benchmarks/README.md): needs the embedded model, so it runs the workflow first.
+bench: run
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		--constraint constraints.txt --editable '.[dev,peers]'
+	$(BIN)/python benchmarks/capture_throughput.py
 
 # Install, lint, then run the whole test suite.
 test: lint

@@ -103,12 +103,13 @@ def transformer_lens_capture(bridge, rows, device, out_dir, batch_tokens) -> flo
 def peak_memory_mb(tokens_path: Path, plan_path: Path, device: str) -> float:
     """Peak RSS of a fresh process that captures ``tokens_path``."""
     code = (
-        "import json, sys, tempfile; from pathlib import Path; "
+        "import json, shutil, sys, tempfile; from pathlib import Path; "
         f"sys.path.insert(0, {str(ROOT / 'src')!r}); sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); "
         "import capture_throughput as b, torch; "
         "out = Path(tempfile.mkdtemp()); "
         f"plan = json.loads(Path({str(plan_path)!r}).read_text()); "
         f"b.mi_oracle_capture(Path({str(tokens_path)!r}), out, plan, torch.device({device!r})); "
+        "shutil.rmtree(out); "
         "print(next(line for line in open('/proc/self/status') if line.startswith('VmHWM')).split()[1])"
     )
     # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child would report this process's peak.
@@ -141,9 +142,15 @@ def main() -> None:
     if not (MODEL / "provenance.json").exists():
         sys.exit(f"{MODEL} is missing: run `make run` (or `.venv/bin/snakemake`) first")
     device = torch.device(args.device)
+    with tempfile.TemporaryDirectory(prefix="mi-oracle-bench-") as scratch:
+        report = run(Path(scratch), device, args)
+    print(json.dumps(report, indent=2))
+
+
+def run(work: Path, device: torch.device, args: argparse.Namespace) -> dict:
+    """Every measurement, with scratch files under ``work``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    work = Path(tempfile.mkdtemp(prefix="mi-oracle-bench-"))
     plan = make_plan(MODEL, PROMPTS, SETTINGS, "text", work / "tokens")
     tokens_path = work / "tokens" / "part-00000.parquet"
     import pyarrow.parquet as pq
@@ -193,7 +200,7 @@ def main() -> None:
         ten = peak_memory_mb(repeated_tokens(tokens_path, 10, work / "x10.parquet"), plan_path, device.type)
         report["peak_rss_mb"] = {"1x": round(one), "10x": round(ten)}
         report["peak_memory_10x_over_1x"] = round(ten / one, 3)
-    print(json.dumps(report, indent=2))
+    return report
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ TINY_ARCHITECTURES = {
     "gemma2": {"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 8},
     "llama": {"head_dim": 16},
     "qwen3": {"head_dim": 16},
+    "qwen2": {},
+    "mistral": {"head_dim": 16, "sliding_window": 8},
 }
 
 

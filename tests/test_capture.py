@@ -63,7 +63,7 @@ def check_hook_identities(model_dir, prompts, layers, out, atol=2e-5):
             np.testing.assert_allclose(got["mlp_in"], normalized * gain, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("model_type", ["gemma2", "llama", "qwen3"])
+@pytest.mark.parametrize("model_type", ["gemma2", "llama", "qwen2", "qwen3", "mistral"])
 def test_hooks_match_first_principles_on_tiny_models(model_type, tmp_path):
     folder = fetched_tiny(tmp_path, model_type)
     check_hook_identities(folder, PROMPTS, [0, 1, 2], tmp_path / "out")
@@ -188,6 +188,6 @@ def test_a_failed_write_surfaces_and_leaves_no_file(tmp_path):
     writers = ShardWriters(outputs, schemas, row_group_rows=10, compression="none")
     # a 5-wide activation cannot fill a 4-wide fixed-size list: the writer thread fails
     with pytest.raises(pa.ArrowTypeError, match="Size of FixedSizeList is not the same"), writers:
-        writers.write_batch(ids, ids, ids, {("resid_post", 0): lambda: np.ones((3, 4), np.float32)})
-        writers.write_batch(ids, ids, ids, {("resid_post", 0): lambda: np.ones((3, 5), np.float32)})
+        writers.write_batch(ids, ids, ids, {("resid_post", 0): np.ones((3, 4), np.float32)})
+        writers.write_batch(ids, ids, ids, {("resid_post", 0): np.ones((3, 5), np.float32)})
     assert list(tmp_path.rglob("*.parquet*")) == []

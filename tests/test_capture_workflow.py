@@ -101,3 +101,24 @@ def test_killed_capture_leaves_nothing_complete_and_a_rerun_finishes(tmp_path):
     plan = json.loads((tmp_path / "results" / "tokens" / "t" / "_plan.json").read_text())
     assert len(completed_files(root)) == 4
     assert ds.dataset(root, format="parquet", partitioning="hive").count_rows() == plan["n_tokens"] * 4
+
+
+def test_default_run_captures_every_default_hook_and_layer(embedded_workdir):
+    plan = json.loads((embedded_workdir / "results" / "tokens" / "default" / "_plan.json").read_text())
+    assert plan["n_tokens"] > 5000 and plan["prompt_set"]["n_prompts"] >= 180
+    assert plan["tokenization"]["starts_with_bos"] is True
+    root = embedded_workdir / "results" / "activations" / "default"
+    dataset = ds.dataset(root, format="parquet", partitioning="hive")
+    counts = (
+        dataset.to_table(columns=["hook", "layer"]).group_by(["hook", "layer"]).aggregate([([], "count_all")])
+    )
+    got = {(row["hook"], row["layer"]): row["count_all"] for row in counts.to_pylist()}
+    hooks = ["resid_pre", "attn_out", "resid_mid", "ln2_normalized", "mlp_in", "mlp_out", "resid_post"]
+    assert got == {(hook, layer): plan["n_tokens"] for hook in hooks for layer in (0, 9, 17)}
+    meta = read_metadata(root / "hook=resid_post" / "layer=17" / "part-00000.parquet")
+    assert meta["model"]["repo"] == "google/gemma-3-270m" and meta["model"]["model_type"] == "gemma3_text"
+    assert (
+        meta["hf_module"] == "model.layers.17:output"
+        and meta["transformer_lens"] == "blocks.17.hook_resid_post"
+    )
+    assert dataset.schema.field("activation").type.list_size == 640

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterator, Mapping
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -55,14 +54,10 @@ def right_padded(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torc
     return input_ids, mask
 
 
-def unpadded(values: Mapping[Any, torch.Tensor], real: torch.Tensor) -> dict[Any, Any]:
-    """For each output, a callable giving its real (unpadded) rows as float32 numpy, on the CPU."""
+def unpadded(values: Mapping[Any, torch.Tensor], real: torch.Tensor) -> dict[Any, np.ndarray]:
+    """Each output's real (unpadded) rows as float32 numpy on the CPU, gathered on this thread."""
     real_on_device = real.to(next(iter(values.values())).device)
-    return {key: partial(_gather, tensor, real_on_device) for key, tensor in values.items()}
-
-
-def _gather(tensor: torch.Tensor, real: torch.Tensor) -> np.ndarray:
-    return tensor[real].to(torch.float32).cpu().numpy()
+    return {key: tensor[real_on_device].to(torch.float32).cpu().numpy() for key, tensor in values.items()}
 
 
 def capture_shard(

@@ -39,8 +39,9 @@ def read_metadata(path: Path) -> dict[str, Any]:
 class ShardWriters:
     """One ParquetWriter per output, renamed into place only when every write succeeded.
 
-    Batches are written by a background thread while the caller computes the next one; at
-    most ``max_pending`` batches wait, so memory stays bounded by the batch size.
+    Batches are written by a background thread while the caller computes the next one (a
+    double buffer): a new batch is handed over only once the previous one is written, so at
+    most two batches are in memory whatever the size of the corpus.
     """
 
     def __init__(
@@ -49,7 +50,6 @@ class ShardWriters:
         schemas: Mapping[Any, pa.Schema],
         row_group_rows: int,
         compression: str,
-        max_pending: int = 2,
     ) -> None:
         self.outputs = {key: Path(path) for key, path in outputs.items()}
         self.schemas = schemas
@@ -57,7 +57,7 @@ class ShardWriters:
         self.compression = None if compression == "none" else compression
         self._temporary = {key: path.with_name(f".{path.name}.partial") for key, path in self.outputs.items()}
         self._writers: dict[Any, pq.ParquetWriter] = {}
-        self._pending: queue.Queue = queue.Queue(maxsize=max_pending)
+        self._pending: queue.Queue = queue.Queue(maxsize=1)
         self._thread = threading.Thread(target=self._drain, name="parquet-writer", daemon=True)
         self._error: BaseException | None = None
 
@@ -73,21 +73,28 @@ class ShardWriters:
     def write_batch(
         self, prompt_ids: np.ndarray, positions: np.ndarray, token_ids: np.ndarray, values: Mapping[Any, Any]
     ) -> None:
-        """Queue one batch: ``values[key]`` is a callable returning that output's [rows, d_model] array."""
+        """Hand over one batch: ``values[key]`` is that output's [rows, d_model] float32 array."""
+        self._pending.join()
         if self._error is not None:
             raise self._error
         self._pending.put((prompt_ids, positions, token_ids, values))
 
     def _drain(self) -> None:
         while (item := self._pending.get()) is not None:
-            if self._error is not None:
-                continue
-            prompt_ids, positions, token_ids, values = item
             try:
-                for key, produce in values.items():
-                    self._write(key, prompt_ids, positions, token_ids, produce())
+                if self._error is None:
+                    self._write_batch(*item)
             except BaseException as error:  # re-raised in the caller's thread
                 self._error = error
+            finally:
+                del item  # release the batch before the producer may hand over the next one
+                self._pending.task_done()
+
+    def _write_batch(
+        self, prompt_ids: np.ndarray, positions: np.ndarray, token_ids: np.ndarray, values: Mapping[Any, Any]
+    ) -> None:
+        for key, array in values.items():
+            self._write(key, prompt_ids, positions, token_ids, array)
 
     def _write(
         self,
