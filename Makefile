@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.mi-oracle-installed
 CORES ?= all
 
-.PHONY: install run test lint bench
+.PHONY: install run test lint bench system-packages
 
 install: $(STAMP)
 
@@ -32,6 +32,13 @@ bench: run
 		--constraint constraints.txt --editable '.[dev,peers]'
 	$(BIN)/python benchmarks/capture_throughput.py
 
+# Debian packages the SLURM test needs (a one-node cluster it starts itself); root only.
+system-packages:
+	@if [ "$$(id -u)" = 0 ] && ! command -v slurmctld >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends slurmctld slurmd slurm-client munge; \
+	fi
+
 # Install, lint, then run the whole test suite.
-test: lint
+test: lint system-packages
 	$(BIN)/python -m pytest

@@ -164,7 +164,7 @@ def run(work: Path, device: torch.device, args: argparse.Namespace) -> dict:
 
         bridge = TransformerBridge.boot_transformers(
             "google/gemma-3-270m",
-            hf_model=model,
+            hf_model=AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32).to(device).eval(),
             tokenizer=AutoTokenizer.from_pretrained(MODEL),
             device=device.type,
         )

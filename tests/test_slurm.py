@@ -1,0 +1,125 @@
+"""The workflow submitted to a real one-node SLURM cluster with profiles/slurm.
+
+Runs where root and Debian's SLURM packages are available (README's test command installs
+them); in CI it fails when they are not, elsewhere it skips, saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, SNAKEMAKE, run_snakemake
+from tests.slurm_cluster import slurm_cluster, unavailable_reason
+from tests.test_capture_workflow import tiny_workflow
+
+pytestmark = pytest.mark.slow
+
+SLURM_ARGS = (
+    "--workflow-profile",
+    str(REPO_ROOT / "profiles" / "slurm"),
+    # No accounting on the test cluster: poll with squeue (the profile explains the choice).
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--slurm-keep-successful-logs",
+    # Exercise GPU requests through gres (the node declares gpu:1 backed by /dev/null).
+    "--set-resources",
+    "capture_activations:gpu=1",
+)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    reason = unavailable_reason()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the SLURM test: {reason}")
+        pytest.skip(reason)
+    with slurm_cluster() as logs:
+        yield logs
+
+
+def outputs(workdir: Path) -> dict[str, bytes]:
+    """Every result file a run produced (activations and token tables), by relative path."""
+    results = workdir / "results"
+    return {
+        str(path.relative_to(results)): path.read_bytes()
+        for folder in ("activations", "tokens")
+        for path in sorted((results / folder).rglob("*"))
+        if path.is_file()
+    }
+
+
+def prepare(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    workdir = tmp_path / name
+    workdir.mkdir()
+    return workdir, tiny_workflow(workdir, 40, shard_tokens=150, batch_tokens=64)
+
+
+def test_the_dag_runs_through_slurm_and_matches_a_local_run(cluster, tmp_path):
+    local_dir, local_config = prepare(tmp_path, "local")
+    run_snakemake(local_dir, local_config)
+    slurm_dir, slurm_config = prepare(tmp_path, "slurm")
+    result = run_snakemake(slurm_dir, slurm_config, *SLURM_ARGS)
+
+    log = result.stdout + result.stderr
+    job_ids = re.findall(r"SLURM jobid (\d+)", log)
+    submitted_rules = re.findall(r"(?:rule|checkpoint) (\w+):", log)
+    assert {"plan_capture", "capture_activations", "fetch_model"} <= set(submitted_rules)
+    n_capture_jobs = submitted_rules.count("capture_activations")
+    assert n_capture_jobs >= 2
+    assert len(job_ids) == 1 + n_capture_jobs  # fetch_model is a local rule; the rest went through SLURM
+    controller_log = (cluster / "slurmctld.log").read_text()
+    for job_id in job_ids:
+        assert f"Allocate JobId={job_id} " in controller_log
+        assert re.search(rf"_job_complete: JobId={job_id} WEXITSTATUS 0", controller_log)
+    slurm_logs = list((slurm_dir / ".snakemake" / "slurm_logs").rglob("*.log"))
+    assert {p.stem for p in slurm_logs} >= set(job_ids)
+    assert (
+        "gres/gpu" in controller_log
+        or "gpu"
+        in subprocess.run(["scontrol", "show", "job", job_ids[-1]], capture_output=True, text=True).stdout
+    )
+
+    assert outputs(slurm_dir) == outputs(local_dir)
+
+
+def test_a_cancelled_job_is_retried_and_no_partial_output_is_accepted(cluster, tmp_path):
+    local_dir, local_config = prepare(tmp_path, "local")
+    run_snakemake(local_dir, local_config)
+    workdir, configfile = prepare(tmp_path, "cancelled")
+    command = [
+        str(SNAKEMAKE),
+        "--snakefile",
+        str(REPO_ROOT / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        "--cores",
+        "2",
+        *SLURM_ARGS,
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cancelled = None
+    deadline = time.monotonic() + 300
+    while cancelled is None and time.monotonic() < deadline and process.poll() is None:
+        queue = subprocess.run(["squeue", "-h", "-o", "%i %T %k"], capture_output=True, text=True).stdout
+        for job_id, state, comment in (line.split(maxsplit=2) for line in queue.splitlines() if line.strip()):
+            if state == "RUNNING" and "capture_activations" in comment:
+                subprocess.run(["scancel", job_id], check=True)
+                cancelled = job_id
+                break
+        time.sleep(0.2)
+    log, _ = process.communicate(timeout=600)
+    assert cancelled is not None, f"no capture job was seen running:\n{log[-3000:]}"
+    assert process.returncode == 0, log[-5000:]
+    assert re.search(rf"{cancelled}.*(CANCELLED|failed)|(CANCELLED|failed).*{cancelled}", log, re.IGNORECASE)
+    assert outputs(workdir) == outputs(local_dir)
