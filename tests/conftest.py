@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,11 +45,9 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
-def run_snakemake(
-    workdir: Path, configfile: Path, *args: str, env: dict[str, str] | None = None, check: bool = True
-) -> subprocess.CompletedProcess:
-    """Run the real workflow in ``workdir`` with ``configfile``; fail the test with its output."""
-    command = [
+def snakemake_command(workdir: Path, configfile: Path, *args: str) -> list[str]:
+    """The command line that runs the real workflow in ``workdir`` with ``configfile``."""
+    return [
         str(SNAKEMAKE),
         "--snakefile",
         str(REPO_ROOT / "Snakefile"),
@@ -60,6 +59,13 @@ def run_snakemake(
         "2",
         *args,
     ]
+
+
+def run_snakemake(
+    workdir: Path, configfile: Path, *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run the real workflow in ``workdir`` with ``configfile``; fail the test with its output."""
+    command = snakemake_command(workdir, configfile, *args)
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1200)
     if check and result.returncode != 0:
         pytest.fail(
@@ -91,7 +97,11 @@ def read_provenance(folder: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def embedded_workdir(tmp_path_factory) -> Path:
-    """A working directory where the real workflow has run on the default config (real Gemma 3 270M)."""
+    """A working directory where the real workflow has run on the default config (real Gemma 3 270M).
+
+    It holds a copy of config/, as a user's clone does, since config paths are relative to it.
+    """
     workdir = tmp_path_factory.mktemp("embedded")
-    run_snakemake(workdir, REPO_ROOT / "config" / "config.yaml")
+    shutil.copytree(REPO_ROOT / "config", workdir / "config")
+    run_snakemake(workdir, workdir / "config" / "config.yaml")
     return workdir

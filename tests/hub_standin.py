@@ -165,12 +165,18 @@ class StandInHub:
                     return False
                 return True
 
-            def _api(self, repo_id: str, kind: str, revision: str, send_body: bool) -> None:
+            def _readable(self, repo_id: str, revision: str, send_body: bool):
+                """(commit, files) when the caller may read that revision; else answer the error."""
                 if not self._authorised(repo_id, send_body):
-                    return
+                    return None
                 found = hub.resolve(repo_id, revision)
                 if found is None:
                     self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", send_body)
+                return found
+
+            def _api(self, repo_id: str, kind: str, revision: str, send_body: bool) -> None:
+                found = self._readable(repo_id, revision, send_body)
+                if found is None:
                     return
                 commit, files = found
                 if kind == "revision":
@@ -213,11 +219,8 @@ class StandInHub:
                 return item
 
             def _file(self, repo_id: str, revision: str, filename: str, send_body: bool) -> None:
-                if not self._authorised(repo_id, send_body):
-                    return
-                found = hub.resolve(repo_id, revision)
+                found = self._readable(repo_id, revision, send_body)
                 if found is None:
-                    self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", send_body)
                     return
                 commit, files = found
                 if filename not in files:

@@ -15,7 +15,7 @@ import pytest
 
 from mi_oracle.capture.writer import read_metadata
 from tests.builders import WORDS, save_tiny_causal_lm
-from tests.conftest import REPO_ROOT, SNAKEMAKE, run_snakemake, write_config
+from tests.conftest import run_snakemake, snakemake_command, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -67,17 +67,7 @@ def test_one_job_per_shard_and_a_dataset_of_every_token(tmp_path):
 
 def test_killed_capture_leaves_nothing_complete_and_a_rerun_finishes(tmp_path):
     configfile = tiny_workflow(tmp_path, 3000, shard_tokens=1_000_000, batch_tokens=8)
-    command = [
-        str(SNAKEMAKE),
-        "--snakefile",
-        str(REPO_ROOT / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        "--configfile",
-        str(configfile),
-        "--cores",
-        "1",
-    ]
+    command = snakemake_command(tmp_path, configfile, "--cores", "1")
     root = tmp_path / "results" / "activations" / "t"
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True

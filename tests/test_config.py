@@ -36,7 +36,7 @@ def test_hub_config_is_valid():
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
-        ({**DEFAULT, "modle": {}}, "modle: unknown key (allowed here: local_roots, model)"),
+        ({**DEFAULT, "modle": {}}, "modle: unknown key (allowed here: capture, local_roots, model, prompts)"),
         (
             {"model": {**DEFAULT["model"], "revison": "main"}},
             "model.revison: unknown key (allowed here: name, package, path, repo, revision, source)",

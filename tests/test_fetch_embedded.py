@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tests.conftest import REPO_ROOT, read_provenance, run_snakemake
+from tests.conftest import read_provenance, run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -50,5 +50,5 @@ def test_provenance_records_the_package_gguf_and_every_file(gemma_folder):
 
 
 def test_second_run_has_nothing_to_do(embedded_workdir):
-    result = run_snakemake(embedded_workdir, REPO_ROOT / "config" / "config.yaml", "-n")
+    result = run_snakemake(embedded_workdir, embedded_workdir / "config" / "config.yaml", "-n")
     assert "Nothing to be done" in result.stdout + result.stderr

@@ -36,9 +36,10 @@ def test_snakemake_fetches_a_pinned_commit_and_records_every_hash(hub, tiny_gemm
     configfile = write_config(tmp_path / "config.yaml", {"model": hub_model("v1.0")})
     env = hub_env(hub, tmp_path / "hf-home")
 
-    run_snakemake(tmp_path, configfile, env=env)
+    target = "resources/models/gemma-2-2b"
+    run_snakemake(tmp_path, configfile, target, env=env)
 
-    folder = tmp_path / "resources" / "models" / "gemma-2-2b"
+    folder = tmp_path / target
     provenance = read_provenance(folder)
     assert provenance["source"] == "hub"
     assert provenance["requested_revision"] == "v1.0"
@@ -55,7 +56,7 @@ def test_snakemake_fetches_a_pinned_commit_and_records_every_hash(hub, tiny_gemm
     assert model.config.model_type == "gemma2"
     assert tokenizer("the capital of france").input_ids
 
-    again = run_snakemake(tmp_path, configfile, "-n", env=env)
+    again = run_snakemake(tmp_path, configfile, "-n", target, env=env)
     assert "Nothing to be done" in again.stdout + again.stderr
 
 

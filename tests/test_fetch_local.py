@@ -74,10 +74,13 @@ def test_broken_local_folder_is_refused_with_its_reason(tiny_gemma2, tmp_path, d
 @pytest.mark.slow
 def test_snakemake_local_source_then_nothing_to_do(tiny_gemma2, tmp_path: Path):
     shutil.copytree(tiny_gemma2, tmp_path / "models" / "tiny")
-    config = {"model": {"name": "tiny", "source": "local", "path": "models/tiny"}, "local_roots": ["models"]}
+    config = {
+        "model": {"name": "tiny", "source": "local", "path": "models/tiny"},
+        "local_roots": ["models", "config"],
+    }
     configfile = write_config(tmp_path / "config.yaml", config)
-    run_snakemake(tmp_path, configfile)
+    run_snakemake(tmp_path, configfile, "resources/models/tiny")
     assert read_provenance(tmp_path / "resources" / "models" / "tiny")["source"] == "local"
     assert (tmp_path / "results" / "logs" / "fetch_model" / "tiny.log").is_file()
-    again = run_snakemake(tmp_path, configfile, "-n")
+    again = run_snakemake(tmp_path, configfile, "-n", "resources/models/tiny")
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, SNAKEMAKE, run_snakemake
+from tests.conftest import REPO_ROOT, run_snakemake, snakemake_command
 from tests.slurm_cluster import slurm_cluster, unavailable_reason
 from tests.test_capture_workflow import tiny_workflow
 
@@ -78,7 +78,7 @@ def test_the_dag_runs_through_slurm_and_matches_a_local_run(cluster, tmp_path):
     assert len(job_ids) == 1 + n_capture_jobs  # fetch_model is a local rule; the rest went through SLURM
     controller_log = (cluster / "slurmctld.log").read_text()
     for job_id in job_ids:
-        assert f"Allocate JobId={job_id} " in controller_log
+        assert re.search(rf"(sched: Allocate|backfill: Started) JobId={job_id} ", controller_log)
         assert re.search(rf"_job_complete: JobId={job_id} WEXITSTATUS 0", controller_log)
     slurm_logs = list((slurm_dir / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert {p.stem for p in slurm_logs} >= set(job_ids)
@@ -95,18 +95,7 @@ def test_a_cancelled_job_is_retried_and_no_partial_output_is_accepted(cluster, t
     local_dir, local_config = prepare(tmp_path, "local")
     run_snakemake(local_dir, local_config)
     workdir, configfile = prepare(tmp_path, "cancelled")
-    command = [
-        str(SNAKEMAKE),
-        "--snakefile",
-        str(REPO_ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(configfile),
-        "--cores",
-        "2",
-        *SLURM_ARGS,
-    ]
+    command = snakemake_command(workdir, configfile, *SLURM_ARGS)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     cancelled = None
     deadline = time.monotonic() + 300

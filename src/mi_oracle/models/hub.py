@@ -22,7 +22,6 @@ from huggingface_hub.errors import (
     RevisionResolutionError,
 )
 
-from mi_oracle.atomic import atomic_directory
 from mi_oracle.errors import FetchError, HashMismatchError
 from mi_oracle.hashing import digest_file
 from mi_oracle.models.folder import (
@@ -32,7 +31,7 @@ from mi_oracle.models.folder import (
     select_small_files,
     weight_files,
 )
-from mi_oracle.models.provenance import file_records, link_or_copy, write_provenance
+from mi_oracle.models.provenance import place_model
 
 log = logging.getLogger(__name__)
 
@@ -147,18 +146,15 @@ def fetch_from_hub(name: str, repo: str, revision: str, target: Path, token: str
     except (HfHubHTTPError, httpx2.TransportError) as error:
         raise _explain(error, repo, revision) from error
 
-    with atomic_directory(Path(target)) as staging:
-        for file_name in names:
-            link_or_copy(snapshot / file_name, staging / file_name)
-        required_files(staging)
-        return write_provenance(
-            staging,
-            file_records(staging, names),
-            name=name,
-            source="hub",
-            repo=repo,
-            requested_revision=revision,
-            resolved_revision=resolved.resolved,
-            endpoint=_endpoint(),
-            verified_against=verified_against,
-        )
+    return place_model(
+        snapshot,
+        names,
+        target,
+        name=name,
+        source="hub",
+        repo=repo,
+        requested_revision=revision,
+        resolved_revision=resolved.resolved,
+        endpoint=_endpoint(),
+        verified_against=verified_against,
+    )

@@ -6,10 +6,9 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-from mi_oracle.atomic import atomic_directory
 from mi_oracle.config import resolve_inside_roots
 from mi_oracle.models.folder import required_files
-from mi_oracle.models.provenance import file_records, link_or_copy, write_provenance
+from mi_oracle.models.provenance import place_model
 
 log = logging.getLogger(__name__)
 
@@ -20,17 +19,15 @@ def fetch_local(name: str, path: str, roots: Iterable[str], target: Path, base: 
     source = resolve_inside_roots(path, roots, key="model.path", base=base)
     needed = required_files(source)
     log.info("local model %s: %d files from %s", name, len(needed), source)
-    with atomic_directory(target) as staging:
-        for file_name in needed:
-            link_or_copy(source / file_name, staging / file_name)
-        return write_provenance(
-            staging,
-            file_records(staging, needed),
-            name=name,
-            source="local",
-            repo=None,
-            requested_revision=None,
-            resolved_revision=None,
-            local_path=str(source),
-            verified_against="none: a local folder announces no hashes; these are recorded as found",
-        )
+    return place_model(
+        source,
+        needed,
+        target,
+        name=name,
+        source="local",
+        repo=None,
+        requested_revision=None,
+        resolved_revision=None,
+        local_path=str(source),
+        verified_against="none: a local folder announces no hashes; these are recorded as found",
+    )

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from mi_oracle.atomic import write_json_atomic
+from mi_oracle.atomic import atomic_directory, write_json_atomic
 from mi_oracle.environment import describe_environment
 from mi_oracle.hashing import digest_file
 from mi_oracle.models.folder import summarize_config
@@ -49,3 +49,14 @@ def write_provenance(folder: Path, files: list[dict[str, Any]], **fields: Any) -
     }
     write_json_atomic(Path(folder) / PROVENANCE_FILE, record)
     return record
+
+
+def place_model(folder: Path, names: list[str], target: Path, **fields: Any) -> dict[str, Any]:
+    """Link or copy ``names`` from ``folder`` into ``target`` with their provenance, atomically."""
+    from mi_oracle.models.folder import required_files
+
+    with atomic_directory(Path(target)) as staging:
+        for file_name in names:
+            link_or_copy(Path(folder) / file_name, staging / file_name)
+        required_files(staging)
+        return write_provenance(staging, file_records(staging, names), **fields)
