@@ -78,7 +78,7 @@ def test_the_dag_runs_through_slurm_and_matches_a_local_run(cluster, tmp_path):
     assert len(job_ids) == 1 + n_capture_jobs  # fetch_model is a local rule; the rest went through SLURM
     controller_log = (cluster / "slurmctld.log").read_text()
     for job_id in job_ids:
-        assert re.search(rf"(sched: Allocate|backfill: Started) JobId={job_id} ", controller_log)
+        assert re.search(rf"(sched: Allocate|_start_job: Started) JobId={job_id} ", controller_log)
         assert re.search(rf"_job_complete: JobId={job_id} WEXITSTATUS 0", controller_log)
     slurm_logs = list((slurm_dir / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert {p.stem for p in slurm_logs} >= set(job_ids)
