@@ -128,6 +128,11 @@ def test_unsupported_family_hook_and_layer_are_clear_errors(tmp_path):
     model = AutoModelForCausalLM.from_pretrained(folder)
     with pytest.raises(UnsupportedModelError, match=r"layer 3 does not exist: the model has layers 0\.\.2"):
         ActivationRecorder(model.model.layers, "llama", [("resid_post", 3)])
+    gpt2 = tmp_path / "gpt2"
+    gpt2.mkdir()
+    (gpt2 / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(UnsupportedModelError, match="model_type 'gpt2' is not supported by the capture"):
+        capture(gpt2, [[1, 2, 3]], [0], tmp_path / "out")
     assert hf_module_name("gemma3_text", "mlp_in", 4) == "model.layers.4.pre_feedforward_layernorm:output"
     assert hf_module_name("qwen3", "mlp_in", 4) == "model.layers.4.post_attention_layernorm:output"
 

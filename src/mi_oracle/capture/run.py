@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from mi_oracle.capture.hooks import HOOK_POINTS, ActivationRecorder, hf_module_name
+from mi_oracle.capture.hooks import HOOK_POINTS, ActivationRecorder, hf_module_name, locate
 from mi_oracle.capture.writer import ShardWriters, activation_schema
 from mi_oracle.environment import describe_environment
 from mi_oracle.models.folder import read_json
@@ -69,15 +69,17 @@ def capture_shard(
     threads: int = 1,
 ) -> dict[str, Any]:
     """Capture every (hook, layer) in ``outputs`` for the prompts of one shard's tokens table."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
+    model_type = AutoConfig.from_pretrained(model_dir).model_type
+    for hook, _layer in outputs:
+        locate(model_type, hook)  # an unsupported family or hook fails here, before any weight loads
     if threads > 0:
         torch.set_num_threads(threads)
     device = resolve_device(settings["device"])
     dtype = DTYPES[settings["dtype"]]
     provenance = read_json(Path(model_dir) / "provenance.json")
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
-    model_type = model.config.model_type
     recorder = ActivationRecorder(model.model.layers, model_type, outputs.keys())
     d_model = model.config.hidden_size
     pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
