@@ -24,7 +24,14 @@ PROMPTS = [
 ]
 
 
-def check_hook_identities(model_dir, prompts, layers, out, atol=2e-5, rtol=1e-5):
+def assert_rows_close(actual, desired, rel):
+    """Per token, max |actual - desired| <= rel * rms(desired): fp32 noise scales with the row."""
+    scale = np.sqrt((desired * desired).mean(-1)) + 1e-12
+    worst = (np.abs(actual - desired).max(-1) / scale).max()
+    assert worst <= rel, f"max |diff| / rms(row) = {worst:.3g} > {rel:g}"
+
+
+def check_hook_identities(model_dir, prompts, layers, out, rel=1e-5):
     token_rows = tokenize(model_dir, prompts)
     captured = capture(model_dir, token_rows, layers, out)
     gemma = AutoModelForCausalLM.from_pretrained(model_dir).config.model_type.startswith("gemma")
@@ -33,9 +40,9 @@ def check_hook_identities(model_dir, prompts, layers, out, atol=2e-5, rtol=1e-5)
         n_layers = model.config.num_hidden_layers
         for layer in layers:
             got = {hook: captured[hook, layer][pid].astype(np.float64) for hook, _ in captured if _ == layer}
-            np.testing.assert_allclose(got["resid_pre"], hidden[layer], atol=atol, rtol=rtol)
+            assert_rows_close(got["resid_pre"], hidden[layer], rel)
             if layer < n_layers - 1:
-                np.testing.assert_allclose(got["resid_post"], hidden[layer + 1], atol=atol, rtol=rtol)
+                assert_rows_close(got["resid_post"], hidden[layer + 1], rel)
             else:  # the last hidden state has the final norm applied: resid_post must not be it
                 assert np.abs(got["resid_post"] - hidden[layer + 1]).max() > 1e-2
                 with torch.no_grad():
@@ -43,12 +50,8 @@ def check_hook_identities(model_dir, prompts, layers, out, atol=2e-5, rtol=1e-5)
                         torch.tensor(got["resid_post"], dtype=torch.float32)
                     ).double()
                 np.testing.assert_allclose(final_norm.numpy(), hidden[layer + 1], atol=1e-4, rtol=1e-4)
-            np.testing.assert_allclose(
-                got["resid_pre"] + got["attn_out"], got["resid_mid"], atol=atol, rtol=rtol
-            )
-            np.testing.assert_allclose(
-                got["resid_mid"] + got["mlp_out"], got["resid_post"], atol=atol, rtol=rtol
-            )
+            assert_rows_close(got["resid_pre"] + got["attn_out"], got["resid_mid"], rel)
+            assert_rows_close(got["resid_mid"] + got["mlp_out"], got["resid_post"], rel)
             x = got["resid_mid"]
             norm = (
                 model.model.layers[layer].pre_feedforward_layernorm
@@ -73,9 +76,9 @@ def test_hooks_match_first_principles_on_tiny_models(model_type, tmp_path):
 def test_hooks_match_first_principles_on_gemma_3_270m(embedded_workdir, tmp_path):
     folder = embedded_workdir / "resources" / "models" / "gemma-3-270m"
     long_prompt = " ".join(["The river runs through the old city and under seven stone bridges."] * 45)
-    # The residual stream reaches ~1e5 here: batched and single passes agree relatively.
     prompts = ["The capital of France is", long_prompt]
-    check_hook_identities(folder, prompts, [0, 8, 17], tmp_path / "out", atol=2e-4, rtol=1e-4)
+    # batched and single passes differ by fp32 noise (~2e-5 of a row after 9 layers)
+    check_hook_identities(folder, prompts, [0, 8, 17], tmp_path / "out", rel=1e-4)
 
 
 def test_forward_stops_after_the_deepest_layer(tmp_path):
