@@ -19,6 +19,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+# The daemons live in /usr/sbin, which a non-login PATH may lack.
+for _folder in ("/usr/sbin", "/sbin"):
+    if _folder not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.environ.get("PATH", "") + os.pathsep + _folder
+
 BINARIES = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel")
 CONF_DIR = Path("/etc/slurm")
 CONF_FILES = ("slurm.conf", "gres.conf")
