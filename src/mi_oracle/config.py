@@ -81,10 +81,15 @@ def validate_config(
     return config
 
 
-def resolve_inside_roots(path: str | Path, roots: Iterable[str | Path], key: str, base: Path) -> Path:
-    """Resolve ``path`` (relative to ``base``) and refuse it unless it lies inside one of ``roots``."""
+def resolve_inside_roots(
+    path: str | Path, roots: Iterable[str | Path], key: str, base: Path, roots_base: Path | None = None
+) -> Path:
+    """Resolve ``path`` (relative to ``base``) and refuse it unless it lies inside one of ``roots``.
+
+    ``roots`` are relative to ``roots_base`` (default: ``base``), the working directory in practice.
+    """
     resolved = (base / Path(path)).resolve()
-    resolved_roots = [(base / Path(root)).resolve() for root in roots]
+    resolved_roots = [((roots_base or base) / Path(root)).resolve() for root in roots]
     if not any(resolved == root or root in resolved.parents for root in resolved_roots):
         allowed = ", ".join(str(root) for root in resolved_roots)
         raise PathEscapeError(

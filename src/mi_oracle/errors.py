@@ -23,3 +23,7 @@ class ModelFolderError(MiOracleError):
 
 class PathEscapeError(MiOracleError):
     """A path from a configuration points outside the roots it may use."""
+
+
+class DictionaryError(MiOracleError):
+    """A curation YAML, dictionary set or dictionary file is malformed or does not fit the model."""

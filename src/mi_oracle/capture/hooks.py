@@ -21,6 +21,7 @@ final norm applied.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -185,3 +186,31 @@ class ActivationRecorder:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+
+
+# TransformerLens / circuit-tracer hook names (without ``blocks.{l}.``) and what they read.
+# ``hook_mlp_in`` is TransformerLens's copy of resid_mid, *before* the norm (a known trap:
+# SAELens metadata of Gemma 3 transcoders uses it for what is really resid_mid).
+TRANSFORMER_LENS_HOOKS = {
+    "hook_resid_pre": "resid_pre",
+    "hook_attn_out": "attn_out",
+    "hook_resid_mid": "resid_mid",
+    "hook_mlp_in": "resid_mid",
+    "ln2.hook_normalized": "ln2_normalized",
+    "mlp.hook_in": "mlp_in",
+    "hook_mlp_out": "mlp_out",
+    "mlp.hook_out": "mlp_out",
+    "hook_resid_post": "resid_post",
+}
+_BLOCK_PREFIX = re.compile(r"^blocks\.(\d+|\{layer\})\.")
+
+
+def project_hook(name: str, where: str) -> str:
+    """The project's hook name for a TransformerLens/circuit-tracer name (or a project name)."""
+    if name in HOOK_POINTS:
+        return name
+    bare = _BLOCK_PREFIX.sub("", name)
+    if bare in TRANSFORMER_LENS_HOOKS:
+        return TRANSFORMER_LENS_HOOKS[bare]
+    known = ", ".join([*TRANSFORMER_LENS_HOOKS, *HOOK_POINTS])
+    raise UnsupportedModelError(f"{where}: hook {name!r} is unknown; expected one of {known}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,58 @@ def unpadded(values: Mapping[Any, torch.Tensor], real: torch.Tensor) -> dict[Any
     return {key: tensor[real_on_device].to(torch.float32).cpu().numpy() for key, tensor in values.items()}
 
 
+def load_recording_model(
+    model_dir: Path, points: Iterable[tuple[str, int]], settings: Mapping[str, Any], threads: int = 1
+) -> tuple[torch.nn.Module, ActivationRecorder, torch.device]:
+    """The model on its device and a recorder for ``points``; an unsupported family fails before loading."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    points = list(points)
+    model_type = AutoConfig.from_pretrained(model_dir).model_type
+    for hook, _layer in points:
+        locate(model_type, hook)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    device = resolve_device(settings["device"])
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=DTYPES[settings["dtype"]]).to(device).eval()
+    return model, ActivationRecorder(model.model.layers, model_type, points), device
+
+
+def recorded_batches(
+    model: torch.nn.Module,
+    recorder: ActivationRecorder,
+    rows: list[list[int]],
+    batch_tokens: int,
+    device: torch.device,
+) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor, dict[tuple[str, int], np.ndarray]]]:
+    """(row indices, attention mask, input ids, unpadded values) for each length-grouped batch."""
+    pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
+    for batch in length_grouped_batches([len(row) for row in rows], batch_tokens):
+        input_ids, mask = right_padded([rows[i] for i in batch], pad_id)
+        with torch.inference_mode():
+            values = recorder.run(model.model, input_ids=input_ids.to(device), attention_mask=mask.to(device))
+        yield batch, mask, input_ids, unpadded(values, mask.bool())
+
+
+def collect_activations(
+    model_dir: Path,
+    rows: list[list[int]],
+    points: Iterable[tuple[str, int]],
+    settings: Mapping[str, Any],
+    threads: int = 1,
+) -> dict[tuple[str, int], np.ndarray]:
+    """Every real token's activation at each point, in memory ([n_tokens, d_model] float32 each)."""
+    model, recorder, device = load_recording_model(model_dir, points, settings, threads)
+    parts: dict[tuple[str, int], list[np.ndarray]] = {point: [] for point in recorder.points}
+    for _batch, _mask, _ids, values in recorded_batches(
+        model, recorder, rows, settings["batch_tokens"], device
+    ):
+        for point, array in values.items():
+            parts[point].append(array)
+    recorder.remove()
+    return {point: np.concatenate(arrays) for point, arrays in parts.items()}
+
+
 def capture_shard(
     model_dir: Path,
     tokens_path: Path,
@@ -69,20 +121,10 @@ def capture_shard(
     threads: int = 1,
 ) -> dict[str, Any]:
     """Capture every (hook, layer) in ``outputs`` for the prompts of one shard's tokens table."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    model_type = AutoConfig.from_pretrained(model_dir).model_type
-    for hook, _layer in outputs:
-        locate(model_type, hook)  # an unsupported family or hook fails here, before any weight loads
-    if threads > 0:
-        torch.set_num_threads(threads)
-    device = resolve_device(settings["device"])
-    dtype = DTYPES[settings["dtype"]]
+    model, recorder, device = load_recording_model(model_dir, outputs.keys(), settings, threads)
+    model_type = model.config.model_type
     provenance = read_json(Path(model_dir) / "provenance.json")
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
-    recorder = ActivationRecorder(model.model.layers, model_type, outputs.keys())
     d_model = model.config.hidden_size
-    pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
 
     tokens = pq.read_table(tokens_path, columns=["prompt_id", "token_ids"]).to_pydict()
     rows, prompt_ids = tokens["token_ids"], tokens["prompt_id"]
@@ -125,16 +167,12 @@ def capture_shard(
         total=n_tokens, unit="tok", unit_scale=True, mininterval=5, file=sys.stderr, desc="capture"
     )
     with ShardWriters(outputs, schemas, settings["row_group_rows"], settings["compression"]) as writers:
-        for batch in length_grouped_batches([len(row) for row in rows], settings["batch_tokens"]):
-            input_ids, mask = right_padded([rows[i] for i in batch], pad_id)
-            with torch.inference_mode():
-                values = recorder.run(
-                    model.model, input_ids=input_ids.to(device), attention_mask=mask.to(device)
-                )
+        batches = recorded_batches(model, recorder, rows, settings["batch_tokens"], device)
+        for batch, mask, input_ids, values in batches:
             real = mask.bool()
             batch_prompt_ids = np.repeat(np.array([prompt_ids[i] for i in batch]), real.sum(1).numpy())
             positions = torch.nonzero(real)[:, 1].numpy()
-            writers.write_batch(batch_prompt_ids, positions, input_ids[real].numpy(), unpadded(values, real))
+            writers.write_batch(batch_prompt_ids, positions, input_ids[real].numpy(), values)
             progress.update(int(real.sum()))
     progress.close()
     recorder.remove()

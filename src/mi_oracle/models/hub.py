@@ -36,13 +36,15 @@ from mi_oracle.models.provenance import place_model
 log = logging.getLogger(__name__)
 
 
-def _endpoint() -> str:
+def endpoint() -> str:
     return constants.ENDPOINT.rstrip("/")
 
 
-def _explain(error: Exception, repo: str, revision: str) -> FetchError:
-    """Turn a hub error into one that says what to do."""
-    where = f"{_endpoint()}/{repo}"
+def explain_hub_error(
+    error: Exception, repo: str, revision: str, revision_key: str = "model.revision"
+) -> FetchError:
+    """Turn a hub error into one that says what to do; ``revision_key`` names where the revision came from."""
+    where = f"{endpoint()}/{repo}"
     if isinstance(error, GatedRepoError):
         return FetchError(
             f"{repo} is gated: accept its terms at {where} with your account, then set HF_TOKEN "
@@ -50,13 +52,13 @@ def _explain(error: Exception, repo: str, revision: str) -> FetchError:
         )
     if isinstance(error, RevisionNotFoundError):
         return FetchError(
-            f"{repo} has no revision {revision!r}: set model.revision to a branch, tag or "
+            f"{repo} has no revision {revision!r}: set {revision_key} to a branch, tag or "
             f"commit that exists (see {where}/commits)"
         )
     if isinstance(error, RepositoryNotFoundError):
         return FetchError(
-            f"{repo}: no such model repository at {_endpoint()}, or it is private: check "
-            "model.repo, and set HF_TOKEN if the repository is private"
+            f"{repo}: no such model repository at {endpoint()}, or it is private: check "
+            "the repository id, and set HF_TOKEN if the repository is private"
         )
     if isinstance(error, HfHubHTTPError) and error.response is not None:
         status = error.response.status_code
@@ -66,7 +68,7 @@ def _explain(error: Exception, repo: str, revision: str) -> FetchError:
             )
         return FetchError(f"{repo}@{revision}: the hub answered HTTP {status}; try again later ({error})")
     return FetchError(
-        f"{repo}@{revision}: cannot reach {_endpoint()} ({type(error).__name__}: {error}); check "
+        f"{repo}@{revision}: cannot reach {endpoint()} ({type(error).__name__}: {error}); check "
         "the network or HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use files already in the "
         "Hugging Face cache (HF_HOME)"
     )
@@ -134,17 +136,17 @@ def fetch_from_hub(name: str, repo: str, revision: str, target: Path, token: str
             names = choose_files(repo, resolved.resolved, sorted(expected), token)
             snapshot = Path(snapshot_download(repo, revision=resolved, allow_patterns=names, token=token))
             verify_snapshot(snapshot, names, expected, repo)
-            verified_against = f"the hashes {_endpoint()} announced for commit {resolved.resolved}"
+            verified_against = f"the hashes {endpoint()} announced for commit {resolved.resolved}"
     except (RevisionResolutionError, LocalEntryNotFoundError) as error:
         if not offline:
-            raise _explain(error.__cause__ or error, repo, revision) from error
+            raise explain_hub_error(error.__cause__ or error, repo, revision) from error
         raise FetchError(
             f"{repo}@{revision} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and "
             "HF_HUB_OFFLINE is set: fetch it once with network access, or point HF_HOME at a "
             "cache that has it"
         ) from error
     except (HfHubHTTPError, httpx2.TransportError) as error:
-        raise _explain(error, repo, revision) from error
+        raise explain_hub_error(error, repo, revision) from error
 
     return place_model(
         snapshot,
@@ -155,6 +157,6 @@ def fetch_from_hub(name: str, repo: str, revision: str, target: Path, token: str
         repo=repo,
         requested_revision=revision,
         resolved_revision=resolved.resolved,
-        endpoint=_endpoint(),
+        endpoint=endpoint(),
         verified_against=verified_against,
     )

@@ -1,0 +1,1 @@
+"""Dictionary sets (SAEs, per-layer and cross-layer transcoders): resolution, inspection, synthesis."""

@@ -1,0 +1,45 @@
+"""Write dictionary files in their real formats, byte-for-byte reproducibly and atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+@contextmanager
+def _temporary_beside(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """An NPZ (a zip of .npy files, as ``np.savez`` writes) with fixed timestamps and member order."""
+    with _temporary_beside(Path(path)) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
+        for name in sorted(arrays):
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_FIXED_TIME)
+            info.external_attr = 0o644 << 16
+            with archive.open(info, "w", force_zip64=True) as handle:
+                np.lib.format.write_array(handle, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+
+
+def write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """A safetensors file (tensors made contiguous), written under a temporary name."""
+    with _temporary_beside(Path(path)) as tmp:
+        save_file({name: t.contiguous() for name, t in tensors.items()}, str(tmp), metadata=metadata)
