@@ -1,5 +1,6 @@
 """mi-oracle: model fetch -> curation -> capture -> encoding -> references -> reports."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -30,6 +31,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/capture.smk"
+include: "workflow/rules/dictionaries.smk"
 
 
 rule all:
@@ -37,3 +39,4 @@ rule all:
     input:
         model_dir(),
         all_activations,
+        [manifest_path(name) for name in SETS],

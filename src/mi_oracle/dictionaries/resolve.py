@@ -246,6 +246,7 @@ def resolve_set(
     definition: Mapping[str, Any],
     model_dir: Path,
     layers: Sequence[int] | None,
+    default_layers: Sequence[int],
     local_roots: Sequence[str],
     manifest_path: Path,
     files_dir: Path,
@@ -254,7 +255,8 @@ def resolve_set(
 ) -> dict[str, Any]:
     """Resolve dictionary set ``name`` for the model in ``model_dir``; write its manifest and files.
 
-    ``layers``: the layers to download and inspect (``None``: every layer the set has).
+    ``layers``: the layers to download and inspect; ``None``: those of ``default_layers`` (the
+    captured layers) the set has.
     ``curation_path``: the YAML of a synthetic set, built by the workflow.
     """
     base = (base or Path.cwd()).resolve()
@@ -268,15 +270,12 @@ def resolve_set(
         sources, files_of = _set_files(spec, origin, ctx)
         entries = sources
         _check_model_fit(spec, entries, model, origin.where)
-        wanted = sorted(entries) if layers is None else sorted(set(layers))
-        absent = [layer for layer in wanted if layer not in entries]
-        if absent:
-            raise DictionaryError(
-                f"dictionaries[{name}].layers: {absent} not in the set (it has {sorted(entries)})"
-            )
+        wanted = _wanted_layers(name, layers, default_layers, sorted(entries))
         resolved = [
             _layer_record(layer, files_of[layer], origin, model, ctx, Path(files_dir)) for layer in wanted
         ]
+    for record in resolved:
+        record.update(input_hook=spec.input_hook, output_hook=spec.output_hook)
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -290,6 +289,7 @@ def resolve_set(
         "output_hook": spec.output_hook,
         "hooks_as_written": spec.hooks_as_written,
         "activation": _activation(spec, resolved),
+        **_uniform(resolved, ("schema", "d_model", "d_sae")),
         "k": spec.k,
         "available_layers": [{"layer": layer, "source": sources[layer]} for layer in sorted(entries)],
         "layers": resolved,
@@ -300,6 +300,31 @@ def resolve_set(
     write_json_atomic(Path(manifest_path), manifest)
     log.info("%s: %d of %d layers resolved (%s)", name, len(resolved), len(entries), spec.kind)
     return manifest
+
+
+def _wanted_layers(
+    name: str, layers: Sequence[int] | None, default_layers: Sequence[int], available: list[int]
+) -> list[int]:
+    """The explicit layers (each must exist in the set), else the default layers the set has."""
+    if layers is not None:
+        absent = sorted(set(layers) - set(available))
+        if absent:
+            raise DictionaryError(
+                f"dictionaries[{name}].layers: {absent} not in the set (it has {available})"
+            )
+        return sorted(set(layers))
+    wanted = sorted(set(default_layers) & set(available))
+    if not wanted:
+        raise DictionaryError(
+            f"dictionaries[{name}]: none of the captured layers {sorted(default_layers)} is in the set "
+            f"(it has {available}); set dictionaries[{name}].layers or capture.layers"
+        )
+    return wanted
+
+
+def _uniform(layers: list[dict[str, Any]], keys: Sequence[str]) -> dict[str, Any]:
+    """Each of ``keys`` whose value is the same in every resolved layer (a mixed key is left out)."""
+    return {key: layers[0][key] for key in keys if len({str(layer[key]) for layer in layers}) == 1}
 
 
 def _activation(spec: SetSpec, layers: list[dict[str, Any]]) -> dict[str, Any]:

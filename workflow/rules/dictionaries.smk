@@ -1,0 +1,50 @@
+if SYNTHETIC:
+
+    rule build_synthetic_dictionaries:
+        input:
+            model=model_dir(),
+            tokens=f"results/tokens/{RUN}",
+        output:
+            [directory(synthetic_dir(name)) for name in SYNTHETIC],
+        log:
+            "results/logs/build_synthetic_dictionaries.log",
+        benchmark:
+            "results/benchmarks/build_synthetic_dictionaries.tsv"
+        conda:
+            ENV
+        threads: CAPTURE["threads"]
+        resources:
+            mem_mb=12000,
+            runtime=60,
+        params:
+            definitions={name: SETS[name]["synthetic"] for name in SYNTHETIC},
+            capture=CAPTURE,
+            calibration_tokens=config["synthetic_calibration_tokens"],
+        script:
+            "../scripts/build_synthetic_dictionaries.py"
+
+
+rule resolve_dictionary_set:
+    input:
+        unpack(curation_inputs),
+    output:
+        manifest=manifest_path("{set}"),
+        files=directory("resources/dictionaries/{set}"),
+    log:
+        "results/logs/resolve_dictionary_set/{set}.log",
+    wildcard_constraints:
+        set="|".join(re.escape(name) for name in SETS) or "(?!)",
+    retries: 2
+    localrule: True
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    params:
+        definition=lambda wildcards: SETS[wildcards.set],
+        layers=lambda wildcards: SETS[wildcards.set].get("layers"),
+        capture_layers=CAPTURE["layers"],
+        local_roots=config["local_roots"],
+    script:
+        "../scripts/resolve_dictionary_set.py"
