@@ -4,11 +4,20 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mi-oracle-installed
+PEERS_STAMP := $(VENV)/.mi-oracle-peers-installed
 CORES ?= all
 
-.PHONY: install run test lint bench system-packages
+.PHONY: install peers run test lint bench system-packages
 
 install: $(STAMP)
+
+# Peer implementations (TransformerLens, SAELens) the tests and benchmarks compare against.
+peers: $(PEERS_STAMP)
+
+$(PEERS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		--constraint constraints.txt --editable '.[dev,peers]'
+	touch $@
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,9 +36,7 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint
 
 # Benchmarks (benchmarks/README.md): needs the embedded model, so it runs the workflow first.
-bench: run
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		--constraint constraints.txt --editable '.[dev,peers]'
+bench: run peers
 	$(BIN)/python benchmarks/capture_throughput.py
 
 # Debian packages the SLURM test needs (a one-node cluster it starts itself); root only.
@@ -40,5 +47,5 @@ system-packages:
 	fi
 
 # Install, lint, then run the whole test suite.
-test: lint system-packages
+test: lint peers system-packages
 	$(BIN)/python -m pytest

@@ -40,20 +40,19 @@ def save_tiny_causal_lm(folder: Path, model_type: str = "gemma2", seed: int = 0,
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     vocab_size = save_tiny_tokenizer(folder)
-    config = AutoConfig.for_model(
-        model_type,
-        vocab_size=vocab_size,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=64,
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=2,
-        **{**TINY_ARCHITECTURES[model_type], **overrides},
-    )
+    sizes = {
+        "vocab_size": vocab_size,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "max_position_embeddings": 64,
+        "pad_token_id": 0,
+        "eos_token_id": 1,
+        "bos_token_id": 2,
+    }
+    config = AutoConfig.for_model(model_type, **{**sizes, **TINY_ARCHITECTURES[model_type], **overrides})
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     model.save_pretrained(folder)

@@ -36,7 +36,11 @@ def test_hub_config_is_valid():
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
-        ({**DEFAULT, "modle": {}}, "modle: unknown key (allowed here: capture, local_roots, model, prompts)"),
+        (
+            {**DEFAULT, "modle": {}},
+            "modle: unknown key (allowed here: capture, dictionaries, local_roots, model, prompts, "
+            "synthetic_calibration_tokens)",
+        ),
         (
             {"model": {**DEFAULT["model"], "revison": "main"}},
             "model.revison: unknown key (allowed here: name, package, path, repo, revision, source)",
@@ -65,6 +69,26 @@ def test_hub_config_is_valid():
             "model.repo: 'not a repo' does not match",
         ),
         ({"model": DEFAULT["model"], "local_roots": []}, "local_roots: [] should be non-empty"),
+        (
+            {
+                "model": DEFAULT["model"],
+                "dictionaries": [{"name": "s", "curation": "a.yaml", "synthetic": {}}],
+            },
+            "dictionaries.0: needs exactly one of curation, sae, synthetic (found curation, synthetic)",
+        ),
+        (
+            {"model": DEFAULT["model"], "dictionaries": [{"name": "s"}]},
+            "dictionaries.0: needs exactly one of curation, sae, synthetic (found none)",
+        ),
+        (
+            {"model": DEFAULT["model"], "dictionaries": [{"name": "s", "synthetic": {"schema": "Npz"}}]},
+            "dictionaries.0.synthetic.schema: 'Npz' is not one of ['GemmaScopeNpz', 'PltBundle', 'CltSplit', "
+            "'CltSplitJumpReLU'] (expected: the on-disk format to write)",
+        ),
+        (
+            {"model": DEFAULT["model"], "dictionaries": [{"name": "s", "sae": {"hook": "resid_post"}}]},
+            "dictionaries.0.sae.entries: required key is missing (expected: one {layer, filepath} per layer",
+        ),
     ],
 )
 def test_bad_config_names_the_key_and_what_was_expected(config, expected):

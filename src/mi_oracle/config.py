@@ -53,6 +53,11 @@ def _describe(error: jsonschema.ValidationError, schema: Mapping[str, Any]) -> l
         expected = parent.get("properties", {}).get(missing, {}).get("description", "a value")
         full = f"{key}.{missing}" if error.absolute_path else missing
         return [f"{full}: required key is missing (expected: {expected})"]
+    if error.validator == "oneOf" and all(set(alt) == {"required"} for alt in error.validator_value):
+        choices = sorted(name for alt in error.validator_value for name in alt["required"])
+        present = sorted(set(choices) & set(error.instance)) if isinstance(error.instance, Mapping) else []
+        found = f"found {', '.join(present)}" if present else "found none"
+        return [f"{key}: needs exactly one of {', '.join(choices)} ({found})"]
     expected = error.schema.get("description") if isinstance(error.schema, Mapping) else None
     line = f"{key}: {error.message}"
     if expected:
@@ -61,10 +66,10 @@ def _describe(error: jsonschema.ValidationError, schema: Mapping[str, Any]) -> l
 
 
 def schema_at(schema: Mapping[str, Any], path: list[Any]) -> Mapping[str, Any]:
-    """The sub-schema that describes the value at ``path`` (object properties only)."""
+    """The sub-schema that describes the value at ``path`` (object properties and array items)."""
     node: Mapping[str, Any] = schema
     for part in path:
-        node = node.get("properties", {}).get(part, {})
+        node = node.get("items", {}) if isinstance(part, int) else node.get("properties", {}).get(part, {})
     return node
 
 

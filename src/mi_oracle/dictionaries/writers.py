@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import zipfile
@@ -39,7 +40,12 @@ def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
                 np.lib.format.write_array(handle, np.ascontiguousarray(arrays[name]), allow_pickle=False)
 
 
-def write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """A safetensors file (tensors made contiguous), written under a temporary name."""
+def write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> None:
+    """A safetensors file (tensors made contiguous), written under a temporary name.
+
+    The metadata goes in as one sorted JSON string under ``mi_oracle``: safetensors serialises a
+    metadata map in hash order, which would make the bytes differ from run to run.
+    """
+    header = {"mi_oracle": json.dumps(dict(metadata), sort_keys=True)}
     with _temporary_beside(Path(path)) as tmp:
-        save_file({name: t.contiguous() for name, t in tensors.items()}, str(tmp), metadata=metadata)
+        save_file({name: t.contiguous() for name, t in tensors.items()}, str(tmp), metadata=header)
