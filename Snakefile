@@ -32,6 +32,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/capture.smk"
 include: "workflow/rules/dictionaries.smk"
+include: "workflow/rules/encoding.smk"
 
 
 rule all:
@@ -40,3 +41,4 @@ rule all:
         model_dir(),
         all_activations,
         [manifest_path(name) for name in SETS],
+        [f"results/features/{RUN}/{name}/metrics.json" for name in SETS],

@@ -2,6 +2,8 @@
 
 from mi_oracle.capture.plan import shard_ids
 from mi_oracle.config import resolve_inside_roots
+from mi_oracle.encoding.plan import encoding_points
+from mi_oracle.models.folder import read_json
 
 ENV = "../../envs/mi-oracle.yaml"
 MODEL = config["model"]["name"]
@@ -61,3 +63,48 @@ def curation_inputs(wildcards):
             )
         )
     return inputs
+
+
+ENCODING = config["encoding"]
+
+
+def features_path(name, layer, shard):
+    """One shard of one (set, layer) in the hive-partitioned feature dataset."""
+    return f"results/features/{RUN}/{name}/layer={layer}/part-{shard}.parquet"
+
+
+def feature_sums_path(name, layer, shard):
+    """The metric sums of one shard of one (set, layer); aggregated into metrics.json."""
+    return f"results/features/{RUN}/{name}/_sums/layer={layer}/part-{shard}.json"
+
+
+def resolved_manifest(name):
+    """The manifest of a set, once its resolution checkpoint has run."""
+    return read_json(Path(checkpoints.resolve_dictionary_set.get(set=name).output.manifest))
+
+
+def encoding_inputs(wildcards):
+    """The set's manifest, its files, and the capture files of the input and target hooks."""
+    manifest = resolved_manifest(wildcards.set)
+    points = {
+        layer: (hook, target)
+        for layer, hook, target in encoding_points(manifest, CAPTURE["hooks"], CAPTURE["layers"])
+    }
+    hook, target = points[int(wildcards.layer)]
+    inputs = {
+        "manifest": manifest_path(wildcards.set),
+        "files": f"resources/dictionaries/{wildcards.set}",
+        "activations": activation_path(hook, wildcards.layer, wildcards.shard),
+        "target": activation_path(target, wildcards.layer, wildcards.shard),
+    }
+    if wildcards.set in SYNTHETIC:
+        inputs["synthetic"] = synthetic_dir(wildcards.set)
+    return inputs
+
+
+def set_feature_sums(wildcards):
+    """Every shard's sums of every encoded layer of one set."""
+    manifest = resolved_manifest(wildcards.set)
+    plan = checkpoints.plan_capture.get().output[0]
+    layers = [layer for layer, _, _ in encoding_points(manifest, CAPTURE["hooks"], CAPTURE["layers"])]
+    return [feature_sums_path(wildcards.set, layer, shard) for layer in layers for shard in shard_ids(plan)]

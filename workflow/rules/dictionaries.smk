@@ -24,7 +24,7 @@ if SYNTHETIC:
             "../scripts/build_synthetic_dictionaries.py"
 
 
-rule resolve_dictionary_set:
+checkpoint resolve_dictionary_set:
     input:
         unpack(curation_inputs),
     output:

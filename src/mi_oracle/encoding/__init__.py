@@ -1,0 +1,1 @@
+"""Encoding captured activations with SAEs, per-layer transcoders and cross-layer transcoders."""

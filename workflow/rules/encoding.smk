@@ -1,0 +1,50 @@
+rule encode_features:
+    input:
+        unpack(encoding_inputs),
+    output:
+        features=features_path("{set}", "{layer}", "{shard}"),
+        sums=feature_sums_path("{set}", "{layer}", "{shard}"),
+    log:
+        f"results/logs/encode_features/{RUN}/{{set}}/layer={{layer}}/part-{{shard}}.log",
+    benchmark:
+        f"results/benchmarks/encode_features/{RUN}/{{set}}/layer={{layer}}/part-{{shard}}.tsv"
+    wildcard_constraints:
+        set="|".join(re.escape(name) for name in SETS) or "(?!)",
+        layer=r"\d+",
+        shard=r"\d{5}",
+    conda:
+        ENV
+    threads: ENCODING["threads"]
+    resources:
+        mem_mb=ENCODING["mem_mb"],
+        runtime=ENCODING["runtime"],
+        gpu=1 if ENCODING["device"].startswith("cuda") else 0,
+    params:
+        encoding=ENCODING,
+    script:
+        "../scripts/encode_features.py"
+
+
+rule encoding_metrics:
+    input:
+        manifest=manifest_path("{set}"),
+        sums=set_feature_sums,
+    output:
+        metrics=f"results/features/{RUN}/{{set}}/metrics.json",
+        table=report(
+            f"results/features/{RUN}/{{set}}/metrics.tsv",
+            caption="../report/encoding_metrics.rst",
+            category="Encoding",
+        ),
+    log:
+        f"results/logs/encoding_metrics/{RUN}/{{set}}.log",
+    wildcard_constraints:
+        set="|".join(re.escape(name) for name in SETS) or "(?!)",
+    localrule: True
+    conda:
+        ENV
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/encoding_metrics.py"

@@ -1,0 +1,23 @@
+"""Snakemake adapter for rule encode_features: see mi_oracle.encoding.run."""
+
+from pathlib import Path
+
+import _src_path  # noqa: F401
+
+from mi_oracle.encoding.run import encode_shard
+from mi_oracle.models.folder import read_json
+from mi_oracle.rule_logging import logged_to
+
+with logged_to(snakemake.log[0]):
+    manifest_path = Path(snakemake.input.manifest)
+    encode_shard(
+        read_json(manifest_path),
+        manifest_path,
+        int(snakemake.wildcards.layer),
+        Path(snakemake.input.activations),
+        Path(snakemake.input.target),
+        Path(snakemake.output.features),
+        Path(snakemake.output.sums),
+        snakemake.params.encoding,
+        threads=snakemake.threads,
+    )
