@@ -38,6 +38,7 @@ lint: $(STAMP)
 # Benchmarks (benchmarks/README.md): needs the embedded model, so it runs the workflow first.
 bench: run peers
 	$(BIN)/python benchmarks/capture_throughput.py
+	$(BIN)/python benchmarks/encode_throughput.py
 
 # Debian packages the SLURM test needs (a one-node cluster it starts itself); root only.
 system-packages:

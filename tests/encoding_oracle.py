@@ -69,7 +69,7 @@ def reconstruct(weights: dict, x: np.ndarray, acts: np.ndarray) -> np.ndarray:
 
 
 def read_table(folder: Path, **filters: object):
-    dataset = ds.dataset(folder, format="parquet", partitioning="hive")
+    dataset = ds.dataset(folder, format="parquet", partitioning="hive", exclude_invalid_files=True)
     expression = None
     for key, value in filters.items():
         term = ds.field(key) == value
@@ -93,9 +93,14 @@ def compare(
     x: np.ndarray,
     w_enc: np.ndarray,
 ) -> dict[str, int]:
-    """Active sets equal except within 1e-5 (relative) of a threshold; values within 1e-4 relative."""
-    scale = np.abs(x.astype(np.float64)) @ np.abs(w_enc)
-    near = np.abs(pre - threshold) <= 1e-5 * np.maximum(scale, 1.0)
+    """Active sets equal except within 1e-5 (relative) of a threshold; values within 1e-4.
+
+    "Relative" is to the size of the dot product, ``|x| @ |W_enc|``: fp32 rounds a pre-activation
+    by up to about 1e-7 of it, which on Gemma's residual stream (norms up to ~2e4) exceeds 1e-4
+    absolute; values count as equal within 1e-4 of their own size or 1e-5 of the dot product's.
+    """
+    scale = np.maximum(np.abs(x.astype(np.float64)) @ np.abs(w_enc), 1.0)
+    near = np.abs(pre - threshold) <= 1e-5 * scale
     flipped = (ours != 0) != (expected != 0)
     assert not (flipped & ~near).any(), (
         f"{int((flipped & ~near).sum())} active-set differences away from a threshold"
@@ -103,5 +108,6 @@ def compare(
     both = (ours != 0) & (expected != 0)
     assert both.sum() > 0
     diff = np.abs(ours - expected)[both]
-    assert np.all(diff <= 1e-4 * np.maximum(1.0, np.abs(expected[both]))), diff.max()
+    bound = np.maximum(1e-4 * np.maximum(1.0, np.abs(expected[both])), 1e-5 * scale[both])
+    assert np.all(diff <= bound), float((diff / bound).max())
     return {"flips": int(flipped.sum()), "values": int(ours.size), "compared": int(both.sum())}

@@ -16,13 +16,8 @@ from tests.builders import save_tiny_causal_lm
 from tests.conftest import hub_env, run_snakemake, write_config
 from tests.dictionary_files import gemma_scope_npz
 
-FIXTURE = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "fixtures"
-    / "candle-mi"
-    / "gemma-scope-transcoders.config.yaml"
-)
+# A copy of ../shared/fixtures/candle-mi/gemma-scope-transcoders.config.yaml (frozen upstream snapshot).
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "candle-mi" / "gemma-scope-transcoders.config.yaml"
 CURATION_REPO = "mntss/gemma-scope-transcoders"
 WEIGHTS_REPO = "google/gemma-scope-2b-pt-transcoders"
 SAE_REPO = "google/gemma-scope-2b-pt-res"

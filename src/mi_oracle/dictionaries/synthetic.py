@@ -116,16 +116,21 @@ def _activate(pre: np.ndarray, threshold: np.ndarray | None) -> np.ndarray:
 
 
 def firing_cut(raw: np.ndarray, rate: float) -> np.ndarray:
-    """Per column, a value midway between two distinct samples above which ``rate`` of the rows lie.
+    """Per column, a cut above which about ``rate`` of the rows lie, in the widest gap nearby.
 
-    Midway, so no calibration value sits on a threshold: repeated rows (every prompt's BOS token
-    has the same activation) would otherwise put a whole group exactly on it.
+    The cut sits midway in the widest gap between sorted samples whose rank is within a quarter
+    of the target count of the exact quantile, so no calibration value lies near a threshold,
+    where rounding the stored weights would flip it.
     """
-    ordered = np.sort(raw, axis=0)
-    high = ordered[len(raw) - max(1, round(rate * len(raw)))]
-    below = np.where(ordered < high, ordered, -np.inf).max(axis=0)
-    low = np.where(np.isfinite(below), below, high - 1.0)
-    return (low + high) / 2
+    n = len(raw)
+    target = max(1, round(rate * n))
+    spread = max(1, target // 4)
+    low, high = max(0, n - target - spread), min(n - 1, n - target + spread)
+    window = np.sort(raw, axis=0)[low : high + 1]
+    widest = np.argmax(np.diff(window, axis=0), axis=0)[None, :]
+    below = np.take_along_axis(window, widest, axis=0)[0]
+    above = np.take_along_axis(window, widest + 1, axis=0)[0]
+    return (below + above) / 2
 
 
 def fit_layer(
@@ -142,10 +147,13 @@ def fit_layer(
     x, y = x.astype(np.float64), y.astype(np.float64)
     mean = x.mean(0)
     centred = x - mean
-    picks = rng.choice(len(x), size=d_sae, replace=len(x) < d_sae)
-    directions = centred[picks] + 0.05 * centred.std() * rng.standard_normal((d_sae, x.shape[1]))
+    # every prompt's BOS row is the same vector: calibrate on distinct rows, so no feature copies
+    # it twice and no threshold is set by a block of identical values
+    distinct = np.unique(centred, axis=0)
+    picks = rng.choice(len(distinct), size=d_sae, replace=len(distinct) < d_sae)
+    directions = distinct[picks] + 0.05 * centred.std() * rng.standard_normal((d_sae, x.shape[1]))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    raw = centred @ directions.T
+    raw = distinct @ directions.T
     cut = firing_cut(raw, target_l0 / d_sae)
     margin = 0.5 * raw.std(0) if jump else np.zeros(d_sae)
     w_enc = directions.T.copy()

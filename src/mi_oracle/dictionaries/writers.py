@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from mi_oracle.atomic import readable_by_umask
+
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
 
@@ -24,6 +26,7 @@ def _temporary_beside(path: Path):
     os.close(fd)
     try:
         yield Path(tmp)
+        readable_by_umask(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from mi_oracle.atomic import write_json_atomic
+from mi_oracle.atomic import readable_by_umask, write_json_atomic
 from mi_oracle.capture.run import DTYPES, resolve_device
 from mi_oracle.capture.writer import METADATA_KEY, read_metadata
 from mi_oracle.encoding.compute import decode, encode, sparse_rows
@@ -140,6 +140,7 @@ def encode_shard(
                     row_group_size=settings["row_group_rows"],
                 )
                 progress.update(batch.num_rows)
+        readable_by_umask(Path(tmp))
         os.replace(tmp, features_path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,167 @@
+"""Encoding benchmark: mi-oracle's encoder against the GEMM roofline and SAELens, and memory.
+
+Run from the repository root after `make run` (it needs the default run's synthetic SAE and
+captured activations):
+
+    .venv/bin/python benchmarks/encode_throughput.py [--device cpu|cuda] [--repeats 3]
+
+One dictionary (the synthetic GemmaScope NPZ SAE at layer 9: d_model 640, d_sae 2048), the same
+rows (every captured resid_post token at layer 9, tiled to ``--rows``), the same threads and the
+same batches, in one process, alternating, best of ``--repeats``:
+
+1. roofline: ``torch.addmm(b_enc, x, W_enc)`` alone, the GEMM every encoder must do;
+2. mi-oracle encode: JumpReLU activations and the active mask (``encoding.compute.encode``);
+3. mi-oracle encode + sparse rows: the above plus the sorted index/value lists written to Parquet;
+4. SAELens: ``JumpReLUSAE.encode`` of the same dictionary loaded with ``SAE.load_from_disk``.
+
+Then peak memory of ``encode_shard`` (Parquet in, Parquet out) at 1x and 10x the rows, each in
+a fresh process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from mi_oracle.encoding.compute import encode, sparse_rows  # noqa: E402
+from mi_oracle.encoding.loaders import load_layer  # noqa: E402
+
+SET, LAYER, HOOK = "synthetic-sae", 9, "resid_post"
+MANIFEST = ROOT / "results" / "curation" / SET / "manifest.json"
+ACTIVATIONS = ROOT / "results" / "activations" / "default" / f"hook={HOOK}" / f"layer={LAYER}"
+SETTINGS = {"dtype": "float32", "batch_rows": 4096, "compression": "zstd", "row_group_rows": 4096}
+
+
+def captured_rows() -> np.ndarray:
+    parts = sorted(ACTIVATIONS.glob("part-*.parquet"))
+    table = pa.concat_tables(pq.read_table(p) for p in parts)
+    return np.stack(table.column("activation").to_numpy(zero_copy_only=False)).astype(np.float32)
+
+
+def timed(function, batches) -> float:
+    start = time.perf_counter()
+    for batch in batches:
+        function(batch)
+    if batches and batches[0].is_cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def tiled_file(factor: int, target: Path) -> Path:
+    """The captured layer-9 file of every shard, concatenated ``factor`` times (prompt ids shifted)."""
+    parts = sorted(ACTIVATIONS.glob("part-*.parquet"))
+    table = pa.concat_tables(pq.read_table(p) for p in parts)
+    copies = []
+    for k in range(factor):
+        ids = pa.array(np.asarray(table["prompt_id"]) + k * 10**6, pa.int64())
+        copies.append(table.set_column(0, "prompt_id", ids))
+    tiled = pa.concat_tables(copies)
+    pq.write_table(
+        tiled.replace_schema_metadata(pq.read_schema(parts[0]).metadata), target, row_group_size=4096
+    )
+    return target
+
+
+def peak_memory_mb(source: Path, device: str) -> float:
+    """Peak RSS (VmHWM) of a fresh process that encodes ``source`` to Parquet."""
+    code = (
+        "import json, sys, tempfile; from pathlib import Path; "
+        "sys.path.insert(0, sys.argv[1]); from mi_oracle.encoding.run import encode_shard; "
+        "manifest_path, source = Path(sys.argv[2]), Path(sys.argv[3]); out = Path(tempfile.mkdtemp()); "
+        "encode_shard(json.loads(manifest_path.read_text()), manifest_path, int(sys.argv[4]), source, "
+        "source, out / 'f.parquet', out / 's.json', json.loads(sys.argv[5]), base=Path(sys.argv[6])); "
+        "print(next(line for line in open('/proc/self/status') if line.startswith('VmHWM')).split()[1])"
+    )
+    settings = json.dumps({**SETTINGS, "device": device})
+    command = [
+        sys.executable,
+        "-c",
+        code,
+        str(ROOT / "src"),
+        str(MANIFEST),
+        str(source),
+        str(LAYER),
+        settings,
+    ]
+    result = subprocess.run([*command, str(ROOT)], check=True, capture_output=True, text=True)
+    return int(result.stdout.strip().splitlines()[-1]) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=32768)
+    parser.add_argument("--skip-peer", action="store_true")
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    if not MANIFEST.exists():
+        sys.exit(f"{MANIFEST} is missing: run `make run` (or `.venv/bin/snakemake`) first")
+    device = torch.device(args.device)
+    manifest = json.loads(MANIFEST.read_text())
+    dictionary = load_layer(manifest, LAYER, ROOT).to(device)
+    rows = captured_rows()
+    rows = np.concatenate([rows] * (args.rows // len(rows) + 1))[: args.rows]
+    batches = [torch.from_numpy(b).to(device) for b in np.array_split(rows, max(1, len(rows) // 4096))]
+    candidates = {
+        "roofline addmm": lambda x: torch.addmm(dictionary.b_enc, x, dictionary.W_enc),
+        "mi-oracle encode": lambda x: encode(dictionary, x),
+        "mi-oracle encode + sparse rows": lambda x: sparse_rows(*encode(dictionary, x)),
+    }
+    if not args.skip_peer:
+        from mi_oracle.peers.saelens import load_gemma_scope_npz
+
+        record = next(r for r in manifest["layers"] if r["layer"] == LAYER)
+        sae = load_gemma_scope_npz(
+            ROOT / record["files"][0]["local_path"],
+            f"blocks.{LAYER}.hook_{HOOK}",
+            manifest["model"]["repo"],
+            device=device.type,
+        )
+        candidates["SAELens encode"] = sae.encode
+    best: dict[str, float] = {}
+    with torch.inference_mode():
+        for function in candidates.values():  # warm-up
+            function(batches[0])
+        for _ in range(args.repeats):
+            for name, function in candidates.items():
+                best[name] = min(best.get(name, float("inf")), timed(function, batches))
+    report = {
+        "device": device.type,
+        "threads": torch.get_num_threads(),
+        "rows": len(rows),
+        "shape": {"d_model": int(dictionary.W_enc.shape[0]), "d_sae": dictionary.d_sae, "batch_rows": 4096},
+        "rows_per_s": {name: round(len(rows) / seconds) for name, seconds in best.items()},
+        "encode_over_roofline": round(best["roofline addmm"] / best["mi-oracle encode"], 3),
+        "encode_with_sparse_rows_over_roofline": round(
+            best["roofline addmm"] / best["mi-oracle encode + sparse rows"], 3
+        ),
+    }
+    if "SAELens encode" in best:
+        report["encode_speedup_over_saelens"] = round(best["SAELens encode"] / best["mi-oracle encode"], 2)
+    if not args.skip_memory:
+        with tempfile.TemporaryDirectory(prefix="mi-oracle-bench-") as scratch:
+            one = peak_memory_mb(tiled_file(1, Path(scratch) / "x1.parquet"), device.type)
+            ten = peak_memory_mb(tiled_file(10, Path(scratch) / "x10.parquet"), device.type)
+        report["peak_rss_mb"] = {"1x": round(one), "10x": round(ten)}
+        report["peak_memory_10x_over_1x"] = round(ten / one, 3)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
