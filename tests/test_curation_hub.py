@@ -132,7 +132,7 @@ def test_corrupt_download_fails_leaves_nothing_and_offline_rerun_uses_the_cache(
     hub.corrupt(WEIGHTS_REPO, "main", bad_path)
     failed = run_snakemake(tmp_path, configfile, TARGETS[0], env=env, check=False)
     assert failed.returncode != 0
-    assert f"hf://{WEIGHTS_REPO}/{bad_path}: content has sha256" in failed.stdout + failed.stderr
+    assert f"hf://{WEIGHTS_REPO}/{bad_path} has sha256" in failed.stdout + failed.stderr
     assert "a retry downloads it again" in failed.stdout + failed.stderr
     assert not (tmp_path / TARGETS[0]).exists()
     assert not (tmp_path / "resources" / "dictionaries" / "gemma-scope-transcoders").exists()

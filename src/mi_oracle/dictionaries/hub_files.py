@@ -21,9 +21,8 @@ from huggingface_hub.errors import (
 )
 
 from mi_oracle.dictionaries.locations import HubFile
-from mi_oracle.errors import DictionaryError, FetchError, HashMismatchError
-from mi_oracle.hashing import digest_file
-from mi_oracle.models.hub import explain_hub_error
+from mi_oracle.errors import DictionaryError, FetchError
+from mi_oracle.models.hub import check_cached_file, explain_hub_error
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +76,7 @@ class HubFiles:
             raise self._explain(error, file.repo, file.revision or "main") from error
         except (HfHubHTTPError, httpx2.TransportError) as error:
             raise self._explain(error, file.repo, file.revision or "main") from error
-        announced = path.resolve().name
-        digest = digest_file(path)
-        if not digest.matches(announced):
-            blob = path.resolve()
-            path.unlink(missing_ok=True)
-            blob.unlink(missing_ok=True)
-            raise HashMismatchError(
-                f"{file.uri}: content has sha256 {digest.sha256} but the hub announced {announced}; "
-                "the cached copy was removed, so a retry downloads it again"
-            )
+        check_cached_file(path, path.resolve().name, file.uri)
         return path, commit
 
     def list_files(self, repo: str, revision: str | None) -> list[str]:

@@ -98,6 +98,22 @@ def choose_files(repo: str, commit: str, names: list[str], token: str | None) ->
     return sorted(set(small) | set(weights))
 
 
+def check_cached_file(path: Path, announced: str, label: str) -> None:
+    """Check a cached file against the hash its source announced; on a mismatch drop it and fail.
+
+    ``label`` names the file in the error, e.g. ``repo: name``.
+    """
+    digest = digest_file(path)
+    if not digest.matches(announced):
+        blob = path.resolve()
+        path.unlink(missing_ok=True)
+        blob.unlink(missing_ok=True)
+        raise HashMismatchError(
+            f"{label} has sha256 {digest.sha256} (git sha1 {digest.git_sha1}) but {announced} was "
+            "announced; the cached copy was removed, so a retry downloads it again"
+        )
+
+
 def verify_snapshot(snapshot: Path, names: list[str], expected: dict[str, str] | None, repo: str) -> None:
     """Check every file against its announced hash; on a mismatch, drop the cached blob and fail."""
     for name in names:
@@ -105,15 +121,7 @@ def verify_snapshot(snapshot: Path, names: list[str], expected: dict[str, str] |
         announced = expected.get(name) if expected is not None else path.resolve().name
         if not announced:
             raise FetchError(f"{repo}: {name} has no announced hash to check against")
-        digest = digest_file(path)
-        if not digest.matches(announced):
-            blob = path.resolve()
-            path.unlink(missing_ok=True)
-            blob.unlink(missing_ok=True)
-            raise HashMismatchError(
-                f"{repo}: {name} has sha256 {digest.sha256} (git sha1 {digest.git_sha1}) but "
-                f"{announced} was announced; the cached copy was removed, so a retry downloads it again"
-            )
+        check_cached_file(path, announced, f"{repo}: {name}")
 
 
 def fetch_from_hub(name: str, repo: str, revision: str, target: Path, token: str | None = None) -> dict:
