@@ -3,12 +3,14 @@
 No published SAE or transcoder for Gemma 3 270M is reachable offline, so the default run builds its
 own from the model's activations on the default prompts:
 
-- encoder directions are centred activation samples (plus a little seeded noise), unit-normalised;
-- each feature's bias (and, for JumpReLU, its threshold) is set from the quantiles of its
-  pre-activations so it fires on ``target_l0 / d_sae`` of the calibration tokens;
+- encoder directions are distinct centred activation samples (plus a little seeded noise), made
+  orthogonal to the mean activation and unit-normalised;
+- each feature's bias (and, for JumpReLU, its threshold) puts its cut in the widest gap between
+  calibration values near the quantile that makes it fire on ``target_l0 / d_sae`` of them;
 - the decoder (and a PltBundle's ``W_skip``) is a ridge least-squares fit of the target (the input
-  for an SAE, the output hook for a transcoder) from the feature activations; decoder rows are then
-  scaled to unit norm, the scale moved into the encoder, which leaves every output unchanged;
+  for an SAE, the output hook for a transcoder) from the feature activations; each decoder row's
+  norm is moved into the encoder and the decoder refitted on the activations of the encoder as
+  stored (fp32 or bf16), then scaled to unit rows;
 - a CLT's writes into later layers (``W_dec_l[:, 1:]``) are small seeded random directions.
 
 They are not trained dictionaries: every provenance file and manifest says ``synthetic: true``.
@@ -133,6 +135,38 @@ def firing_cut(raw: np.ndarray, rate: float) -> np.ndarray:
     return (below + above) / 2
 
 
+def _encoder(
+    x: np.ndarray, d_sae: int, target_l0: float, rng: np.random.Generator, jump: bool
+) -> dict[str, np.ndarray]:
+    """Encoder directions from distinct centred rows, orthogonal to the mean; calibrated biases."""
+    mean = x.mean(0)
+    centred = x - mean
+    # every prompt's BOS row is the same vector: calibrate on distinct rows, so no feature copies
+    # it twice and no threshold is set by a block of identical values
+    distinct = np.unique(centred, axis=0)
+    picks = rng.choice(len(distinct), size=d_sae, replace=len(distinct) < d_sae)
+    directions = distinct[picks] + 0.05 * centred.std() * rng.standard_normal((d_sae, x.shape[1]))
+    # orthogonal to the mean (the residual stream's large constant part), so the biases stay small
+    # and survive bf16 storage
+    unit_mean = mean / max(np.linalg.norm(mean), 1e-12)
+    directions -= np.outer(directions @ unit_mean, unit_mean)
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    raw = distinct @ directions.T
+    cut = firing_cut(raw, target_l0 / d_sae)
+    margin = 0.5 * raw.std(0) if jump else np.zeros(d_sae)
+    encoder = {"W_enc": directions.T.copy(), "b_enc": -(mean @ directions.T) - cut + margin}
+    if jump:
+        encoder["threshold"] = margin
+    return encoder
+
+
+def _ridge(features: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least squares with a penalty proportional to each column's own energy (scale-invariant)."""
+    gram = features.T @ features
+    penalty = RIDGE * np.diag(gram) + 1e-12
+    return np.linalg.solve(gram + np.diag(penalty), features.T @ target)
+
+
 def fit_layer(
     x: np.ndarray,
     y: np.ndarray,
@@ -141,42 +175,34 @@ def fit_layer(
     rng: np.random.Generator,
     jump: bool,
     skip: bool,
+    dtype: torch.dtype = torch.float32,
 ) -> dict[str, np.ndarray]:
-    """Canonical float64 weights: W_enc [d_in, d_sae], b_enc, threshold, W_dec [d_sae, d_out], b_dec,
-    and W_skip [d_out, d_in] when ``skip``."""
+    """Canonical float64 weights, already rounded to the storage ``dtype``: W_enc [d_in, d_sae],
+    b_enc, threshold, W_dec [d_sae, d_out] (unit rows), b_dec, and W_skip [d_out, d_in] when ``skip``.
+
+    The decoder is fitted twice: once to find each feature's scale (moved into the encoder), then
+    again on the activations of the rounded, scaled encoder, so it fits what the file will hold.
+    """
     x, y = x.astype(np.float64), y.astype(np.float64)
-    mean = x.mean(0)
-    centred = x - mean
-    # every prompt's BOS row is the same vector: calibrate on distinct rows, so no feature copies
-    # it twice and no threshold is set by a block of identical values
-    distinct = np.unique(centred, axis=0)
-    picks = rng.choice(len(distinct), size=d_sae, replace=len(distinct) < d_sae)
-    directions = distinct[picks] + 0.05 * centred.std() * rng.standard_normal((d_sae, x.shape[1]))
-    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    raw = distinct @ directions.T
-    cut = firing_cut(raw, target_l0 / d_sae)
-    margin = 0.5 * raw.std(0) if jump else np.zeros(d_sae)
-    w_enc = directions.T.copy()
-    b_enc = -(mean @ directions.T) - cut + margin
-    threshold = margin.copy() if jump else None
-    acts = _activate(x @ w_enc + b_enc, threshold)
+    encoder = _encoder(x, d_sae, target_l0, rng, jump)
     b_dec = y.mean(0)
-    features = np.concatenate([acts, x], axis=1) if skip else acts
-    gram = features.T @ features
-    ridge = RIDGE * np.trace(gram) / len(gram) + 1e-12
-    solution = np.linalg.solve(gram + ridge * np.eye(len(gram)), features.T @ (y - b_dec))
-    w_dec = solution[:d_sae]
-    norms = np.linalg.norm(w_dec, axis=1)
-    alive = norms > 1e-10
-    w_dec[alive] /= norms[alive, None]
-    w_dec[~alive] = directions[~alive]
-    scale = np.where(alive, norms, 1.0)
-    weights = {"W_enc": w_enc * scale, "b_enc": b_enc * scale, "W_dec": w_dec, "b_dec": b_dec}
-    if jump:
-        weights["threshold"] = threshold * scale
+    for final in (False, True):
+        stored = _stored(encoder, dtype)
+        acts = _activate(x @ stored["W_enc"] + stored["b_enc"], stored.get("threshold"))
+        features = np.concatenate([acts, x], axis=1) if skip else acts
+        solution = _ridge(features, y - b_dec)
+        w_dec = solution[:d_sae]
+        norms = np.linalg.norm(w_dec, axis=1)
+        alive = norms > 1e-10
+        w_dec[alive] /= norms[alive, None]
+        unit_directions = encoder["W_enc"].T / np.linalg.norm(encoder["W_enc"].T, axis=1, keepdims=True)
+        w_dec[~alive] = unit_directions[~alive]
+        if not final:  # move each row's scale into the encoder, then refit on its rounded form
+            encoder = {name: value * np.where(alive, norms, 1.0) for name, value in encoder.items()}
+    weights = {**stored, "W_dec": w_dec, "b_dec": b_dec}
     if skip:
         weights["W_skip"] = solution[d_sae:].T.copy()  # [d_out, d_in]: skip = W_skip @ x
-    return weights
+    return _stored(weights, dtype)
 
 
 def evaluate(weights: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -281,7 +307,7 @@ def build_set(
         for layer in spec.layers:
             x, y = activations[(spec.input_hook, layer)], activations[(spec.output_hook, layer)]
             rng = np.random.default_rng([spec.seed, layer])
-            fitted = fit_layer(
+            stored = fit_layer(
                 x,
                 y,
                 spec.d_sae,
@@ -289,8 +315,8 @@ def build_set(
                 rng,
                 spec.activation == "jumprelu",
                 skip=spec.schema == "PltBundle",
+                dtype=writer.dtype,
             )
-            stored = _stored(fitted, writer.dtype)
             quality[str(layer)] = evaluate(stored, x, y)
             writer.write(layer, stored, quality[str(layer)]["mean_l0"])
             log.info("%s layer %d: %s", spec.name, layer, quality[str(layer)])
