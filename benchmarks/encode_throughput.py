@@ -14,7 +14,7 @@ same batches, in one process, alternating, best of ``--repeats``:
 3. mi-oracle encode + sparse rows: the above plus the sorted index/value lists written to Parquet;
 4. SAELens: ``JumpReLUSAE.encode`` of the same dictionary loaded with ``SAE.load_from_disk``.
 
-Then peak memory of ``encode_shard`` (Parquet in, Parquet out) at 1x and 10x the rows, each in
+Then peak memory of ``encode_shard`` (Parquet in, Parquet out) at 1x and 10x ``--rows``, each in
 a fresh process.
 """
 
@@ -60,18 +60,17 @@ def timed(function, batches) -> float:
     return time.perf_counter() - start
 
 
-def tiled_file(factor: int, target: Path) -> Path:
-    """The captured layer-9 file of every shard, concatenated ``factor`` times (prompt ids shifted)."""
+def tiled_file(rows: int, target: Path) -> Path:
+    """``rows`` captured layer-9 rows (every shard's, repeated with shifted prompt ids) in one file."""
     parts = sorted(ACTIVATIONS.glob("part-*.parquet"))
     table = pa.concat_tables(pq.read_table(p) for p in parts)
-    copies = []
-    for k in range(factor):
-        ids = pa.array(np.asarray(table["prompt_id"]) + k * 10**6, pa.int64())
-        copies.append(table.set_column(0, "prompt_id", ids))
-    tiled = pa.concat_tables(copies)
-    pq.write_table(
-        tiled.replace_schema_metadata(pq.read_schema(parts[0]).metadata), target, row_group_size=4096
-    )
+    schema = table.schema.with_metadata(pq.read_schema(parts[0]).metadata)
+    with pq.ParquetWriter(target, schema) as writer:
+        for k in range(rows // table.num_rows + 1):
+            ids = pa.array(np.asarray(table["prompt_id"]) + k * 10**6, pa.int64())
+            copy = table.set_column(0, "prompt_id", ids).slice(0, rows - k * table.num_rows)
+            if copy.num_rows:
+                writer.write_table(copy, row_group_size=4096)
     return target
 
 
@@ -156,8 +155,8 @@ def main() -> None:
         report["encode_speedup_over_saelens"] = round(best["SAELens encode"] / best["mi-oracle encode"], 2)
     if not args.skip_memory:
         with tempfile.TemporaryDirectory(prefix="mi-oracle-bench-") as scratch:
-            one = peak_memory_mb(tiled_file(1, Path(scratch) / "x1.parquet"), device.type)
-            ten = peak_memory_mb(tiled_file(10, Path(scratch) / "x10.parquet"), device.type)
+            one = peak_memory_mb(tiled_file(args.rows, Path(scratch) / "x1.parquet"), device.type)
+            ten = peak_memory_mb(tiled_file(10 * args.rows, Path(scratch) / "x10.parquet"), device.type)
         report["peak_rss_mb"] = {"1x": round(one), "10x": round(ten)}
         report["peak_memory_10x_over_1x"] = round(ten / one, 3)
     print(json.dumps(report, indent=2))

@@ -13,21 +13,32 @@ import torch
 
 from mi_oracle.encoding.loaders import Dictionary
 
+CHUNK_ROWS = 1024  # rows per GEMM + activation step: the chunk's pre-activations stay in cache
+
 
 def encode(dictionary: Dictionary, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(activations [n, d_sae], active mask) of inputs ``x [n, d_in]``."""
+    """(activations [n, d_sae], active mask) of inputs ``x [n, d_in]``, computed a chunk of rows at a time."""
     x = x.to(dictionary.W_enc.dtype)
-    if dictionary.apply_b_dec_to_input:
-        x = x - dictionary.b_dec
-    pre = torch.addmm(dictionary.b_enc, x, dictionary.W_enc)
+    acts = torch.empty((x.shape[0], dictionary.d_sae), dtype=x.dtype, device=x.device)
+    active = torch.empty(acts.shape, dtype=torch.bool, device=x.device)
+    for start in range(0, x.shape[0], CHUNK_ROWS):
+        rows = slice(start, start + CHUNK_ROWS)
+        inputs = x[rows] - dictionary.b_dec if dictionary.apply_b_dec_to_input else x[rows]
+        pre = torch.addmm(dictionary.b_enc, inputs, dictionary.W_enc, out=acts[rows])
+        _activate(dictionary, pre, active[rows])
+    return acts, active
+
+
+def _activate(dictionary: Dictionary, pre: torch.Tensor, active: torch.Tensor) -> None:
+    """Apply the activation to ``pre`` in place and write which features are active into ``active``."""
     if dictionary.activation == "jumprelu":
-        active = pre > dictionary.threshold
+        torch.gt(pre, dictionary.threshold, out=active)
     elif dictionary.activation == "relu":
-        active = pre > 0
+        torch.gt(pre, 0, out=active)
     else:
-        top = pre.topk(dictionary.k, dim=1).indices
-        active = torch.zeros_like(pre, dtype=torch.bool).scatter_(1, top, True) & (pre > 0)
-    return pre * active, active
+        active.zero_().scatter_(1, pre.topk(dictionary.k, dim=1).indices, True)
+        active &= pre > 0
+    pre.mul_(active)
 
 
 def decode(dictionary: Dictionary, acts: torch.Tensor, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
@@ -39,9 +50,9 @@ def decode(dictionary: Dictionary, acts: torch.Tensor, x: torch.Tensor, offset: 
     """
     out = acts.to(dictionary.W_dec.dtype) @ dictionary.W_dec[:, offset, :]
     if offset == 0:
-        out = out + dictionary.b_dec
+        out.add_(dictionary.b_dec)
         if dictionary.W_skip is not None:
-            out = out + x.to(dictionary.W_skip.dtype) @ dictionary.W_skip.T
+            out.addmm_(x.to(dictionary.W_skip.dtype), dictionary.W_skip.T)
     return out
 
 
@@ -49,7 +60,10 @@ def sparse_rows(acts: torch.Tensor, active: torch.Tensor) -> tuple[pa.ListArray,
     """Per row, the active feature indices and values, sorted by value descending (ties: lower index)."""
     rows, cols = (t.cpu().numpy() for t in torch.nonzero(active, as_tuple=True))
     values = acts[active].to(torch.float32).cpu().numpy()
-    order = np.lexsort((cols, -values, rows))
+    # nonzero lists each row's columns in ascending order: two stable sorts (by value, then by row,
+    # a radix sort on integers) give rows in order, values descending, ties by lower index
+    by_value = np.argsort(-values, kind="stable")
+    order = by_value[np.argsort(rows[by_value], kind="stable")]
     counts = active.sum(1).cpu().numpy()
     offsets = np.zeros(len(counts) + 1, dtype=np.int32)
     np.cumsum(counts, out=offsets[1:])

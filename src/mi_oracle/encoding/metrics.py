@@ -51,10 +51,10 @@ class MetricSums:
         self.l0_sum += int(l0.sum())
         bins = np.searchsorted(L0_BIN_EDGES, l0, side="right") - 1
         self.l0_histogram += np.bincount(bins, minlength=len(L0_BIN_EDGES))
-        target64 = target.to(torch.float64)
-        self.squared_error += float(((output.to(torch.float64) - target64) ** 2).sum())
-        self.target_sum += target64.sum(0).cpu().numpy()
-        self.target_squared += float((target64**2).sum())
+        error = output - target  # in the compute dtype; squares are summed in float64
+        self.squared_error += float(torch.sum(error * error, dtype=torch.float64))
+        self.target_sum += target.sum(0, dtype=torch.float64).cpu().numpy()
+        self.target_squared += float(torch.sum(target * target, dtype=torch.float64))
         self.fire_count += active.sum(0).cpu().numpy()
         self.max_activation = np.maximum(
             self.max_activation, acts.max(0).values.to(torch.float64).cpu().numpy()

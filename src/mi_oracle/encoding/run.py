@@ -26,6 +26,7 @@ from mi_oracle.encoding.loaders import load_layer
 from mi_oracle.encoding.metrics import MetricSums
 from mi_oracle.environment import describe_environment
 from mi_oracle.errors import DictionaryError
+from mi_oracle.memory import pin_mmap_threshold
 
 log = logging.getLogger(__name__)
 KEYS = ("prompt_id", "position", "token_id")
@@ -74,6 +75,7 @@ def encode_shard(
     """
     if threads > 0:
         torch.set_num_threads(threads)
+    pin_mmap_threshold()
     device = resolve_device(settings["device"])
     dtype = DTYPES[settings["dtype"]]
     dictionary = load_layer(manifest, layer, Path(base or Path.cwd()), dtype).to(device)
@@ -106,7 +108,8 @@ def encode_shard(
         "environment": describe_environment(),
     }
     sums = MetricSums(d_sae=dictionary.d_sae, d_out=dictionary.W_dec.shape[2])
-    source, wanted = pq.ParquetFile(inputs), pq.ParquetFile(target)
+    # pre_buffer=False: Arrow would otherwise prefetch (and keep) every row group of the file
+    source, wanted = pq.ParquetFile(inputs, pre_buffer=False), pq.ParquetFile(target, pre_buffer=False)
     batch_rows = settings["batch_rows"]
     progress = tqdm(
         total=source.metadata.num_rows,
