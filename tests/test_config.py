@@ -38,7 +38,7 @@ def test_hub_config_is_valid():
     [
         (
             {**DEFAULT, "modle": {}},
-            "modle: unknown key (allowed here: capture, dictionaries, local_roots, model, prompts, "
+            "modle: unknown key (allowed here: capture, dictionaries, encoding, local_roots, model, prompts, "
             "synthetic_calibration_tokens)",
         ),
         (
