@@ -2,7 +2,8 @@
 
 glibc raises its mmap threshold each time a large mmapped block is freed, so after the first
 batch every batch-sized buffer comes from the heap instead, which fragments and grows with the
-number of batches. Pinning the threshold turns that adjustment off; Arrow is pointed at the same
+number of batches. Pinning the threshold turns that adjustment off (it costs an encoding job
+about a fifth of its end-to-end speed; benchmarks/RESULTS.md); Arrow is pointed at the same
 (system) allocator, since its default (jemalloc) keeps freed pages for reuse.
 """
 
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 _M_MMAP_THRESHOLD = -3
 
 
-def pin_mmap_threshold(threshold_bytes: int = 1 << 16) -> bool:
+def pin_mmap_threshold(threshold_bytes: int = 1 << 22) -> bool:
     """Serve allocations of ``threshold_bytes`` or more with mmap, always; False where not glibc."""
     pa.set_memory_pool(pa.system_memory_pool())
     name = ctypes.util.find_library("c")

@@ -16,11 +16,19 @@ from mi_oracle.encoding.loaders import Dictionary
 CHUNK_ROWS = 1024  # rows per GEMM + activation step: the chunk's pre-activations stay in cache
 
 
-def encode(dictionary: Dictionary, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(activations [n, d_sae], active mask) of inputs ``x [n, d_in]``, computed a chunk of rows at a time."""
+def encode(
+    dictionary: Dictionary, x: torch.Tensor, out: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(activations [n, d_sae], active mask) of inputs ``x [n, d_in]``, computed a chunk of rows at a time.
+
+    ``out``: buffers of at least ``n`` rows to write into (a streaming caller reuses them per batch).
+    """
     x = x.to(dictionary.W_enc.dtype)
-    acts = torch.empty((x.shape[0], dictionary.d_sae), dtype=x.dtype, device=x.device)
-    active = torch.empty(acts.shape, dtype=torch.bool, device=x.device)
+    if out is None:
+        acts = torch.empty((x.shape[0], dictionary.d_sae), dtype=x.dtype, device=x.device)
+        active = torch.empty(acts.shape, dtype=torch.bool, device=x.device)
+    else:
+        acts, active = out[0][: x.shape[0]], out[1][: x.shape[0]]
     for start in range(0, x.shape[0], CHUNK_ROWS):
         rows = slice(start, start + CHUNK_ROWS)
         inputs = x[rows] - dictionary.b_dec if dictionary.apply_b_dec_to_input else x[rows]

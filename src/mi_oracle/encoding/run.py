@@ -111,6 +111,10 @@ def encode_shard(
     # pre_buffer=False: Arrow would otherwise prefetch (and keep) every row group of the file
     source, wanted = pq.ParquetFile(inputs, pre_buffer=False), pq.ParquetFile(target, pre_buffer=False)
     batch_rows = settings["batch_rows"]
+    buffers = (
+        torch.empty((batch_rows, dictionary.d_sae), dtype=dtype, device=device),
+        torch.empty((batch_rows, dictionary.d_sae), dtype=torch.bool, device=device),
+    )
     progress = tqdm(
         total=source.metadata.num_rows,
         unit="tok",
@@ -134,7 +138,7 @@ def encode_shard(
                 x = torch.from_numpy(_rows(batch, d_model)).to(device)
                 y = torch.from_numpy(_rows(target_batch, d_model)).to(device)
                 with torch.inference_mode():
-                    acts, active = encode(dictionary, x)
+                    acts, active = encode(dictionary, x, out=buffers)
                     sums.add(acts, active, decode(dictionary, acts, x), y)
                 ids, values = sparse_rows(acts, active)
                 columns = [batch.column(key) for key in KEYS] + [ids, values]
