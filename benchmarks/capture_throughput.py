@@ -9,7 +9,7 @@ length-grouped batches, in one process, alternating, best of ``--repeats``:
 
 1. plain: the decoder's forward, stopped after the deepest captured layer, nothing kept;
 2. capture: mi-oracle's capture_shard writing every (hook, layer) to Parquet;
-3. peer: TransformerLens 4 (TransformerBridge.run_with_cache, same hook names) keeping the
+3. peer: TransformerLens 3.9+ (TransformerBridge.run_with_cache, same hook names) keeping the
    unpadded activations and saving them with torch.save, as an ad-hoc script would.
 
 Then peak memory of capture_shard at 1x and 10x the tokens, each in a fresh process.
