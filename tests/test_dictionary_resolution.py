@@ -77,7 +77,8 @@ def npz_set(work: Path, n: int = N_LAYERS) -> list[str]:
 def assert_nothing_written(work: Path) -> None:
     assert not (work / "results" / "manifest.json").exists()
     assert not (work / "resources" / "set").exists()
-    assert not [p for p in (work / "resources").glob(".*partial*")] if (work / "resources").exists() else True
+    staging = work / "resources"
+    assert not (staging.exists() and list(staging.glob(".*partial*"))), "a staging folder was left behind"
 
 
 def test_list_form_resolves_requested_layers_with_hashes_shapes_and_hooks(work):

@@ -124,7 +124,7 @@ def test_synthetic_sae_loads_in_saelens_and_encodes_like_numpy_jumprelu(embedded
     both = (ours > 0) & (theirs > 0)
     assert both.sum() > 20 * len(x)
     assert np.all(np.abs(ours - theirs)[both] <= 1e-5 * scale[both])
-    assert ((ours > 0) != (theirs > 0)).sum() <= 1e-6 * ours.size + near.sum()
+    assert ((ours > 0) != (theirs > 0)).sum() <= 1e-6 * ours.size  # flips near a threshold are rare
 
 
 def test_building_a_set_twice_gives_identical_bytes(tmp_path):
