@@ -33,6 +33,7 @@ include: "workflow/rules/model.smk"
 include: "workflow/rules/capture.smk"
 include: "workflow/rules/dictionaries.smk"
 include: "workflow/rules/encoding.smk"
+include: "workflow/rules/references.smk"
 
 
 rule all:
@@ -42,3 +43,4 @@ rule all:
         all_activations,
         [manifest_path(name) for name in SETS],
         [f"results/features/{RUN}/{name}/metrics.json" for name in SETS],
+        all_references(),

@@ -44,14 +44,21 @@ def readable_by_umask(path: Path) -> None:
     os.chmod(path, 0o666 & ~_current_umask())
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write ``payload`` as stable, human-readable JSON (sorted keys) via a temporary file."""
+def write_json_atomic(
+    path: Path, payload: Any, sort_keys: bool = True, ensure_ascii: bool = False, allow_nan: bool = True
+) -> None:
+    """Write ``payload`` as stable, human-readable JSON via a temporary file.
+
+    Keys are sorted unless ``sort_keys`` is False (then they keep the payload's insertion order);
+    ``allow_nan`` False refuses NaN and infinity (JSON has no spelling for them).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=True, ensure_ascii=False)
+            options = {"sort_keys": sort_keys, "ensure_ascii": ensure_ascii, "allow_nan": allow_nan}
+            json.dump(payload, handle, indent=2, **options)
             handle.write("\n")
         readable_by_umask(Path(tmp))
         os.replace(tmp, path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ def _fill_defaults(validator_class: type) -> type:
         if isinstance(instance, MutableMapping):
             for key, subschema in properties.items():
                 if "default" in subschema and key not in instance:
-                    instance[key] = subschema["default"]
+                    instance[key] = copy.deepcopy(subschema["default"])
         yield from validate_properties(validator, properties, instance, schema)
 
     return jsonschema.validators.extend(validator_class, {"properties": properties_with_defaults})

@@ -27,3 +27,7 @@ class PathEscapeError(MiOracleError):
 
 class DictionaryError(MiOracleError):
     """A curation YAML, dictionary set or dictionary file is malformed or does not fit the model."""
+
+
+class ReferenceDataError(MiOracleError):
+    """A reference cannot be generated from its inputs, or differs from a committed one."""

@@ -4,6 +4,7 @@ from mi_oracle.capture.plan import shard_ids
 from mi_oracle.config import resolve_inside_roots
 from mi_oracle.encoding.plan import encoding_points
 from mi_oracle.models.folder import read_json
+from mi_oracle.references.plan import reference_items
 
 ENV = "../../envs/mi-oracle.yaml"
 MODEL = config["model"]["name"]
@@ -108,3 +109,46 @@ def set_feature_sums(wildcards):
     plan = checkpoints.plan_capture.get().output[0]
     layers = [layer for layer, _, _ in encoding_points(manifest, CAPTURE["hooks"], CAPTURE["layers"])]
     return [feature_sums_path(wildcards.set, layer, shard) for layer in layers for shard in shard_ids(plan)]
+
+
+REFERENCES = config["references"]
+REFERENCE_ITEMS = reference_items(REFERENCES, list(SETS))
+REFERENCE_OPTIONS = {key: value for key, value in REFERENCES.items() if key != "items"}
+
+
+def reference_path(name):
+    """One generated reference, in the schema candle-mi's tests read."""
+    return f"results/references/{name}.json"
+
+
+def all_references():
+    """Every reference the config names."""
+    return [reference_path(name) for name in REFERENCE_ITEMS]
+
+
+def references_of_set(name):
+    """The references that read dictionary set ``name`` (its resolution fetches their layers)."""
+    return [item for item in REFERENCE_ITEMS.values() if item.get("set") == name]
+
+
+def reference_inputs(wildcards):
+    """The model, plus the manifest and files of the reference's dictionary set when it reads one."""
+    item = REFERENCE_ITEMS[wildcards.reference]
+    inputs = {"model": model_dir()}
+    if "set" in item:
+        inputs["manifest"] = manifest_path(item["set"])
+        inputs["files"] = f"resources/dictionaries/{item['set']}"
+        if item["set"] in SYNTHETIC:
+            inputs["synthetic"] = synthetic_dir(item["set"])
+    return inputs
+
+
+def committed_references():
+    """The folder of committed references check_references compares with ([] when none is set)."""
+    if REFERENCES["committed"] is None:
+        return []
+    return str(
+        resolve_inside_roots(
+            REFERENCES["committed"], config["local_roots"], "references.committed", Path.cwd()
+        )
+    )

@@ -45,6 +45,7 @@ checkpoint resolve_dictionary_set:
         definition=lambda wildcards: SETS[wildcards.set],
         layers=lambda wildcards: SETS[wildcards.set].get("layers"),
         capture_layers=CAPTURE["layers"],
+        references=lambda wildcards: references_of_set(wildcards.set),
         local_roots=config["local_roots"],
     script:
         "../scripts/resolve_dictionary_set.py"

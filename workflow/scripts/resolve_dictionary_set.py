@@ -20,4 +20,5 @@ with logged_to(snakemake.log[0]):
         Path(snakemake.output.manifest),
         Path(snakemake.output.files),
         curation_path=Path(synthetic) / CURATION_FILE if synthetic else None,
+        references=snakemake.params.references,
     )

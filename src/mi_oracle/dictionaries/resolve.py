@@ -32,6 +32,7 @@ from mi_oracle.errors import DictionaryError
 from mi_oracle.hashing import digest_file
 from mi_oracle.models.folder import read_json, summarize_config
 from mi_oracle.models.provenance import link_or_copy
+from mi_oracle.references.plan import layers_needed
 
 log = logging.getLogger(__name__)
 
@@ -252,12 +253,15 @@ def resolve_set(
     files_dir: Path,
     curation_path: Path | None = None,
     base: Path | None = None,
+    references: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """Resolve dictionary set ``name`` for the model in ``model_dir``; write its manifest and files.
 
-    ``layers``: the layers to download and inspect; ``None``: those of ``default_layers`` (the
-    captured layers) the set has.
+    ``layers``: the layers to download, inspect and encode; ``None``: those of ``default_layers``
+    (the captured layers) the set has.
     ``curation_path``: the YAML of a synthetic set, built by the workflow.
+    ``references``: the configured references that read this set; the layers they read are
+    resolved too (and listed apart from ``encode_layers``).
     """
     base = (base or Path.cwd()).resolve()
     provenance = read_json(Path(model_dir) / "provenance.json")
@@ -270,7 +274,8 @@ def resolve_set(
         sources, files_of = _set_files(spec, origin, ctx)
         entries = sources
         _check_model_fit(spec, entries, model, origin.where)
-        wanted = _wanted_layers(name, layers, default_layers, sorted(entries))
+        encode = _wanted_layers(name, layers, default_layers, sorted(entries))
+        wanted = sorted(set(encode) | set(_reference_layers(name, references, sorted(entries))))
         resolved = [
             _layer_record(layer, files_of[layer], origin, model, ctx, Path(files_dir)) for layer in wanted
         ]
@@ -292,6 +297,7 @@ def resolve_set(
         **_uniform(resolved, ("schema", "d_model", "d_sae")),
         "k": spec.k,
         "available_layers": [{"layer": layer, "source": sources[layer]} for layer in sorted(entries)],
+        "encode_layers": encode,
         "layers": resolved,
         "environment": describe_environment(),
     }
@@ -320,6 +326,21 @@ def _wanted_layers(
             f"(it has {available}); set dictionaries[{name}].layers or capture.layers"
         )
     return wanted
+
+
+def _reference_layers(name: str, references: Sequence[Mapping[str, Any]], available: list[int]) -> list[int]:
+    """The layers ``references`` read; one the set does not have is an error naming the reference."""
+    needed: set[int] = set()
+    for item in references:
+        layers = layers_needed(item, available)
+        absent = sorted(set(layers) - set(available))
+        if absent:
+            raise DictionaryError(
+                f"references.items[{item['name']}]: layers {absent} are not in set {name} "
+                f"(it has {available})"
+            )
+        needed.update(layers)
+    return sorted(needed)
 
 
 def _uniform(layers: list[dict[str, Any]], keys: Sequence[str]) -> dict[str, Any]:

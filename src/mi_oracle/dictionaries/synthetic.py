@@ -87,8 +87,13 @@ def plan_set(name: str, spec: Mapping[str, Any], n_layers: int, sae_layers: Sequ
             raise DictionaryError(f"dictionaries[{name}].synthetic: SAEs are written as GemmaScopeNpz only")
         hooks = (spec.get("hook", "resid_post"),) * 2
         layers = tuple(sorted(set(sae_layers)))
+        if "input_hook" in spec:
+            raise DictionaryError(
+                f"dictionaries[{name}].synthetic.input_hook: transcoders only; an SAE reads its hook"
+            )
     elif (schema, kind) in DEFAULT_HOOKS:
-        hooks = DEFAULT_HOOKS[(schema, kind)]
+        published_input, output_hook = DEFAULT_HOOKS[(schema, kind)]
+        hooks = (spec.get("input_hook", published_input), output_hook)
         layers = tuple(range(n_layers))
     else:
         raise DictionaryError(f"dictionaries[{name}].synthetic: schema {schema} cannot be a {kind}")

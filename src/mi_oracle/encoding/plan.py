@@ -30,12 +30,16 @@ TABLE_COLUMNS = (
 def encoding_points(
     manifest: Mapping[str, Any], capture_hooks: Sequence[str], capture_layers: Sequence[int]
 ) -> list[tuple[int, str, str]]:
-    """(layer, input hook, target hook) per resolved layer; a hook or layer not captured is an error."""
+    """(layer, input hook, target hook) per layer to encode; a hook or layer not captured is an error.
+
+    The layers to encode are the manifest's ``encode_layers``; other resolved layers are there for
+    the references only.
+    """
     name = manifest["set"]
     target_hook = manifest["input_hook"] if manifest["kind"] == "sae" else manifest["output_hook"]
+    resolved = [record["layer"] for record in manifest["layers"]]
     points = []
-    for record in manifest["layers"]:
-        layer = record["layer"]
+    for layer in manifest.get("encode_layers", resolved):
         for role, hook in (("input", manifest["input_hook"]), ("target", target_hook)):
             if hook not in capture_hooks or layer not in capture_layers:
                 raise DictionaryError(

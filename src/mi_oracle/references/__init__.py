@@ -1,0 +1,1 @@
+"""Reference JSONs in the schemas candle-mi's tests read: sae, plt, clt and forward."""

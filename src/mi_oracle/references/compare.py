@@ -1,0 +1,176 @@
+"""Compare two references of one kind, field by field, within the kind's tolerances.
+
+Every difference is named: the file, the case (``layer 8, seed 108`` or the prompt), the field
+path and both values. Provenance fields (``environment``, library versions, platform) are not
+compared: they say what made the file, not what it claims.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mi_oracle.errors import ReferenceDataError
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """``|actual - expected| <= atol + rtol * |expected|``."""
+
+    atol: float
+    rtol: float = 0.0
+
+    def accepts(self, expected: float, actual: float) -> bool:
+        return abs(actual - expected) <= self.atol + self.rtol * abs(expected)
+
+
+# Per kind: the default float tolerance ("*") and any field-specific one (candle-mi's bars:
+# encoders 1e-4, forward logits and residual 1e-3 on CPU; residuals follow the seed recipe).
+KIND_TOLERANCES: dict[str, dict[str, Tolerance]] = {
+    "plt": {"*": Tolerance(1e-4), "residual": Tolerance(1e-6)},
+    "clt": {"*": Tolerance(1e-4), "residual": Tolerance(1e-6)},
+    "sae": {"*": Tolerance(1e-4, 1e-5)},
+    "forward": {"*": Tolerance(1e-3)},
+}
+PROVENANCE_KEYS = frozenset({"environment", "torch_version", "transformers_version", "platform"})
+
+
+def case_label(case: Any, index: int) -> str:
+    """How a test case is named in a difference: its layer and seed, its prompt, or its index."""
+    if isinstance(case, Mapping):
+        if "layer" in case and "seed" in case:
+            return f"layer {case['layer']}, seed {case['seed']}"
+        if "prompt" in case:
+            return f"prompt {case['prompt']!r}"
+    return f"#{index}"
+
+
+def _describe(value: Any) -> str:
+    text = json.dumps(value, allow_nan=True)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {str: "string", list: "list", dict: "object", type(None): "null"}[type(value)]
+
+
+class _Walker:
+    def __init__(self, tolerances: Mapping[str, Tolerance]) -> None:
+        self.tolerances = tolerances
+        self.found: list[str] = []
+
+    def walk(self, expected: Any, actual: Any, path: str, field: str) -> None:
+        if _type_name(expected) != _type_name(actual):
+            self.found.append(
+                f"{path}: expected a {_type_name(expected)} ({_describe(expected)}), "
+                f"got a {_type_name(actual)} ({_describe(actual)})"
+            )
+        elif isinstance(expected, dict):
+            self._object(expected, actual, path)
+        elif isinstance(expected, list):
+            self._list(expected, actual, path, field)
+        elif isinstance(expected, float) or isinstance(actual, float):
+            self._number(float(expected), float(actual), path, field)
+        elif expected != actual:
+            self.found.append(f"{path}: expected {_describe(expected)}, got {_describe(actual)}")
+
+    def _object(self, expected: dict, actual: dict, path: str) -> None:
+        prefix = f"{path}." if path else ""
+        for key in expected:
+            if key not in actual:
+                self.found.append(f"{prefix}{key}: missing (expected {_describe(expected[key])})")
+            else:
+                self.walk(expected[key], actual[key], f"{prefix}{key}", key)
+        for key in actual:
+            if key not in expected:
+                self.found.append(f"{prefix}{key}: unexpected key ({_describe(actual[key])})")
+
+    def _list(self, expected: list, actual: list, path: str, field: str) -> None:
+        if field == "test_cases":
+            self._cases(expected, actual, path)
+            return
+        if len(expected) != len(actual):
+            self.found.append(f"{path}: {len(actual)} items, expected {len(expected)}")
+        for index, (e, a) in enumerate(zip(expected, actual, strict=False)):
+            self.walk(e, a, f"{path}[{index}]", field)
+
+    def _cases(self, expected: list, actual: list, path: str) -> None:
+        want = {case_label(case, i): case for i, case in enumerate(expected)}
+        have = {case_label(case, i): case for i, case in enumerate(actual)}
+        for label, case in want.items():
+            if label not in have:
+                self.found.append(f"{path}[{label}]: case missing")
+            else:
+                self.walk(case, have[label], f"{path}[{label}]", "")
+        for label in have:
+            if label not in want:
+                self.found.append(f"{path}[{label}]: unexpected case")
+
+    def _number(self, expected: float, actual: float, path: str, field: str) -> None:
+        tolerance = self.tolerances.get(field, self.tolerances["*"])
+        if math.isnan(actual) or math.isinf(actual):
+            self.found.append(f"{path}: got {actual}, expected {expected!r}")
+        elif not tolerance.accepts(expected, actual):
+            self.found.append(
+                f"{path}: expected {expected!r}, got {actual!r} "
+                f"(diff {abs(actual - expected):.3g} > tolerance {tolerance.atol:g}"
+                + (f" + {tolerance.rtol:g} x |expected|)" if tolerance.rtol else ")")
+            )
+
+
+def compare_documents(expected: Mapping[str, Any], actual: Mapping[str, Any], kind: str) -> list[str]:
+    """Every difference of ``actual`` from ``expected`` beyond ``kind``'s tolerances."""
+    walker = _Walker(KIND_TOLERANCES[kind])
+    strip = lambda document: {k: v for k, v in document.items() if k not in PROVENANCE_KEYS}  # noqa: E731
+    walker.walk(strip(expected), strip(actual), "", "")
+    return walker.found
+
+
+def read_reference(path: Path) -> dict[str, Any]:
+    """A reference JSON object, or an error naming the file."""
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ReferenceDataError(f"{path}: not a readable JSON reference ({error})") from error
+    if not isinstance(document, dict):
+        raise ReferenceDataError(f"{path}: a reference is a JSON object, got {type(document).__name__}")
+    return document
+
+
+def check_against_committed(generated: Mapping[str, tuple[str, Path]], committed_dir: Path) -> list[str]:
+    """Differences of each generated reference (name -> (kind, path)) from ``committed_dir/<name>.json``.
+
+    A committed file the config does not generate is a difference too: a stale reference is
+    how a test ends up passing against nothing.
+    """
+    committed_dir = Path(committed_dir)
+    if not committed_dir.is_dir():
+        raise ReferenceDataError(f"references.committed: {committed_dir} is not a directory")
+    found: list[str] = []
+    for name, (kind, path) in sorted(generated.items()):
+        committed = committed_dir / f"{name}.json"
+        if not committed.is_file():
+            found.append(f"{committed}: missing (the config generates {name}, kind {kind})")
+            continue
+        expected, actual = read_reference(committed), read_reference(path)
+        found += [f"{committed}: {difference}" for difference in compare_documents(expected, actual, kind)]
+    for stray in sorted(committed_dir.glob("*.json")):
+        if stray.stem not in generated:
+            found.append(f"{stray}: committed, but the config generates no reference named {stray.stem!r}")
+    return found
+
+
+def differences_summary(found: Sequence[str], limit: int = 200) -> str:
+    """The differences as one message, one a line (the first ``limit``, then a count)."""
+    lines = list(found[:limit])
+    if len(found) > limit:
+        lines.append(f"... and {len(found) - limit} more")
+    return "\n".join(lines)

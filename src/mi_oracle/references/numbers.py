@@ -1,0 +1,67 @@
+"""Deterministic numbers for reference JSON: fp32 values as Python floats, stable top-k order."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+TOP_K = 10
+
+
+def f32(value: float | np.floating | torch.Tensor) -> float:
+    """``value`` rounded to float32 and returned as the Python float (double) of that float32.
+
+    JSON then holds the shortest decimal that reads back to the same double, as candle-mi's
+    references do (``-1.1258398294448853``), and two runs write the same characters.
+    """
+    if isinstance(value, torch.Tensor):
+        value = value.item()
+    return float(np.float32(value))
+
+
+def f32_list(values: np.ndarray | torch.Tensor) -> list[float]:
+    """A vector as a list of :func:`f32` values."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().to(torch.float32).cpu().numpy()
+    return [float(v) for v in np.asarray(values, dtype=np.float32)]
+
+
+def top_indices(values: np.ndarray, k: int, keep: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the ``k`` largest of ``values`` (among ``keep`` when given), largest first.
+
+    Ties go to the lower index, so the order never depends on a sort's internal choices.
+    """
+    values = np.asarray(values)
+    candidates = np.arange(values.shape[0]) if keep is None else np.flatnonzero(keep)
+    order = np.lexsort((candidates, -values[candidates].astype(np.float64)))
+    return candidates[order[:k]]
+
+
+@contextmanager
+def deterministic_torch(threads: int = 1) -> Iterator[None]:
+    """Deterministic algorithms on a fixed number of threads for the block; restored afterwards."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    was_threads = torch.get_num_threads()
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+        torch.set_num_threads(was_threads)
+
+
+def seeded_residual(seed: int, d_model: int) -> torch.Tensor:
+    """candle-mi's residual recipe: ``torch.manual_seed(seed); torch.randn(d_model)``, fp32 on CPU."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    return torch.randn(d_model, generator=generator, dtype=torch.float32)
+
+
+def case_seeds(layer: int, n_seeds: int) -> list[int]:
+    """The seeds of one layer's cases: ``seed_idx * 100 + layer`` for each ``seed_idx``."""
+    return [seed_idx * 100 + layer for seed_idx in range(n_seeds)]

@@ -1,0 +1,66 @@
+"""The ``environment`` block every reference carries (candle-mi's readers ignore the key)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mi_oracle.environment import describe_environment
+from mi_oracle.models.folder import read_json
+
+ENVIRONMENT_KEY = "environment"
+
+
+def model_record(model_dir: Path) -> dict[str, Any]:
+    """Repo, revision, source and the sha256 of every weight file of a fetched model folder."""
+    provenance = read_json(Path(model_dir) / "provenance.json")
+    return {
+        "name": provenance.get("name"),
+        "repo": provenance.get("repo"),
+        "resolved_revision": provenance.get("resolved_revision"),
+        "source": provenance.get("source"),
+        "weights_sha256": {
+            record["path"]: record["sha256"]
+            for record in provenance.get("files", [])
+            if record["path"].endswith((".safetensors", ".bin", ".gguf"))
+        },
+    }
+
+
+def dictionary_record(manifest: Mapping[str, Any], layers: list[int]) -> dict[str, Any]:
+    """The set, whether it is synthetic, and every file of ``layers`` with its revision and sha256."""
+    files = []
+    for record in manifest["layers"]:
+        if record["layer"] in layers:
+            for file in record["files"]:
+                files.append(
+                    {
+                        "layer": record["layer"],
+                        "source": file["source"],
+                        "repo": file.get("repo"),
+                        "resolved_revision": file.get("resolved_revision"),
+                        "sha256": file["sha256"],
+                    }
+                )
+    return {
+        "set": manifest["set"],
+        "synthetic": bool(manifest.get("synthetic")),
+        "curation": (manifest.get("curation") or {}).get("source"),
+        "files": files,
+    }
+
+
+def environment_block(device: str, dtype: str, **records: Any) -> dict[str, Any]:
+    """Interpreter, platform, library versions, device and dtype, plus ``records`` (model, dictionary)."""
+    environment = describe_environment()
+    return {
+        "python": environment["python"],
+        "platform": environment["platform"],
+        "machine": environment["machine"],
+        "packages": environment["packages"],
+        "device": device,
+        "dtype": dtype,
+        "deterministic_algorithms": True,
+        **records,
+    }

@@ -1,0 +1,129 @@
+"""``plt`` and ``clt`` references: seeded random residuals through a set's encoders.
+
+The recipe is candle-mi's: per layer and ``seed_idx``, ``seed = seed_idx * 100 + layer``,
+``torch.manual_seed(seed); residual = torch.randn(d_model)`` in fp32 on the CPU with
+deterministic algorithms; the encoder runs in fp32 on the CPU from the weights as stored
+(bf16 files are upcast, as candle-mi's oracle does). ``n_active`` counts activations > 0;
+``top_10`` holds the ``min(10, n_active)`` largest, largest first (ties: lower index).
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mi_oracle.encoding.compute import encode
+from mi_oracle.encoding.loaders import load_layer
+from mi_oracle.errors import ReferenceDataError
+from mi_oracle.references.numbers import (
+    TOP_K,
+    case_seeds,
+    deterministic_torch,
+    f32,
+    f32_list,
+    seeded_residual,
+    top_indices,
+)
+from mi_oracle.references.origins import curation_repo, weights_repo
+from mi_oracle.references.provenance import ENVIRONMENT_KEY, dictionary_record, environment_block
+
+METHODOLOGY = (
+    "mi-oracle: fp32 CPU encoder from the stored weights (no circuit-tracer), seeded torch.randn residuals"
+)
+KIND_SCHEMAS = {
+    "plt": ("GemmaScopeNpz", "PltBundle", "GemmaScope2", "SaeLensNative"),
+    "clt": ("CltSplit", "CltSplitJumpReLU"),
+}
+
+
+def encoder_formula(schema: str, activation: str, k: int | None) -> str:
+    """The encoder in candle-mi's notation: GemmaScope stores ``W_enc`` as [d_model, d_sae]."""
+    stored_transposed = schema in ("GemmaScopeNpz", "GemmaScope2", "SaeLensNative")
+    product = "W_enc.T @ residual" if stored_transposed else "W_enc @ residual"
+    if activation == "jumprelu":
+        return f"pre = {product} + b_enc; acts = pre * (pre > threshold)"
+    if activation == "topk":
+        return f"pre = {product} + b_enc; acts = ReLU(pre) on the top {k} pre-activations"
+    return f"ReLU({product} + b_enc)"
+
+
+def repo_fields(kind: str, schema: str, manifest: Mapping[str, Any]) -> dict[str, str]:
+    """The repo keys candle-mi's readers expect for the schema, in their order."""
+    if kind == "clt":
+        return {"clt_repo": weights_repo(manifest)}
+    if schema == "GemmaScopeNpz":
+        return {"weights_repo": weights_repo(manifest), "curation_repo": curation_repo(manifest)}
+    return {"plt_repo": weights_repo(manifest)}
+
+
+def reference_layers(manifest: Mapping[str, Any], layers: Sequence[int]) -> list[int]:
+    """``layers`` checked against what the set resolved; a clear error names any that is missing."""
+    resolved = sorted(record["layer"] for record in manifest["layers"])
+    missing = sorted(set(layers) - set(resolved))
+    if missing:
+        raise ReferenceDataError(
+            f"set {manifest['set']}: reference layers {missing} were not resolved (resolved: {resolved})"
+        )
+    return sorted(set(layers))
+
+
+def transcoder_reference(
+    kind: str,
+    manifest: Mapping[str, Any],
+    layers: Sequence[int],
+    seeds_per_layer: int,
+    base: Path,
+) -> dict[str, Any]:
+    """The ``plt`` or ``clt`` reference document of ``layers`` of a resolved set."""
+    schema = manifest.get("schema")
+    if schema not in KIND_SCHEMAS[kind]:
+        raise ReferenceDataError(
+            f"set {manifest['set']}: a {kind} reference needs a set of schema "
+            f"{' or '.join(KIND_SCHEMAS[kind])}; this set is {schema or 'of mixed schemas'}"
+        )
+    layers = reference_layers(manifest, layers)
+    activation, k = manifest["activation"]["kind"], manifest.get("k")
+    cases = []
+    d_model = d_sae = None
+    with deterministic_torch(threads=1):
+        for layer in layers:
+            dictionary = load_layer(manifest, layer, base, torch.float32)
+            d_model, d_sae = dictionary.W_enc.shape
+            for seed in case_seeds(layer, seeds_per_layer):
+                residual = seeded_residual(seed, d_model)
+                acts, _active = encode(dictionary, residual[None, :])
+                values = acts[0].numpy()
+                positive = values > 0
+                n_active = int(positive.sum())
+                top = top_indices(values, min(TOP_K, n_active), keep=positive)
+                cases.append(
+                    {
+                        "layer": layer,
+                        "seed": seed,
+                        "residual": f32_list(residual),
+                        "n_active": n_active,
+                        "top_10": [{"index": int(i), "activation": f32(values[i])} for i in top],
+                    }
+                )
+    return {
+        **repo_fields(kind, schema, manifest),
+        "methodology": METHODOLOGY,
+        "schema": schema,
+        "encoder_formula": encoder_formula(schema, activation, k),
+        "torch_version": torch.__version__,
+        "platform": platform.platform(),
+        "d_model": d_model,
+        "n_features_per_layer": d_sae,
+        "test_cases": cases,
+        ENVIRONMENT_KEY: environment_block(
+            "cpu",
+            "float32",
+            seeds_per_layer=seeds_per_layer,
+            model={key: manifest["model"].get(key) for key in ("name", "repo", "resolved_revision")},
+            dictionary=dictionary_record(manifest, layers),
+        ),
+    }

@@ -1,0 +1,18 @@
+"""Snakemake adapter for rule generate_reference: see mi_oracle.references.generate."""
+
+from pathlib import Path
+
+import _src_path  # noqa: F401
+
+from mi_oracle.references.generate import write_reference
+from mi_oracle.rule_logging import logged_to
+
+with logged_to(snakemake.log[0]):
+    manifest = snakemake.input.get("manifest")
+    write_reference(
+        snakemake.params.item,
+        {**snakemake.params.options, "threads": snakemake.threads},
+        Path(snakemake.input.model),
+        Path(manifest) if manifest else None,
+        Path(snakemake.output[0]),
+    )
