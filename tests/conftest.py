@@ -99,9 +99,11 @@ def read_provenance(folder: Path) -> dict:
 def embedded_workdir(tmp_path_factory) -> Path:
     """A working directory where the real workflow has run on the default config (real Gemma 3 270M).
 
-    It holds a copy of config/, as a user's clone does, since config paths are relative to it.
+    It holds a copy of config/ and references/, as a user's clone does, since config paths are
+    relative to it.
     """
     workdir = tmp_path_factory.mktemp("embedded")
     shutil.copytree(REPO_ROOT / "config", workdir / "config")
+    shutil.copytree(REPO_ROOT / "references", workdir / "references")
     run_snakemake(workdir, workdir / "config" / "config.yaml")
     return workdir

@@ -20,7 +20,8 @@ EXPECTED = {
     "synthetic-sae": ("GemmaScopeNpz", "sae", "resid_post", "resid_post"),
     "synthetic-plt-npz": ("GemmaScopeNpz", "transcoder_set", "ln2_normalized", "mlp_out"),
     "synthetic-plt-bundle": ("PltBundle", "transcoder_set", "mlp_in", "mlp_out"),
-    "synthetic-clt": ("CltSplitJumpReLU", "cross_layer_transcoder", "resid_mid", "mlp_out"),
+    # the default config points this CLT at the normalized input (see config/config.yaml)
+    "synthetic-clt": ("CltSplitJumpReLU", "cross_layer_transcoder", "ln2_normalized", "mlp_out"),
 }
 
 
@@ -74,7 +75,9 @@ def test_each_synthetic_set_is_labelled_and_resolved_like_a_real_one(embedded_wo
     assert record["synthetic_provenance"]["label"].startswith("SYNTHETIC")
     assert (record["schema"], record["kind"], record["input_hook"], record["output_hook"]) == EXPECTED[name]
     assert record["model_name"] == "google/gemma-3-270m" and record["d_model"] == 640
-    assert [layer["layer"] for layer in record["layers"]] == [0, 9, 17]
+    assert record["encode_layers"] == [0, 9, 17]
+    reference_layers = {"synthetic-sae": [], "synthetic-plt-bundle": [1, 8]}.get(name, [8])
+    assert [layer["layer"] for layer in record["layers"]] == sorted([0, 9, 17, *reference_layers])
     n_available = 3 if kind == "sae" else 18
     assert len(record["available_layers"]) == n_available
     curation = (embedded_workdir / record["curation"]["local_path"]).read_text()
@@ -89,7 +92,7 @@ def test_each_synthetic_set_is_labelled_and_resolved_like_a_real_one(embedded_wo
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_synthetic_sets_are_sparse_and_reconstruct_on_all_captured_tokens(embedded_workdir, name):
     record = manifest(embedded_workdir, name)
-    layer_record = record["layers"][1]
+    layer_record = next(layer for layer in record["layers"] if layer["layer"] == 9)
     weights = canonical_weights(embedded_workdir, layer_record)
     norms = np.linalg.norm(weights["W_dec"], axis=1)
     np.testing.assert_allclose(norms, 1.0, atol=1e-5 if layer_record["schema"] == "GemmaScopeNpz" else 2e-2)
@@ -108,7 +111,7 @@ def test_synthetic_sae_loads_in_saelens_and_encodes_like_numpy_jumprelu(embedded
     from mi_oracle.peers.saelens import load_gemma_scope_npz
 
     record = manifest(embedded_workdir, "synthetic-sae")
-    layer_record = record["layers"][1]
+    layer_record = next(layer for layer in record["layers"] if layer["layer"] == 9)
     path = embedded_workdir / layer_record["files"][0]["local_path"]
     sae = load_gemma_scope_npz(path, f"blocks.{layer_record['layer']}.hook_resid_post", "google/gemma-3-270m")
     x = captured(embedded_workdir, "resid_post", layer_record["layer"])

@@ -113,7 +113,7 @@ def set_feature_sums(wildcards):
 
 REFERENCES = config["references"]
 REFERENCE_ITEMS = reference_items(REFERENCES, list(SETS))
-REFERENCE_OPTIONS = {key: value for key, value in REFERENCES.items() if key != "items"}
+REFERENCE_OPTIONS = {key: REFERENCES[key] for key in ("device", "dtype", "seeds_per_layer")}
 
 
 def reference_path(name):

@@ -83,8 +83,8 @@ def forward_reference(prompts: Sequence[str], model_dir: Path, settings: Mapping
     return {
         "model_repo": model_info["repo"] or model_info["name"],
         "methodology": METHODOLOGY,
-        "torch_version": torch.__version__,
-        "transformers_version": transformers.__version__,
+        "torch_version": str(torch.__version__),
+        "transformers_version": str(transformers.__version__),
         "platform": platform.platform(),
         **model_fields(model),
         "test_cases": cases,

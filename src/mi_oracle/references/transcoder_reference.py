@@ -114,7 +114,7 @@ def transcoder_reference(
         "methodology": METHODOLOGY,
         "schema": schema,
         "encoder_formula": encoder_formula(schema, activation, k),
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "platform": platform.platform(),
         "d_model": d_model,
         "n_features_per_layer": d_sae,
