@@ -151,10 +151,21 @@ def assert_matches_float64_oracle(document: dict, manifest: dict, work: Path, ac
         assert len(case["top_10"]) == min(10, case["n_active"])
 
 
-def test_gemma_scope_plt_reproduces_the_fixture_residuals_and_schema(tmp_path):
-    theirs = fixture("plt_gemma_reference.json")
-    yaml_path = gemma_scope_set(tmp_path, 2304, 26, [0, 12, 25])
-    item = {"name": "plt_gemma_reference", "kind": "plt", "set": "set"}
+@pytest.mark.parametrize(
+    ("fixture_name", "make_set", "d_model", "n_layers", "activation"),
+    [
+        ("plt_gemma_reference.json", "gemma_scope_set", 2304, 26, "jumprelu"),
+        ("plt_llama_reference.json", "plt_bundle_set", 2048, 16, "relu"),
+    ],
+)
+def test_plt_reference_reproduces_the_fixture_residuals_and_schema(
+    tmp_path, fixture_name, make_set, d_model, n_layers, activation
+):
+    theirs = fixture(fixture_name)
+    layers = sorted({case["layer"] for case in theirs["test_cases"]})
+    assert layers == ends_and_middle(list(range(n_layers)))
+    yaml_path = globals()[make_set](tmp_path, d_model, n_layers, layers)
+    item = {"name": fixture_name.removesuffix(".json"), "kind": "plt", "set": "set"}
     manifest = resolve(tmp_path, yaml_path, [item])
     ours, _ = generate(tmp_path, item, manifest)
 
@@ -164,27 +175,10 @@ def test_gemma_scope_plt_reproduces_the_fixture_residuals_and_schema(tmp_path):
     ]
     for case, their_case in zip(ours["test_cases"], theirs["test_cases"], strict=True):
         np.testing.assert_allclose(case["residual"], their_case["residual"], atol=1e-6, rtol=0)
-    assert ours["schema"] == "GemmaScopeNpz" and ours["encoder_formula"] == theirs["encoder_formula"]
-    assert (ours["d_model"], ours["n_features_per_layer"]) == (2304, D_SAE)
+    assert (ours["schema"], ours["encoder_formula"]) == (theirs["schema"], theirs["encoder_formula"])
+    assert (ours["d_model"], ours["n_features_per_layer"]) == (d_model, D_SAE)
     assert ours["environment"]["dictionary"]["files"][0]["sha256"]
-    assert_matches_float64_oracle(ours, json.loads(manifest.read_text()), tmp_path, "jumprelu")
-
-
-def test_plt_bundle_reproduces_the_llama_fixture_residuals_and_schema(tmp_path):
-    theirs = fixture("plt_llama_reference.json")
-    yaml_path = plt_bundle_set(tmp_path, 2048, 16, [0, 7, 15])
-    item = {"name": "plt_llama_reference", "kind": "plt", "set": "set"}
-    manifest = resolve(tmp_path, yaml_path, [item])
-    ours, _ = generate(tmp_path, item, manifest)
-
-    assert_same_shape(ours, theirs)
-    assert [(c["layer"], c["seed"]) for c in ours["test_cases"]] == [
-        (c["layer"], c["seed"]) for c in theirs["test_cases"]
-    ]
-    for case, their_case in zip(ours["test_cases"], theirs["test_cases"], strict=True):
-        np.testing.assert_allclose(case["residual"], their_case["residual"], atol=1e-6, rtol=0)
-    assert ours["encoder_formula"] == theirs["encoder_formula"] == "ReLU(W_enc @ residual + b_enc)"
-    assert_matches_float64_oracle(ours, json.loads(manifest.read_text()), tmp_path, "relu")
+    assert_matches_float64_oracle(ours, json.loads(manifest.read_text()), tmp_path, activation)
 
 
 def test_clt_reference_keys_cases_and_oracle(tmp_path):

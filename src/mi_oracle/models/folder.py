@@ -7,7 +7,7 @@ import struct
 from collections.abc import Iterable
 from pathlib import Path
 
-from mi_oracle.errors import ModelFolderError
+from mi_oracle.errors import MiOracleError, ModelFolderError
 
 CONFIG_FILES = ("config.json", "generation_config.json")
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -75,14 +75,14 @@ def index_weight_map(index: object, where: str) -> dict[str, str]:
     return weight_map
 
 
-def read_json(path: Path) -> dict:
-    """Parse a JSON object file, naming the file on failure."""
+def read_json(path: Path, error_type: type[MiOracleError] = ModelFolderError) -> dict:
+    """Parse a JSON object file; on failure raise ``error_type`` naming the file."""
     try:
         value = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelFolderError(f"{path}: cannot read as JSON ({error})") from error
+        raise error_type(f"{path}: cannot read as JSON ({error})") from error
     if not isinstance(value, dict):
-        raise ModelFolderError(f"{path}: expected a JSON object, found {type(value).__name__}")
+        raise error_type(f"{path}: expected a JSON object, found {type(value).__name__}")
     return value
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mi_oracle.errors import ReferenceDataError
+from mi_oracle.models.folder import read_json
 
 
 @dataclass(frozen=True)
@@ -136,13 +137,7 @@ def compare_documents(expected: Mapping[str, Any], actual: Mapping[str, Any], ki
 
 def read_reference(path: Path) -> dict[str, Any]:
     """A reference JSON object, or an error naming the file."""
-    try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ReferenceDataError(f"{path}: not a readable JSON reference ({error})") from error
-    if not isinstance(document, dict):
-        raise ReferenceDataError(f"{path}: a reference is a JSON object, got {type(document).__name__}")
-    return document
+    return read_json(path, ReferenceDataError)
 
 
 def check_against_committed(generated: Mapping[str, tuple[str, Path]], committed_dir: Path) -> list[str]:
