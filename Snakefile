@@ -34,6 +34,7 @@ include: "workflow/rules/capture.smk"
 include: "workflow/rules/dictionaries.smk"
 include: "workflow/rules/encoding.smk"
 include: "workflow/rules/references.smk"
+include: "workflow/rules/crossval.smk"
 
 
 rule all:
@@ -44,3 +45,4 @@ rule all:
         [manifest_path(name) for name in SETS],
         [f"results/features/{RUN}/{name}/metrics.json" for name in SETS],
         all_references(),
+        "results/reports/crossval.html",

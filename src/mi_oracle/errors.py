@@ -31,3 +31,7 @@ class DictionaryError(MiOracleError):
 
 class ReferenceDataError(MiOracleError):
     """A reference cannot be generated from its inputs, or differs from a committed one."""
+
+
+class CrossValidationError(MiOracleError):
+    """A cross-validation bar failed (the report says which)."""

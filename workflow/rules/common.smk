@@ -152,3 +152,46 @@ def committed_references():
             REFERENCES["committed"], config["local_roots"], "references.committed", Path.cwd()
         )
     )
+
+
+CROSSVAL = config["crossval"]
+
+
+def first_shard():
+    """The first shard of the capture plan (the cross-validation reads its tokens)."""
+    return shard_ids(checkpoints.plan_capture.get().output[0])[0]
+
+
+def crossval_capture_inputs(wildcards):
+    """The model, the token tables and every captured point of the first shard."""
+    shard = first_shard()
+    return {
+        "model": model_dir(),
+        "tokens": f"results/tokens/{RUN}",
+        "activations": [activation_path(hook, layer, shard) for hook, layer in POINTS],
+    }
+
+
+def crossval_encoder_inputs(wildcards):
+    """A set's manifest and files, and the first shard's features and input activations per layer."""
+    manifest = resolved_manifest(wildcards.set)
+    shard = first_shard()
+    points = encoding_points(manifest, CAPTURE["hooks"], CAPTURE["layers"])
+    inputs = {
+        "manifest": manifest_path(wildcards.set),
+        "files": f"resources/dictionaries/{wildcards.set}",
+        "features": [features_path(wildcards.set, layer, shard) for layer, _, _ in points],
+        "activations": [activation_path(hook, layer, shard) for layer, hook, _ in points],
+    }
+    if wildcards.set in SYNTHETIC:
+        inputs["synthetic"] = synthetic_dir(wildcards.set)
+    return inputs
+
+
+def crossval_candidates():
+    """The folder of candidate references ([] when none is configured)."""
+    if CROSSVAL["candidates"] is None:
+        return []
+    return str(
+        resolve_inside_roots(CROSSVAL["candidates"], config["local_roots"], "crossval.candidates", Path.cwd())
+    )

@@ -127,9 +127,14 @@ class _Walker:
             )
 
 
-def compare_documents(expected: Mapping[str, Any], actual: Mapping[str, Any], kind: str) -> list[str]:
-    """Every difference of ``actual`` from ``expected`` beyond ``kind``'s tolerances."""
-    walker = _Walker(KIND_TOLERANCES[kind])
+EXACT = {"*": Tolerance(0.0)}
+
+
+def compare_documents(
+    expected: Mapping[str, Any], actual: Mapping[str, Any], kind: str, exact: bool = False
+) -> list[str]:
+    """Every difference of ``actual`` from ``expected`` beyond ``kind``'s tolerances (any, if ``exact``)."""
+    walker = _Walker(EXACT if exact else KIND_TOLERANCES[kind])
     strip = lambda document: {k: v for k, v in document.items() if k not in PROVENANCE_KEYS}  # noqa: E731
     walker.walk(strip(expected), strip(actual), "", "")
     return walker.found

@@ -1,0 +1,1 @@
+"""Cross-validation: independent implementations and candidate results against the references."""

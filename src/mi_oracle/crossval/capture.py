@@ -1,0 +1,136 @@
+"""The project's captured activations against Hugging Face ``output_hidden_states`` and
+TransformerLens ``run_with_cache`` on the same prompts (each prompt alone, no padding).
+
+``hidden_states[l]`` is the input of layer ``l`` (resid_pre) and ``hidden_states[l + 1]`` its
+output (resid_post), except the last entry, which carries the final norm: the last layer's
+resid_post is held against it after applying that norm to the capture. TransformerLens is run
+through its ``TransformerBridge`` around the same Hugging Face model, by the TransformerLens name
+of each hook.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+
+from mi_oracle.capture.hooks import HOOK_POINTS
+from mi_oracle.capture.writer import read_metadata
+
+N_PROMPTS = 8
+HF_BAR = 1e-5  # relative (row norm): the same arithmetic in another call order
+TRANSFORMER_LENS_BAR = 1e-4  # relative (row norm); TransformerLens vs HF agree within ~1e-6 on resid_post
+
+
+def diff_stats(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float]:
+    """Max absolute difference, and the largest difference relative to its row's norm."""
+    diff = np.abs(ours.astype(np.float64) - theirs.astype(np.float64))
+    norms = np.maximum(np.linalg.norm(theirs.astype(np.float64), axis=1), 1e-12)
+    return {
+        "max_abs_diff": float(diff.max()),
+        "max_rel_diff": float((np.linalg.norm(ours - theirs, axis=1) / norms).max()),
+    }
+
+
+def captured_rows(root: Path, hook: str, layer: int, shard: str, prompt_ids: Sequence[int]) -> np.ndarray:
+    """The captured rows of ``prompt_ids`` (in that order, positions ascending) at one point."""
+    table = pq.read_table(root / f"hook={hook}" / f"layer={layer}" / f"part-{shard}.parquet")
+    parts = []
+    for prompt_id in prompt_ids:
+        rows = table.filter(pc.equal(table["prompt_id"], prompt_id)).sort_by("position")
+        parts.append(np.asarray(rows["activation"].to_pylist(), dtype=np.float32))
+    return np.concatenate(parts)
+
+
+def _hf_reference(model, hook: str, layer: int, hidden: Sequence[torch.Tensor], ours: np.ndarray):
+    """(ours as compared, HF's tensor) for the hooks hidden_states holds, else None."""
+    last = model.config.num_hidden_layers - 1
+    if hook == "resid_pre":
+        return ours, hidden[layer]
+    if hook == "resid_post" and layer < last:
+        return ours, hidden[layer + 1]
+    if hook == "resid_post":
+        with torch.no_grad():
+            normed = model.model.norm(torch.from_numpy(ours)[None])[0].numpy()
+        return normed, hidden[-1]
+    return None
+
+
+def compare_capture(
+    model_dir: Path,
+    tokens_path: Path,
+    activations_root: Path,
+    points: Sequence[tuple[str, int]],
+    model_repo: str | None,
+    n_prompts: int = N_PROMPTS,
+) -> dict[str, Any]:
+    """Per (hook, layer): max abs and max relative diff against HF and TransformerLens, with bars."""
+    from transformers import AutoModelForCausalLM
+
+    shard = Path(tokens_path).stem.removeprefix("part-")
+    tokens = pq.read_table(tokens_path, columns=["prompt_id", "token_ids"]).slice(0, n_prompts).to_pydict()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    hidden: list[list[torch.Tensor]] = []
+    with torch.no_grad():
+        for ids in tokens["token_ids"]:
+            states = model(torch.tensor([ids]), output_hidden_states=True, use_cache=False).hidden_states
+            hidden.append([state[0] for state in states])
+    lens = _transformer_lens_caches(model, model_dir, model_repo, tokens["token_ids"], points)
+    rows = []
+    for hook, layer in points:
+        ours = captured_rows(activations_root, hook, layer, shard, tokens["prompt_id"])
+        row: dict[str, Any] = {"hook": hook, "layer": layer, "n_tokens": len(ours)}
+        offsets = np.cumsum([0, *(len(ids) for ids in tokens["token_ids"])])
+        pairs = [
+            _hf_reference(model, hook, layer, states, ours[start:end])
+            for states, start, end in zip(hidden, offsets[:-1], offsets[1:], strict=True)
+        ]
+        if pairs[0] is not None:
+            stats = diff_stats(
+                np.concatenate([p[0] for p in pairs]), np.concatenate([p[1].numpy() for p in pairs])
+            )
+            row["hf"] = {**stats, "bar": HF_BAR, "pass": stats["max_rel_diff"] <= HF_BAR}
+        else:
+            row["hf"] = {"status": "not in hidden_states"}
+        if isinstance(lens, str):
+            row["transformer_lens"] = {"status": lens}
+        else:
+            stats = diff_stats(ours, np.concatenate([cache[(hook, layer)] for cache in lens]))
+            bar = TRANSFORMER_LENS_BAR
+            row["transformer_lens"] = {**stats, "bar": bar, "pass": stats["max_rel_diff"] <= bar}
+        rows.append(row)
+    devices = sorted(
+        {
+            read_metadata(activations_root / f"hook={h}" / f"layer={lay}" / f"part-{shard}.parquet")["device"]
+            for h, lay in points
+        }
+    )
+    return {"n_prompts": len(tokens["prompt_id"]), "shard": shard, "devices": devices, "points": rows}
+
+
+def _transformer_lens_caches(model, model_dir: Path, model_repo: str | None, token_rows, points: Sequence):
+    """Per prompt, {(hook, layer): rows} from TransformerLens, or why it was not run."""
+    if importlib.util.find_spec("transformer_lens") is None:
+        return "not run: transformer-lens is not installed (pip install '.[peers]')"
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoTokenizer
+
+    bridge = TransformerBridge.boot_transformers(
+        model_repo or str(model_dir),
+        hf_model=model,
+        tokenizer=AutoTokenizer.from_pretrained(model_dir),
+        device="cpu",
+    )
+    names = {HOOK_POINTS[hook].transformer_lens.format(layer=layer): (hook, layer) for hook, layer in points}
+    caches = []
+    with torch.no_grad():
+        for ids in token_rows:
+            _, cache = bridge.run_with_cache(torch.tensor([ids]), names_filter=lambda name: name in names)
+            caches.append({point: cache[name][0].numpy() for name, point in names.items()})
+    return caches

@@ -1,0 +1,85 @@
+"""Encoders side by side on the same captured activations: the project's (its feature Parquet),
+the float64 numpy oracle, and SAELens (a peer, when installed)."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from mi_oracle.capture.hooks import HOOK_POINTS
+from mi_oracle.crossval.oracle import agreement, dense, load_canonical, oracle
+
+MAX_TOKENS = 512  # tokens per (set, layer): enough for every feature's statistics, cheap in float64
+
+
+def passes(stats: Mapping[str, Any]) -> bool:
+    """No flip away from a threshold, and every value within the oracle's bound."""
+    return stats["flips_away_from_threshold"] == 0 and stats["value_excess"] <= 1
+
+
+def _rows(path: Path, columns: list[str], n: int) -> dict[str, list]:
+    table = pq.read_table(path, columns=columns).slice(0, n)
+    return table.to_pydict()
+
+
+def saelens_agreement(
+    weights: dict,
+    x: np.ndarray,
+    activation: str,
+    manifest: Mapping[str, Any],
+    layer: int,
+    pre,
+    expected,
+    threshold,
+) -> dict[str, Any]:
+    """SAELens on ``x`` held against the oracle; SAELens's JumpReLU is ``relu(pre) * (pre > threshold)``."""
+    if importlib.util.find_spec("sae_lens") is None:
+        return {"status": "not run: sae-lens is not installed (pip install '.[peers]')"}
+    if activation not in ("jumprelu", "relu"):
+        return {"status": f"not run: SAELens has no {activation} encoder with these weights"}
+    from mi_oracle.peers.saelens import load_canonical_encoder
+
+    hook = HOOK_POINTS[manifest["input_hook"]].transformer_lens.format(layer=layer)
+    sae = load_canonical_encoder(weights, activation, hook, manifest["model_name"] or "")
+    with torch.no_grad():
+        acts = sae.encode(torch.from_numpy(x.astype(np.float32))).numpy().astype(np.float64)
+    stats = agreement(acts, pre, np.maximum(expected, 0.0), threshold, x, weights["W_enc"])
+    return {"status": "run", "library": "sae-lens", **stats, "pass": passes(stats)}
+
+
+def compare_layer(
+    manifest: Mapping[str, Any], layer: int, features: Path, activations: Path, base: Path
+) -> dict[str, Any]:
+    """One (set, layer): the project's and SAELens's encodings against the oracle, first MAX_TOKENS tokens."""
+    feature_rows = _rows(features, ["prompt_id", "position", "feature_ids", "feature_values"], MAX_TOKENS)
+    captured = _rows(activations, ["prompt_id", "position", "activation"], MAX_TOKENS)
+    if feature_rows["prompt_id"] != captured["prompt_id"] or feature_rows["position"] != captured["position"]:
+        raise ValueError(f"{features}: rows are not those of {activations}")
+    x = np.asarray(captured["activation"], dtype=np.float32).astype(np.float64)
+    weights = load_canonical(base, manifest, layer)
+    activation, k = manifest["activation"]["kind"], manifest.get("k")
+    pre, expected, threshold = oracle(weights, x, activation, k)
+    d_sae = weights["W_enc"].shape[1]
+    ours = dense(feature_rows["feature_ids"], feature_rows["feature_values"], d_sae)
+    project = agreement(ours, pre, expected, threshold, x, weights["W_enc"])
+    l0 = (expected > 0).sum(axis=1)
+    return {
+        "set": manifest["set"],
+        "layer": layer,
+        "schema": next(r["schema"] for r in manifest["layers"] if r["layer"] == layer),
+        "activation": activation,
+        "synthetic": bool(manifest.get("synthetic")),
+        "n_tokens": len(x),
+        "oracle_mean_l0": float(l0.mean()) if len(l0) else 0.0,
+        "project": {**project, "pass": passes(project)},
+        "saelens": saelens_agreement(weights, x, activation, manifest, layer, pre, expected, threshold),
+        "circuit_tracer": "not run: circuit-tracer pins transformers<=4.57.3 and huggingface-hub<1.0, "
+        "so it stays out of this environment",
+        "inputs": {"features": str(features), "activations": str(activations)},
+    }

@@ -1,0 +1,71 @@
+rule crossval_capture:
+    input:
+        unpack(crossval_capture_inputs),
+    output:
+        "results/reports/crossval/capture.json",
+    log:
+        "results/logs/crossval_capture.log",
+    benchmark:
+        "results/benchmarks/crossval_capture.tsv"
+    conda:
+        ENV
+    threads: CAPTURE["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        points=POINTS,
+        prompts=CROSSVAL["capture_prompts"],
+    script:
+        "../scripts/crossval_capture.py"
+
+
+rule crossval_encoders:
+    input:
+        unpack(crossval_encoder_inputs),
+    output:
+        "results/reports/crossval/encoders/{set}.json",
+    log:
+        "results/logs/crossval_encoders/{set}.log",
+    benchmark:
+        "results/benchmarks/crossval_encoders/{set}.tsv"
+    wildcard_constraints:
+        set="|".join(re.escape(name) for name in SETS) or "(?!)",
+    conda:
+        ENV
+    threads: ENCODING["threads"]
+    resources:
+        mem_mb=6000,
+        runtime=30,
+    script:
+        "../scripts/crossval_encoders.py"
+
+
+rule crossval_report:
+    input:
+        capture="results/reports/crossval/capture.json",
+        encoders=[f"results/reports/crossval/encoders/{name}.json" for name in SETS],
+        metrics=[f"results/features/{RUN}/{name}/metrics.json" for name in SETS],
+        references=all_references(),
+        candidates=crossval_candidates(),
+    output:
+        html=report(
+            "results/reports/crossval.html",
+            caption="../report/crossval.rst",
+            category="Cross-validation",
+        ),
+        json="results/reports/crossval.json",
+    log:
+        "results/logs/crossval_report.log",
+    localrule: True
+    conda:
+        ENV
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        sets=list(SETS),
+        kinds={name: item["kind"] for name, item in REFERENCE_ITEMS.items()},
+        report_only=CROSSVAL["report_only"],
+    script:
+        "../scripts/crossval_report.py"
