@@ -40,11 +40,12 @@ bench: run peers
 	$(BIN)/python benchmarks/capture_throughput.py
 	$(BIN)/python benchmarks/encode_throughput.py
 
-# Debian packages the SLURM test needs (a one-node cluster it starts itself); root only.
+# Debian packages the tests need, root only: a one-node SLURM cluster the SLURM test starts
+# itself, and headless chromium for the report's browser test.
 system-packages:
-	@if [ "$$(id -u)" = 0 ] && ! command -v slurmctld >/dev/null 2>&1; then \
+	@if [ "$$(id -u)" = 0 ] && ! { command -v slurmctld && command -v chromium; } >/dev/null 2>&1; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			--no-install-recommends slurmctld slurmd slurm-client munge; \
+			--no-install-recommends slurmctld slurmd slurm-client munge chromium; \
 	fi
 
 # Install, lint, then run the whole test suite.

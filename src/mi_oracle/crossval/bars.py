@@ -35,7 +35,8 @@ def _nans(value: Any, path: str) -> list[str]:
     if isinstance(value, dict):
         return [found for key, item in value.items() for found in _nans(item, f"{path}.{key}".lstrip("."))]
     if isinstance(value, list):
-        return [found for i, item in enumerate(value) for found in _nans(item, f"{path}[{i}]")]
+        label = (lambda i, item: case_label(item, i)) if path == "test_cases" else (lambda i, item: i)
+        return [found for i, item in enumerate(value) for found in _nans(item, f"{path}[{label(i, item)}]")]
     return []
 
 
