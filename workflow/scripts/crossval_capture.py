@@ -6,7 +6,6 @@ import _src_path  # noqa: F401
 
 from mi_oracle.atomic import write_json_atomic
 from mi_oracle.crossval.capture import compare_capture
-from mi_oracle.models.folder import read_json
 from mi_oracle.rule_logging import logged_to
 
 with logged_to(snakemake.log[0]):
@@ -18,7 +17,6 @@ with logged_to(snakemake.log[0]):
         Path(snakemake.input.tokens) / f"{shard}.parquet",
         first.parents[2],
         [tuple(point) for point in snakemake.params.points],
-        read_json(model_dir / "provenance.json").get("repo"),
         n_prompts=snakemake.params.prompts,
     )
     write_json_atomic(Path(snakemake.output[0]), result)

@@ -67,7 +67,6 @@ def compare_capture(
     tokens_path: Path,
     activations_root: Path,
     points: Sequence[tuple[str, int]],
-    model_repo: str | None,
     n_prompts: int = N_PROMPTS,
 ) -> dict[str, Any]:
     """Per (hook, layer): max abs and max relative diff against HF and TransformerLens, with bars."""
@@ -81,7 +80,7 @@ def compare_capture(
         for ids in tokens["token_ids"]:
             states = model(torch.tensor([ids]), output_hidden_states=True, use_cache=False).hidden_states
             hidden.append([state[0] for state in states])
-    lens = _transformer_lens_caches(model, model_dir, model_repo, tokens["token_ids"], points)
+    lens = _transformer_lens_caches(model, model_dir, tokens["token_ids"], points)
     rows = []
     for hook, layer in points:
         ours = captured_rows(activations_root, hook, layer, shard, tokens["prompt_id"])
@@ -100,6 +99,9 @@ def compare_capture(
             row["hf"] = {"status": "not in hidden_states"}
         if isinstance(lens, str):
             row["transformer_lens"] = {"status": lens}
+        elif (hook, layer) not in lens[0]:
+            name = HOOK_POINTS[hook].transformer_lens.format(layer=layer)
+            row["transformer_lens"] = {"status": f"not run: TransformerLens cached no {name}"}
         else:
             stats = diff_stats(ours, np.concatenate([cache[(hook, layer)] for cache in lens]))
             bar = TRANSFORMER_LENS_BAR
@@ -114,7 +116,7 @@ def compare_capture(
     return {"n_prompts": len(tokens["prompt_id"]), "shard": shard, "devices": devices, "points": rows}
 
 
-def _transformer_lens_caches(model, model_dir: Path, model_repo: str | None, token_rows, points: Sequence):
+def _transformer_lens_caches(model, model_dir: Path, token_rows, points: Sequence):
     """Per prompt, {(hook, layer): rows} from TransformerLens, or why it was not run."""
     if importlib.util.find_spec("transformer_lens") is None:
         return "not run: transformer-lens is not installed (pip install '.[peers]')"
@@ -122,7 +124,7 @@ def _transformer_lens_caches(model, model_dir: Path, model_repo: str | None, tok
     from transformers import AutoTokenizer
 
     bridge = TransformerBridge.boot_transformers(
-        model_repo or str(model_dir),
+        str(model_dir),  # the local folder: its config picks the architecture, and no hub is asked
         hf_model=model,
         tokenizer=AutoTokenizer.from_pretrained(model_dir),
         device="cpu",
@@ -132,5 +134,5 @@ def _transformer_lens_caches(model, model_dir: Path, model_repo: str | None, tok
     with torch.no_grad():
         for ids in token_rows:
             _, cache = bridge.run_with_cache(torch.tensor([ids]), names_filter=lambda name: name in names)
-            caches.append({point: cache[name][0].numpy() for name, point in names.items()})
+            caches.append({point: cache[name][0].numpy() for name, point in names.items() if name in cache})
     return caches
