@@ -14,8 +14,11 @@ if str(SRC) not in sys.path:
 
 from mi_oracle.config import load_schema, validate_config
 
+# The embedded default, unless --configfile names another: Snakemake would otherwise merge that
+# file over this one, and keys it leaves out (references, crossval) would leak in.
+if not workflow.overwrite_configfiles:
 
-configfile: "config/config.yaml"
+    configfile: "config/config.yaml"
 
 
 validate_config(

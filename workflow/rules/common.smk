@@ -1,6 +1,8 @@
 """Paths and helpers shared by every rule file."""
 
-from mi_oracle.capture.plan import shard_ids
+import functools
+
+from mi_oracle.capture.plan import PLAN_FILE
 from mi_oracle.config import resolve_inside_roots
 from mi_oracle.encoding.plan import encoding_points
 from mi_oracle.models.folder import read_json
@@ -26,10 +28,25 @@ def activation_path(hook, layer, shard):
     return f"results/activations/{RUN}/hook={hook}/layer={layer}/part-{shard}.parquet"
 
 
+@functools.cache
+def _json_at(path, mtime_ns):
+    return read_json(Path(path))
+
+
+def cached_json(path):
+    """A JSON file read once per version (input functions run once per job: thousands of times)."""
+    return _json_at(str(path), Path(path).stat().st_mtime_ns)
+
+
+def planned_shards():
+    """The shards the capture plan lists, once the plan checkpoint has run."""
+    plan = Path(checkpoints.plan_capture.get().output[0])
+    return [shard["shard"] for shard in cached_json(plan / PLAN_FILE)["shards"]]
+
+
 def all_activations(wildcards):
     """Every activation file, once the capture plan says which shards exist."""
-    plan = checkpoints.plan_capture.get().output[0]
-    return [activation_path(hook, layer, shard) for shard in shard_ids(plan) for hook, layer in POINTS]
+    return [activation_path(hook, layer, shard) for shard in planned_shards() for hook, layer in POINTS]
 
 
 SETS = {definition["name"]: definition for definition in config["dictionaries"]}
@@ -81,7 +98,7 @@ def feature_sums_path(name, layer, shard):
 
 def resolved_manifest(name):
     """The manifest of a set, once its resolution checkpoint has run."""
-    return read_json(Path(checkpoints.resolve_dictionary_set.get(set=name).output.manifest))
+    return cached_json(checkpoints.resolve_dictionary_set.get(set=name).output.manifest)
 
 
 def encoding_inputs(wildcards):
@@ -106,9 +123,8 @@ def encoding_inputs(wildcards):
 def set_feature_sums(wildcards):
     """Every shard's sums of every encoded layer of one set."""
     manifest = resolved_manifest(wildcards.set)
-    plan = checkpoints.plan_capture.get().output[0]
     layers = [layer for layer, _, _ in encoding_points(manifest, CAPTURE["hooks"], CAPTURE["layers"])]
-    return [feature_sums_path(wildcards.set, layer, shard) for layer in layers for shard in shard_ids(plan)]
+    return [feature_sums_path(wildcards.set, layer, shard) for layer in layers for shard in planned_shards()]
 
 
 REFERENCES = config["references"]
@@ -159,7 +175,7 @@ CROSSVAL = config["crossval"]
 
 def first_shard():
     """The first shard of the capture plan (the cross-validation reads its tokens)."""
-    return shard_ids(checkpoints.plan_capture.get().output[0])[0]
+    return planned_shards()[0]
 
 
 def crossval_capture_inputs(wildcards):

@@ -113,8 +113,3 @@ def make_plan(
         write_json_atomic(staging / PLAN_FILE, plan)
     log.info("%d prompts, %d tokens, %d shards", len(prompts), plan["n_tokens"], len(shards))
     return plan
-
-
-def shard_ids(plan_dir: Path) -> list[str]:
-    """The shard names a plan folder lists."""
-    return [shard["shard"] for shard in read_json(Path(plan_dir) / PLAN_FILE)["shards"]]
