@@ -39,6 +39,7 @@ lint: $(STAMP)
 bench: run peers
 	$(BIN)/python benchmarks/capture_throughput.py
 	$(BIN)/python benchmarks/encode_throughput.py
+	$(BIN)/python benchmarks/dag_dry_run.py
 
 # Debian packages the tests need, root only: a one-node SLURM cluster the SLURM test starts
 # itself, and headless chromium for the report's browser test.
