@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,21 @@ def test_snakemake_stops_before_any_job_on_a_bad_config(tmp_path: Path):
     assert f"invalid configuration in {configfile}" in output
     assert "model.revision: required key is missing" in output
     assert not (tmp_path / "resources").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "references"),
+    [
+        ("gemma-2-2b", ["sae_reference", "plt_gemma_reference"]),
+        ("llama-3.2-1b", ["plt_llama_reference"]),
+        ("qwen3-1.7b", ["clt_qwen3_reference", "qwen3_forward_reference"]),
+    ],
+)
+def test_each_real_target_config_builds_its_dag_alone(tmp_path: Path, name: str, references: list[str]):
+    shutil.copytree(REPO_ROOT / "config", tmp_path / "config")
+    result = run_snakemake(tmp_path, tmp_path / "config" / f"{name}.yaml", "-n")
+    output = result.stdout + result.stderr
+    for reference in references:
+        assert f"results/references/{reference}.json" in output
+    assert "gemma-3-270m" not in output and "synthetic" not in output  # nothing of the default leaks in
