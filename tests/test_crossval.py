@@ -14,6 +14,7 @@ from mi_oracle.crossval.oracle import agreement
 from mi_oracle.crossval.report import build_report, write_report
 from mi_oracle.errors import CrossValidationError
 from tests.browser import render
+from tests.planted import PLANTS
 from tests.test_references import fixture
 
 
@@ -60,37 +61,22 @@ def test_a_clean_candidate_is_exact_and_a_close_one_passes(plt):
 @pytest.mark.parametrize(
     ("plant", "failure"),
     [
+        ("wrong top-10 index", "test_cases[layer 0, seed 100].top_10[3].index: expected {index}, got 7"),
         (
-            lambda d: d["test_cases"][1]["top_10"][3].update(index=7),
-            "test_cases[layer 0, seed 100].top_10[3].index: expected {index}, got 7",
-        ),
-        (
-            lambda d: d["test_cases"][0]["top_10"][0].update(
-                activation=d["test_cases"][0]["top_10"][0]["activation"] + 2e-4
-            ),
+            "activation off by 2e-4",
             "test_cases[layer 0, seed 0].top_10[0].activation: "
-            "expected 11.09428596496582, got 11.09448596496582 "
-            "(|diff| 0.0002 >= 0.0001)",
+            "expected 11.09428596496582, got 11.09448596496582 (|diff| 0.0002 >= 0.0001)",
         ),
-        (lambda d: d.pop("n_features_per_layer"), "n_features_per_layer: missing"),
-        (lambda d: d["test_cases"].pop(0), "test_cases[layer 0, seed 0]: case missing"),
-        (
-            lambda d: d["test_cases"].append({**d["test_cases"][0], "seed": 300}),
-            "test_cases[layer 0, seed 300]: unexpected case",
-        ),
-        (
-            lambda d: d["test_cases"][2]["top_10"][1].update(activation=float("nan")),
-            "test_cases[layer 0, seed 200].top_10[1].activation: nan is not a finite number",
-        ),
-        (
-            lambda d: d["test_cases"][2].update(n_active=1013),
-            "test_cases[layer 0, seed 200].n_active: expected 1014, got 1013",
-        ),
+        ("missing d_model", "d_model: missing"),
+        ("missing last case", "test_cases[layer 0, seed 200]: case missing"),
+        ("extra case", "test_cases[layer 0, seed 300]: unexpected case"),
+        ("NaN activation", "test_cases[layer 0, seed 200].top_10[1].activation: nan is not a finite number"),
+        ("n_active off by one", "test_cases[layer 0, seed 200].n_active: expected 1014, got 1013"),
     ],
 )
 def test_each_planted_fault_fails_by_name(plt, plant, failure):
     planted = copy(plt)
-    plant(planted)
+    PLANTS[plant](planted)
     result = judge_candidate(plt, planted, "plt")
     expected = failure.format(index=plt["test_cases"][1]["top_10"][3]["index"])
     assert result["grade"] == "fail" and result["failures"] == [expected], result["failures"]

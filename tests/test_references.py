@@ -22,6 +22,7 @@ from mi_oracle.references.generate import write_reference
 from mi_oracle.references.plan import ends_and_middle, reference_items
 from tests.dictionary_files import clt_split, gemma_scope_npz, model_folder, plt_bundle
 from tests.encoding_oracle import load_canonical, oracle
+from tests.planted import PLANTS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "candle-mi"
 SCHEMA = Path(__file__).parents[1] / "workflow" / "schemas" / "config.schema.yaml"
@@ -269,37 +270,23 @@ def test_an_identical_reference_has_no_differences(reference):
 @pytest.mark.parametrize(
     ("plant", "expected"),
     [
+        ("wrong top-10 index", "test_cases[layer 0, seed 100].top_10[3].index: expected "),
         (
-            lambda d: d["test_cases"][1]["top_10"][3].update(index=7),
-            "test_cases[layer 0, seed 100].top_10[3].index: expected ",
-        ),
-        (
-            lambda d: d["test_cases"][0]["top_10"][0].update(
-                activation=d["test_cases"][0]["top_10"][0]["activation"] + 2e-4
-            ),
+            "activation off by 2e-4",
             "test_cases[layer 0, seed 0].top_10[0].activation: expected 11.09428596496582, got 11.0944859",
         ),
-        (lambda d: d.pop("d_model"), "d_model: missing (expected 2304)"),
-        (lambda d: d["test_cases"].pop(), "test_cases[layer 0, seed 200]: case missing"),
-        (
-            lambda d: d["test_cases"].append({**d["test_cases"][0], "seed": 300}),
-            "test_cases[layer 0, seed 300]: unexpected case",
-        ),
-        (
-            lambda d: d["test_cases"][2].update(n_active=float("nan")),
-            "test_cases[layer 0, seed 200].n_active: got nan",
-        ),
-        (
-            lambda d: d["test_cases"][0]["residual"].__setitem__(5, 0.5),
-            "test_cases[layer 0, seed 0].residual[5]:",
-        ),
-        (lambda d: d.update(extra=1), "extra: unexpected key (1)"),
-        (lambda d: d.update(schema="PltBundle"), 'schema: expected "GemmaScopeNpz", got "PltBundle"'),
+        ("missing d_model", "d_model: missing (expected 2304)"),
+        ("missing last case", "test_cases[layer 0, seed 200]: case missing"),
+        ("extra case", "test_cases[layer 0, seed 300]: unexpected case"),
+        ("NaN n_active", "test_cases[layer 0, seed 200].n_active: got nan"),
+        ("residual changed", "test_cases[layer 0, seed 0].residual[5]:"),
+        ("extra key", "extra: unexpected key (1)"),
+        ("other schema", 'schema: expected "GemmaScopeNpz", got "PltBundle"'),
     ],
 )
 def test_each_planted_fault_is_named(reference, plant, expected):
     planted = json.loads(json.dumps(reference))
-    plant(planted)
+    PLANTS[plant](planted)
     found = compare_documents(reference, planted, "plt")
     assert len(found) == 1 and found[0].startswith(expected), found
 

@@ -12,6 +12,24 @@ import torch
 GEMMA_SCOPE_TENSORS = ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
 
 
+def saelens_config(
+    architecture: str, shape: tuple[int, int], hook_name: str, model_name: str, device: str, **overrides: Any
+) -> dict[str, Any]:
+    """The SAELens config of an fp32 SAE of ``shape`` (d_in, d_sae) read at ``hook_name``."""
+    return {
+        "architecture": architecture,
+        "d_in": int(shape[0]),
+        "d_sae": int(shape[1]),
+        "dtype": "float32",
+        "device": device,
+        "model_name": model_name,
+        "hook_name": hook_name,
+        "apply_b_dec_to_input": False,
+        "normalize_activations": "none",
+        **overrides,
+    }
+
+
 def gemma_scope_npz_converter(
     hook_name: str, model_name: str
 ) -> Callable[..., tuple[dict[str, Any], dict[str, torch.Tensor]]]:
@@ -20,19 +38,8 @@ def gemma_scope_npz_converter(
     def convert(path: str | Path, device: str = "cpu", cfg_overrides: dict[str, Any] | None = None):
         with np.load(Path(path), allow_pickle=False) as params:
             state = {name: torch.from_numpy(params[name].astype(np.float32)) for name in GEMMA_SCOPE_TENSORS}
-        d_in, d_sae = state["W_enc"].shape
-        cfg = {
-            "architecture": "jumprelu",
-            "d_in": int(d_in),
-            "d_sae": int(d_sae),
-            "dtype": "float32",
-            "device": device,
-            "model_name": model_name,
-            "hook_name": hook_name,
-            "apply_b_dec_to_input": False,
-            "normalize_activations": "none",
-            **(cfg_overrides or {}),
-        }
+        shape = tuple(state["W_enc"].shape)
+        cfg = saelens_config("jumprelu", shape, hook_name, model_name, device, **(cfg_overrides or {}))
         return cfg, {name: tensor.to(device) for name, tensor in state.items()}
 
     return convert
@@ -57,21 +64,13 @@ def load_canonical_encoder(weights: dict[str, np.ndarray], activation: str, hook
     if activation == "jumprelu":
         state["threshold"] = weights["threshold"]
     tensors = {name: torch.from_numpy(np.asarray(value, dtype=np.float32)) for name, value in state.items()}
+    architecture = "jumprelu" if activation == "jumprelu" else "standard"
+    apply_b_dec = bool(weights.get("apply_b_dec_to_input", False))
 
     def convert(path: str | Path, device: str = "cpu", cfg_overrides: dict[str, Any] | None = None):
-        d_in, d_sae = tensors["W_enc"].shape
-        cfg = {
-            "architecture": "jumprelu" if activation == "jumprelu" else "standard",
-            "d_in": int(d_in),
-            "d_sae": int(d_sae),
-            "dtype": "float32",
-            "device": device,
-            "model_name": model_name,
-            "hook_name": hook_name,
-            "apply_b_dec_to_input": bool(weights.get("apply_b_dec_to_input", False)),
-            "normalize_activations": "none",
-            **(cfg_overrides or {}),
-        }
+        shape = tuple(tensors["W_enc"].shape)
+        overrides = {"apply_b_dec_to_input": apply_b_dec, **(cfg_overrides or {})}
+        cfg = saelens_config(architecture, shape, hook_name, model_name, device, **overrides)
         return cfg, {name: tensor.to(device) for name, tensor in tensors.items()}
 
     return SAE.load_from_disk(".", device="cpu", converter=convert)
