@@ -72,9 +72,9 @@ def test_the_dag_runs_through_slurm_and_matches_a_local_run(cluster, tmp_path):
     log = result.stdout + result.stderr
     submitted = dict(re.findall(r"SLURM jobid (\d+) \(log: [^)]*/rule_(\w+)/", log))
     job_ids = list(submitted)
-    assert sorted(set(submitted.values())) == ["capture_activations", "plan_capture"]
+    assert sorted(set(submitted.values())) == ["capture_activations", "crossval_capture", "plan_capture"]
     n_capture_jobs = list(submitted.values()).count("capture_activations")
-    assert n_capture_jobs >= 2  # one job per shard; fetch_model and all stay local
+    assert n_capture_jobs >= 2  # one job per shard; fetch_model, crossval_report and all stay local
     controller_log = (cluster / "slurmctld.log").read_text()
     for job_id in job_ids:
         assert re.search(rf"(sched: Allocate|_start_job: Started) JobId={job_id} ", controller_log)
