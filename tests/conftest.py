@@ -107,3 +107,10 @@ def embedded_workdir(tmp_path_factory) -> Path:
     shutil.copytree(REPO_ROOT / "references", workdir / "references")
     run_snakemake(workdir, workdir / "config" / "config.yaml")
     return workdir
+
+
+def restore_default_run(workdir: Path) -> None:
+    """Bring a shared workdir back to an up-to-date default run after a test ran it otherwise."""
+    run_snakemake(workdir, workdir / "config" / "config.yaml")
+    result = run_snakemake(workdir, workdir / "config" / "config.yaml", "-n")
+    assert "Nothing to be done" in result.stdout + result.stderr

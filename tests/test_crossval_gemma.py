@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.browser import render
-from tests.conftest import run_snakemake, write_config
+from tests.conftest import restore_default_run, run_snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -72,3 +72,4 @@ def test_planted_candidates_fail_the_rule_by_name_unless_report_only(embedded_wo
         "plt_gemmascope_reference": "exact",
         "sae_reference": "exact",
     }
+    restore_default_run(embedded_workdir)

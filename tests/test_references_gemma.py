@@ -13,7 +13,7 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tests.conftest import run_snakemake, write_config
+from tests.conftest import restore_default_run, run_snakemake, write_config
 from tests.encoding_oracle import load_canonical, oracle
 from tests.test_references import assert_matches_float64_oracle, assert_same_shape, fixture
 
@@ -168,3 +168,4 @@ def test_regeneration_is_byte_identical_and_check_references_catches_a_plant(emb
     assert "forward_reference.json: test_cases[prompt 'Two plus two equals'].top_10[0].logit: expected" in log
     assert "2 difference(s)" in log
     assert not (embedded_workdir / "results" / "reports" / "reference_check.json").exists()
+    restore_default_run(embedded_workdir)
