@@ -9,11 +9,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
 from mi_oracle.capture.writer import read_metadata
+from mi_oracle.crossval.capture import compare_capture
 from tests.builders import WORDS, save_tiny_causal_lm
 from tests.conftest import run_snakemake, snakemake_command, write_config
 
@@ -112,3 +114,37 @@ def test_default_run_captures_every_default_hook_and_layer(embedded_workdir):
         and meta["transformer_lens"] == "blocks.17.hook_resid_post"
     )
     assert dataset.schema.field("activation").type.list_size == 640
+
+
+def test_the_capture_cross_check_passes_and_catches_a_planted_difference(tmp_path):
+    configfile = tiny_workflow(tmp_path, 12, shard_tokens=400, batch_tokens=64)
+    run_snakemake(tmp_path, configfile)
+    report = json.loads((tmp_path / "results" / "reports" / "crossval.json").read_text())
+    assert report["pass"] is True
+    assert {(p["hook"], p["layer"]) for p in report["capture"]["points"] if p["hf"].get("pass")} == {
+        ("resid_post", 0),
+        ("resid_post", 2),
+    }
+    assert all(p["transformer_lens"]["pass"] for p in report["capture"]["points"])
+
+    root = tmp_path / "results" / "activations" / "t"
+    path = root / "hook=resid_post" / "layer=0" / "part-00000.parquet"
+    table = pq.read_table(path)
+    rows = table.column("activation").to_pylist()
+    first_prompt = pq.read_table(tmp_path / "results" / "tokens" / "t" / "part-00000.parquet")["prompt_id"][0]
+    planted = table.column("prompt_id").to_pylist().index(first_prompt.as_py())
+    rows[planted] = [value + 1.0 for value in rows[planted]]
+    column = pa.array(rows, type=table.schema.field("activation").type)
+    pq.write_table(table.set_column(table.schema.get_field_index("activation"), "activation", column), path)
+    points = [("resid_post", 0), ("mlp_out", 2)]
+    result = compare_capture(
+        tmp_path / "resources" / "models" / "tiny",
+        tmp_path / "results" / "tokens" / "t" / "part-00000.parquet",
+        root,
+        points,
+    )
+    verdicts = {
+        (p["hook"], p["layer"]): (p["hf"].get("pass"), p["transformer_lens"]["pass"])
+        for p in result["points"]
+    }
+    assert verdicts == {("resid_post", 0): (False, False), ("mlp_out", 2): (None, True)}
