@@ -6,14 +6,21 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from mi_oracle.capture.writer import METADATA_KEY
 from mi_oracle.dictionaries.resolve import resolve_set
 from mi_oracle.encoding.compute import decode, encode, sparse_rows
+from mi_oracle.encoding.layout import features_file
 from mi_oracle.encoding.loaders import Dictionary, load_layer
 from mi_oracle.encoding.metrics import MetricSums, summarise
+from mi_oracle.encoding.run import encode_shard
+from mi_oracle.encoding.summary import write_metrics
 from mi_oracle.errors import DictionaryError
 from tests.dictionary_files import (
     clt_split,
@@ -235,3 +242,78 @@ def test_sparse_rows_sort_by_value_descending():
     acts = torch.tensor([[0.5, 3.0, 0.0, 3.0, 1.0]])
     ids, values = sparse_rows(acts, acts > 0)
     assert ids.to_pylist() == [[1, 3, 4, 0]] and values.to_pylist() == [[3.0, 3.0, 1.0, 0.5]]
+
+
+def capture_file(path: Path, x: np.ndarray, first_prompt: int = 0) -> Path:
+    """A capture-format Parquet file of rows ``x``: one prompt per row, at position 0."""
+    n = len(x)
+    meta = {"model": {"repo": "org/model"}, "shard": "00000", "prompt_set": {"sha256": "0"}}
+    table = pa.table(
+        {
+            "prompt_id": pa.array(range(first_prompt, first_prompt + n), pa.int64()),
+            "position": pa.array([0] * n, pa.int32()),
+            "token_id": pa.array([1] * n, pa.int32()),
+            "activation": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel(), pa.float32()), x.shape[1]),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table.replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()}), path)
+    return path
+
+
+SHARD_SETTINGS = {
+    "device": "cpu",
+    "dtype": "float32",
+    "batch_rows": 5,
+    "compression": "zstd",
+    "row_group_rows": 4,
+}
+
+
+def test_a_shard_encodes_every_layer_and_metrics_add_up_over_shards(tmp_path):
+    manifest = schema_manifests(tmp_path)["PltBundle"][0]
+    root = tmp_path / "plt"
+    rng = np.random.default_rng(0)
+    shards = []
+    for shard, n in (("00000", 7), ("00001", 12)):
+        points = []
+        for layer in (0, 2):
+            x = capture_file(root / f"x{layer}-{shard}.parquet", rng.normal(size=(n, D_MODEL)))
+            y = capture_file(root / f"y{layer}-{shard}.parquet", rng.normal(size=(n, D_MODEL)))
+            points.append((layer, x, y))
+        shards.append(root / "features" / f"shard={shard}")
+        sums = encode_shard(manifest, root / "m.json", points, shards[-1], SHARD_SETTINGS, base=root)
+        assert list(sums) == ["0", "2"] and all(s["n_tokens"] == n for s in sums.values())
+        assert sorted(p.name for p in shards[-1].iterdir()) == ["_sums.json", "layer=0", "layer=2"]
+        for layer, x, _ in points:
+            features = pq.read_table(features_file(shards[-1], layer))
+            assert features.column("prompt_id").to_pylist() == list(range(n))
+            _, expected, _ = oracle(load_canonical(root, manifest, layer), read_x(x), "relu")
+            ours = np.zeros_like(expected)
+            for row, (ids, values) in enumerate(
+                zip(features["feature_ids"].to_pylist(), features["feature_values"].to_pylist(), strict=True)
+            ):
+                ours[row, ids] = values
+            np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5)
+    metrics = write_metrics(manifest, shards, tmp_path / "metrics.json", tmp_path / "metrics.tsv")
+    assert sorted(metrics["layers"]) == ["0", "2"]
+    assert all(layer["n_tokens"] == 19 for layer in metrics["layers"].values())
+    table = ds.dataset(root / "features", format="parquet", partitioning="hive")
+    assert table.count_rows() == 2 * 19 and {"shard", "layer"} <= set(table.schema.names)
+
+
+def read_x(path: Path) -> np.ndarray:
+    return np.stack(pq.read_table(path)["activation"].to_numpy(zero_copy_only=False)).astype(np.float64)
+
+
+def test_a_failing_layer_leaves_no_shard_folder(tmp_path):
+    manifest = schema_manifests(tmp_path)["PltBundle"][0]
+    root = tmp_path / "plt"
+    rng = np.random.default_rng(1)
+    x = capture_file(root / "x.parquet", rng.normal(size=(6, D_MODEL)))
+    shifted = capture_file(root / "shifted.parquet", rng.normal(size=(6, D_MODEL)), first_prompt=1)
+    shard = root / "shard=00000"
+    with pytest.raises(DictionaryError, match="list different tokens"):
+        points = [(0, x, x), (2, x, shifted)]
+        encode_shard(manifest, root / "m.json", points, shard, SHARD_SETTINGS, base=root)
+    assert not shard.exists() and not list(root.glob(".shard=*"))

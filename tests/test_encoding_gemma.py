@@ -14,12 +14,14 @@ import torch
 from safetensors.torch import save_file
 
 from mi_oracle.dictionaries.resolve import resolve_set
+from mi_oracle.encoding.layout import features_file
 from mi_oracle.encoding.run import encode_shard
 from tests.encoding_oracle import compare, dense, load_canonical, oracle, read_table
 
 pytestmark = pytest.mark.slow
 
 SETS = ["synthetic-sae", "synthetic-plt-npz", "synthetic-plt-bundle", "synthetic-clt"]
+SHARD_ENTRIES = ["_sums.json", "layer=0", "layer=17", "layer=9"]
 SETTINGS = {
     "device": "cpu",
     "dtype": "float32",
@@ -75,15 +77,19 @@ def test_metrics_table_and_provenance_of_the_default_run(embedded_workdir, name)
         assert sum(layer["l0_histogram"]["counts"]) == 5363
     rows = (folder / "metrics.tsv").read_text().splitlines()
     assert rows[0].split("\t")[:4] == ["set", "layer", "schema", "target_hook"] and len(rows) == 4
-    part = next(folder.glob("layer=9/part-*.parquet"))
+    shards = sorted(folder.glob("shard=*"))
+    assert [p.name for p in shards] == [f"shard={i:05d}" for i in range(len(shards))]
+    assert all(sorted(p.name for p in shard.iterdir()) == SHARD_ENTRIES for shard in shards)
+    part = shards[-1] / "layer=9" / "features.parquet"
     meta = json.loads(pq.read_schema(part).metadata[b"mi_oracle"])
     manifest_file = embedded_workdir / meta["manifest"]["path"]
     assert meta["manifest"]["sha256"] == hashlib.sha256(manifest_file.read_bytes()).hexdigest()
-    assert meta["activations"]["path"].endswith(f"layer=9/{part.name}")
+    assert meta["activations"]["path"].endswith(f"layer=9/part-{shards[-1].name[6:]}.parquet")
     assert meta["activations"]["model"]["repo"] == "google/gemma-3-270m" and meta["synthetic"] is True
     root = embedded_workdir / "results" / "features" / "default"
     dataset = ds.dataset(root, format="parquet", partitioning="hive", exclude_invalid_files=True)
     assert dataset.count_rows() == 5363 * 3 * len(SETS)
+    assert set(dataset.schema.names) >= {"shard", "layer", "feature_ids"}
 
 
 def save_dictionary(path: Path, tensors: dict[str, np.ndarray]) -> Path:
@@ -217,18 +223,11 @@ def test_other_schemas_encode_real_activations_like_the_oracle(embedded_workdir,
         base=tmp_path,
     )
     assert record["schema"] == schema
-    encode_shard(
-        record,
-        tmp_path / "manifest.json",
-        9,
-        source,
-        source,
-        tmp_path / "f.parquet",
-        tmp_path / "s.json",
-        SETTINGS,
-        base=tmp_path,
+    sums = encode_shard(
+        record, tmp_path / "manifest.json", [(9, source, source)], tmp_path / "shard", SETTINGS, base=tmp_path
     )
-    features = pq.read_table(tmp_path / "f.parquet")
+    features = pq.read_table(features_file(tmp_path / "shard", 9))
+    assert list(sums) == ["9"] and sums["9"]["n_tokens"] == len(x)
     assert features.num_rows == len(x)
     weights = load_canonical(tmp_path, record, 9)
     counts = check_against_oracle(

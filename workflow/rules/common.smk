@@ -86,14 +86,9 @@ def curation_inputs(wildcards):
 ENCODING = config["encoding"]
 
 
-def features_path(name, layer, shard):
-    """One shard of one (set, layer) in the hive-partitioned feature dataset."""
-    return f"results/features/{RUN}/{name}/layer={layer}/part-{shard}.parquet"
-
-
-def feature_sums_path(name, layer, shard):
-    """The metric sums of one shard of one (set, layer); aggregated into metrics.json."""
-    return f"results/features/{RUN}/{name}/_sums/layer={layer}/part-{shard}.json"
+def features_dir(name, shard):
+    """One shard's features of one set: a file per encoded layer and the metric sums, in one folder."""
+    return f"results/features/{RUN}/{name}/shard={shard}"
 
 
 def resolved_manifest(name):
@@ -101,30 +96,36 @@ def resolved_manifest(name):
     return cached_json(checkpoints.resolve_dictionary_set.get(set=name).output.manifest)
 
 
+def encoding_files(name, shard):
+    """[layer, input activation file, target activation file] per layer set ``name`` encodes."""
+    points = encoding_points(resolved_manifest(name), CAPTURE["hooks"], CAPTURE["layers"])
+    return [
+        [layer, activation_path(hook, layer, shard), activation_path(target, layer, shard)]
+        for layer, hook, target in points
+    ]
+
+
 def encoding_inputs(wildcards):
-    """The set's manifest, its files, and the capture files of the input and target hooks."""
-    manifest = resolved_manifest(wildcards.set)
-    points = {
-        layer: (hook, target)
-        for layer, hook, target in encoding_points(manifest, CAPTURE["hooks"], CAPTURE["layers"])
-    }
-    hook, target = points[int(wildcards.layer)]
+    """The set's manifest and files, and the capture files of the input and target hooks per layer."""
+    points = encoding_files(wildcards.set, wildcards.shard)
     inputs = {
         "manifest": manifest_path(wildcards.set),
         "files": f"resources/dictionaries/{wildcards.set}",
-        "activations": activation_path(hook, wildcards.layer, wildcards.shard),
-        "target": activation_path(target, wildcards.layer, wildcards.shard),
+        "activations": sorted({path for _, *paths in points for path in paths}),
     }
     if wildcards.set in SYNTHETIC:
         inputs["synthetic"] = synthetic_dir(wildcards.set)
     return inputs
 
 
-def set_feature_sums(wildcards):
-    """Every shard's sums of every encoded layer of one set."""
-    manifest = resolved_manifest(wildcards.set)
-    layers = [layer for layer, _, _ in encoding_points(manifest, CAPTURE["hooks"], CAPTURE["layers"])]
-    return [feature_sums_path(wildcards.set, layer, shard) for layer in layers for shard in planned_shards()]
+def encoding_runtime(wildcards):
+    """Minutes an encoding job asks for: encoding.runtime per layer it encodes."""
+    return ENCODING["runtime"] * len(encoding_files(wildcards.set, wildcards.shard))
+
+
+def set_feature_shards(wildcards):
+    """Every shard's features folder of one set."""
+    return [features_dir(wildcards.set, shard) for shard in planned_shards()]
 
 
 REFERENCES = config["references"]
@@ -189,15 +190,13 @@ def crossval_capture_inputs(wildcards):
 
 
 def crossval_encoder_inputs(wildcards):
-    """A set's manifest and files, and the first shard's features and input activations per layer."""
-    manifest = resolved_manifest(wildcards.set)
-    shard = first_shard()
-    points = encoding_points(manifest, CAPTURE["hooks"], CAPTURE["layers"])
+    """A set's manifest and files, and the first shard's features and input activations."""
+    points = encoding_files(wildcards.set, first_shard())
     inputs = {
         "manifest": manifest_path(wildcards.set),
         "files": f"resources/dictionaries/{wildcards.set}",
-        "features": [features_path(wildcards.set, layer, shard) for layer, _, _ in points],
-        "activations": [activation_path(hook, layer, shard) for layer, hook, _ in points],
+        "features": features_dir(wildcards.set, first_shard()),
+        "activations": [inputs for _, inputs, _ in points],
     }
     if wildcards.set in SYNTHETIC:
         inputs["synthetic"] = synthetic_dir(wildcards.set)

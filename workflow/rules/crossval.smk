@@ -37,6 +37,8 @@ rule crossval_encoders:
     resources:
         mem_mb=6000,
         runtime=30,
+    params:
+        points=lambda wildcards: encoding_files(wildcards.set, first_shard()),
     script:
         "../scripts/crossval_encoders.py"
 

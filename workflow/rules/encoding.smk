@@ -2,25 +2,24 @@ rule encode_features:
     input:
         unpack(encoding_inputs),
     output:
-        features=features_path("{set}", "{layer}", "{shard}"),
-        sums=feature_sums_path("{set}", "{layer}", "{shard}"),
+        directory(features_dir("{set}", "{shard}")),
     log:
-        f"results/logs/encode_features/{RUN}/{{set}}/layer={{layer}}/part-{{shard}}.log",
+        f"results/logs/encode_features/{RUN}/{{set}}/part-{{shard}}.log",
     benchmark:
-        f"results/benchmarks/encode_features/{RUN}/{{set}}/layer={{layer}}/part-{{shard}}.tsv"
+        f"results/benchmarks/encode_features/{RUN}/{{set}}/part-{{shard}}.tsv"
     wildcard_constraints:
         set="|".join(re.escape(name) for name in SETS) or "(?!)",
-        layer=r"\d+",
         shard=r"\d{5}",
     conda:
         ENV
     threads: ENCODING["threads"]
     resources:
         mem_mb=ENCODING["mem_mb"],
-        runtime=ENCODING["runtime"],
+        runtime=encoding_runtime,
         gpu=1 if ENCODING["device"].startswith("cuda") else 0,
     params:
         encoding=ENCODING,
+        points=lambda wildcards: encoding_files(wildcards.set, wildcards.shard),
     script:
         "../scripts/encode_features.py"
 
@@ -28,7 +27,7 @@ rule encode_features:
 rule encoding_metrics:
     input:
         manifest=manifest_path("{set}"),
-        sums=set_feature_sums,
+        shards=set_feature_shards,
     output:
         metrics=f"results/features/{RUN}/{{set}}/metrics.json",
         table=report(

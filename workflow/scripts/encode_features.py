@@ -13,11 +13,8 @@ with logged_to(snakemake.log[0]):
     encode_shard(
         read_json(manifest_path),
         manifest_path,
-        int(snakemake.wildcards.layer),
-        Path(snakemake.input.activations),
-        Path(snakemake.input.target),
-        Path(snakemake.output.features),
-        Path(snakemake.output.sums),
+        snakemake.params.points,
+        Path(snakemake.output[0]),
         snakemake.params.encoding,
         threads=snakemake.threads,
     )

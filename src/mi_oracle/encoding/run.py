@@ -1,14 +1,12 @@
-"""Encode one shard of one (set, layer): stream its captured activations, write features and sums."""
+"""Encode one shard with every layer of a set: stream its captured activations, write features and sums."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import os
 import sys
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +16,11 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from mi_oracle.atomic import readable_by_umask, write_json_atomic
+from mi_oracle.atomic import atomic_directory, write_json_atomic
 from mi_oracle.capture.run import DTYPES, resolve_device
 from mi_oracle.capture.writer import METADATA_KEY, read_metadata
 from mi_oracle.encoding.compute import decode, encode, sparse_rows
+from mi_oracle.encoding.layout import SUMS_FILE, features_file
 from mi_oracle.encoding.loaders import load_layer
 from mi_oracle.encoding.metrics import MetricSums
 from mi_oracle.environment import describe_environment
@@ -57,25 +56,21 @@ def _same_tokens(a: pa.RecordBatch, b: pa.RecordBatch, where: str) -> None:
             raise DictionaryError(f"{where}: the input and target activation files list different tokens")
 
 
-def encode_shard(
+def encode_layer(
     manifest: Mapping[str, Any],
     manifest_path: Path,
     layer: int,
     inputs: Path,
     target: Path,
     features_path: Path,
-    sums_path: Path,
     settings: Mapping[str, Any],
-    threads: int = 1,
     base: Path | None = None,
 ) -> dict[str, Any]:
     """Encode every token of ``inputs`` (a capture file) with layer ``layer`` of the set in ``manifest``.
 
     ``target`` is the capture file the output is compared with (``inputs`` itself for an SAE).
+    Writes ``features_path`` (inside a staging folder: not atomic by itself) and returns the sums.
     """
-    if threads > 0:
-        torch.set_num_threads(threads)
-    pin_mmap_threshold()
     device = resolve_device(settings["device"])
     dtype = DTYPES[settings["dtype"]]
     dictionary = load_layer(manifest, layer, Path(base or Path.cwd()), dtype).to(device)
@@ -124,36 +119,29 @@ def encode_shard(
         desc=f"encode {manifest['set']} L{layer}",
     )
     features_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{features_path.name}.", suffix=".tmp", dir=features_path.parent)
-    os.close(fd)
-    try:
-        with pq.ParquetWriter(tmp, features_schema(metadata), compression=settings["compression"]) as writer:
-            pairs = zip(
-                source.iter_batches(batch_size=batch_rows),
-                wanted.iter_batches(batch_size=batch_rows, columns=["prompt_id", "position", "activation"]),
-                strict=True,
+    with pq.ParquetWriter(
+        features_path, features_schema(metadata), compression=settings["compression"]
+    ) as writer:
+        pairs = zip(
+            source.iter_batches(batch_size=batch_rows),
+            wanted.iter_batches(batch_size=batch_rows, columns=["prompt_id", "position", "activation"]),
+            strict=True,
+        )
+        for batch, target_batch in pairs:
+            _same_tokens(batch, target_batch, str(inputs))
+            x = torch.from_numpy(_rows(batch, d_model)).to(device)
+            y = torch.from_numpy(_rows(target_batch, d_model)).to(device)
+            with torch.inference_mode():
+                acts, active = encode(dictionary, x, out=buffers)
+                sums.add(acts, active, decode(dictionary, acts, x), y)
+            ids, values = sparse_rows(acts, active)
+            columns = [batch.column(key) for key in KEYS] + [ids, values]
+            writer.write_table(
+                pa.Table.from_arrays(columns, schema=writer.schema),
+                row_group_size=settings["row_group_rows"],
             )
-            for batch, target_batch in pairs:
-                _same_tokens(batch, target_batch, str(inputs))
-                x = torch.from_numpy(_rows(batch, d_model)).to(device)
-                y = torch.from_numpy(_rows(target_batch, d_model)).to(device)
-                with torch.inference_mode():
-                    acts, active = encode(dictionary, x, out=buffers)
-                    sums.add(acts, active, decode(dictionary, acts, x), y)
-                ids, values = sparse_rows(acts, active)
-                columns = [batch.column(key) for key in KEYS] + [ids, values]
-                writer.write_table(
-                    pa.Table.from_arrays(columns, schema=writer.schema),
-                    row_group_size=settings["row_group_rows"],
-                )
-                progress.update(batch.num_rows)
-        readable_by_umask(Path(tmp))
-        os.replace(tmp, features_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            progress.update(batch.num_rows)
     progress.close()
-    write_json_atomic(sums_path, {"set": manifest["set"], "layer": layer, "sums": sums.to_json()})
     log.info(
         "%s layer %d: %d tokens, mean L0 %.1f",
         manifest["set"],
@@ -162,3 +150,31 @@ def encode_shard(
         sums.l0_sum / max(sums.n_tokens, 1),
     )
     return sums.to_json()
+
+
+def encode_shard(
+    manifest: Mapping[str, Any],
+    manifest_path: Path,
+    points: Sequence[tuple[int, Path, Path]],
+    shard_dir: Path,
+    settings: Mapping[str, Any],
+    threads: int = 1,
+    base: Path | None = None,
+) -> dict[str, Any]:
+    """Encode one shard with every layer in ``points`` ((layer, input file, target file) each).
+
+    Writes the folder ``shard_dir`` whole or not at all: ``layer=<L>/features.parquet`` per layer
+    and ``_sums.json``; one dictionary is loaded at a time, so memory is that of one layer.
+    """
+    if threads > 0:
+        torch.set_num_threads(threads)
+    pin_mmap_threshold()
+    sums = {}
+    with atomic_directory(Path(shard_dir)) as staging:
+        for layer, inputs, target in points:
+            path = features_file(staging, layer)
+            sums[str(layer)] = encode_layer(
+                manifest, manifest_path, layer, Path(inputs), Path(target), path, settings, base
+            )
+        write_json_atomic(staging / SUMS_FILE, {"set": manifest["set"], "layers": sums})
+    return sums
