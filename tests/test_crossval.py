@@ -157,6 +157,7 @@ def small_report_inputs(tmp_path: Path, plt: dict, candidate: dict) -> tuple:
     capture = {
         "n_prompts": 1,
         "shard": "00000",
+        "model_dtype": "float32",
         "devices": ["cpu"],
         "points": [
             {

@@ -8,44 +8,30 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
 from mi_oracle.dictionaries.locations import HubFile, parse_curation_reference, parse_hf_uri
 from mi_oracle.errors import DictionaryError, PathEscapeError
-from tests.builders import save_tiny_causal_lm
 from tests.conftest import hub_env, run_snakemake, write_config
-from tests.dictionary_files import gemma_scope_npz
+from tests.real_targets import (
+    D_MODEL,
+    D_SAE,
+    GEMMA_CURATION_REPO,
+    GEMMA_SAE_PATH,
+    GEMMA_SAE_REPO,
+    GEMMA_WEIGHTS_REPO,
+    gemma_scope_uris,
+    publish_gemma_2_2b,
+)
 
-# A copy of ../shared/fixtures/candle-mi/gemma-scope-transcoders.config.yaml (frozen upstream snapshot).
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "candle-mi" / "gemma-scope-transcoders.config.yaml"
-CURATION_REPO = "mntss/gemma-scope-transcoders"
-WEIGHTS_REPO = "google/gemma-scope-2b-pt-transcoders"
-SAE_REPO = "google/gemma-scope-2b-pt-res"
-SAE_PATH = "layer_0/width_16k/average_l0_105/params.npz"
-D_MODEL, D_SAE = 32, 48
-
-
-def fixture_uris() -> list[str]:
-    uris = yaml.safe_load(FIXTURE.read_text())["transcoders"]
-    assert len(uris) == 26
-    return uris
+CURATION_REPO, WEIGHTS_REPO = GEMMA_CURATION_REPO, GEMMA_WEIGHTS_REPO
+SAE_REPO, SAE_PATH = GEMMA_SAE_REPO, GEMMA_SAE_PATH
+fixture_uris = gemma_scope_uris
 
 
 @pytest.fixture
 def published(hub, tmp_path) -> dict[str, str]:
     """The model, the frozen curation config, all 26 transcoders and the seeds' SAE, on the stand-in hub."""
-    model = save_tiny_causal_lm(
-        tmp_path / "src" / "model", "gemma2", num_hidden_layers=26, hidden_size=D_MODEL
-    )
-    commits = {"model": hub.add_folder("google/gemma-2-2b", model)}
-    commits["curation"] = hub.add_repo(CURATION_REPO, {"config.yaml": FIXTURE.read_bytes()})
-    weights = tmp_path / "src" / "weights"
-    for layer, uri in enumerate(fixture_uris()):
-        gemma_scope_npz(weights / parse_hf_uri(uri, "fixture").path, D_MODEL, D_SAE, seed=layer)
-    commits["weights"] = hub.add_folder(WEIGHTS_REPO, weights)
-    sae = gemma_scope_npz(tmp_path / "src" / "sae" / SAE_PATH, D_MODEL, D_SAE, seed=99)
-    commits["sae"] = hub.add_repo(SAE_REPO, {SAE_PATH: sae.read_bytes()})
-    return commits
+    return publish_gemma_2_2b(hub, tmp_path / "src")
 
 
 def config_for(tmp_path: Path) -> Path:

@@ -15,7 +15,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.conftest import restore_default_run, run_snakemake, write_config
 from tests.encoding_oracle import load_canonical, oracle
-from tests.test_references import assert_matches_float64_oracle, assert_same_shape, fixture
+from tests.reference_checks import (
+    FORWARD_KEYS,
+    assert_matches_float64_oracle,
+    assert_same_shape,
+    fixture,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -26,25 +31,6 @@ KINDS = {
     "clt_reference": "clt",
     "forward_reference": "forward",
 }
-FORWARD_KEYS = [  # candle-mi's forward oracles (qwen3_forward_reference.json)
-    "model_repo",
-    "methodology",
-    "torch_version",
-    "transformers_version",
-    "platform",
-    "hidden_size",
-    "num_layers",
-    "vocab_size",
-    "head_dim",
-    "num_attention_heads",
-    "num_kv_heads",
-    "max_position_embeddings",
-    "rope_theta",
-    "rms_norm_eps",
-    "use_qk_norm",
-    "test_cases",
-    "environment",
-]
 
 
 def reference(workdir: Path, name: str) -> dict:

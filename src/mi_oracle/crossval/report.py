@@ -145,7 +145,8 @@ def render_html(report: Mapping[str, Any]) -> str:
     capture = report["capture"]
     parts.append(
         f"<h2>Capture</h2><p>{capture['n_prompts']} prompts of shard {escape(capture['shard'])}, "
-        "each run alone.</p>"
+        f"each run alone on CPU in {escape(capture['model_dtype'])}, the dtype the capture ran in "
+        "(relative differences are to the row's norm).</p>"
     )
     keys = ["max_abs_diff", "max_rel_diff", "bar"]
     parts.append(

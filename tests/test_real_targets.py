@@ -1,0 +1,159 @@
+"""The three real-target configs, run whole and unchanged against a stand-in hub.
+
+Each test publishes small random-weight stand-ins under the real repository names, file paths,
+formats and config files (tests/real_targets.py), copies config/ into a working directory as a
+user's clone has it, and runs `snakemake --configfile config/<target>.yaml` with HF_ENDPOINT on
+the stand-in: fetch, resolution, capture (bf16, as configured), encoding, references and the
+cross-validation report. Nothing in the config is overridden; only the models and dictionaries
+are small.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+
+from tests.conftest import REPO_ROOT, hub_env, run_snakemake
+from tests.real_targets import (
+    D_MODEL,
+    D_SAE,
+    GEMMA_CURATION_REPO,
+    GEMMA_SAE_REPO,
+    GEMMA_WEIGHTS_REPO,
+    LLAMA_PLT_REPO,
+    QWEN_CLT_REPO,
+    publish_gemma_2_2b,
+    publish_llama_3_2_1b,
+    publish_qwen3_1_7b,
+)
+from tests.reference_checks import (
+    FORWARD_KEYS,
+    assert_matches_float64_oracle,
+    assert_same_shape,
+    fixture,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def run_target(hub, tmp_path: Path, configfile: str) -> Path:
+    """A clone-like working directory where the whole workflow ran with ``config/<configfile>``."""
+    work = tmp_path / "work"
+    shutil.copytree(REPO_ROOT / "config", work / "config")
+    run_snakemake(work, work / "config" / configfile, env=hub_env(hub, tmp_path / "hf"))
+    return work
+
+
+def read(work: Path, relative: str) -> dict:
+    return json.loads((work / relative).read_text(encoding="utf-8"))
+
+
+def assert_fetched(work: Path, name: str, repo: str, commit: str) -> None:
+    provenance = read(work, f"resources/models/{name}/provenance.json")
+    assert (provenance["repo"], provenance["resolved_revision"]) == (repo, commit)
+
+
+def assert_crossval_passes(work: Path, points: int) -> dict:
+    """Every capture point against HF and TransformerLens, every encoder, in the capture's dtype."""
+    report = read(work, "results/reports/crossval.json")
+    assert report["pass"] is True, [row for row in report["summary"] if row["pass"] is False]
+    capture = report["capture"]
+    assert capture["model_dtype"] == "bfloat16" and len(capture["points"]) == points
+    for point in capture["points"]:
+        judged = [point[peer] for peer in ("hf", "transformer_lens") if "pass" in point[peer]]
+        assert "pass" in point["transformer_lens"] and all(result["pass"] for result in judged), point
+    for row in report["encoders"]:
+        assert row["project"]["pass"] and row["project"]["compared"] > 0, row
+    assert (work / "results" / "reports" / "crossval.html").stat().st_size > 0
+    return report
+
+
+def assert_encoded(work: Path, run: str, name: str, layers: list[int]) -> None:
+    """Every token of the capture is encoded at each layer, and the metrics cover those layers."""
+    tokens = ds.dataset(work / "results" / "tokens" / run, format="parquet").to_table(["n_tokens"])
+    n_tokens = sum(tokens["n_tokens"].to_pylist())
+    folder = work / "results" / "features" / run / name
+    features = ds.dataset(folder, format="parquet", partitioning="hive", exclude_invalid_files=True)
+    assert features.count_rows() == n_tokens * len(layers)
+    metrics = read(work, f"results/features/{run}/{name}/metrics.json")
+    assert sorted(map(int, metrics["layers"])) == layers and metrics["synthetic"] is False
+
+
+def assert_reference_layers(document: dict, layers: list[int]) -> None:
+    assert sorted({case["layer"] for case in document["test_cases"]}) == layers
+    assert (document["d_model"], document["n_features_per_layer"]) == (D_MODEL, D_SAE)
+
+
+def test_gemma_2_2b_regenerates_the_sae_and_gemma_scope_transcoder_references(hub, tmp_path):
+    commits = publish_gemma_2_2b(hub, tmp_path / "hub")
+    work = run_target(hub, tmp_path, "gemma-2-2b.yaml")
+    assert_fetched(work, "gemma-2-2b", "google/gemma-2-2b", commits["model"])
+
+    sae = read(work, "results/references/sae_reference.json")
+    theirs = fixture("sae_reference.json")
+    assert list(sae) == [*theirs, "environment"]
+    assert all(type(sae[key]) is type(value) for key, value in theirs.items())
+    assert sae["prompt"] == "The capital of France is" and sae["n_tokens"] == len(sae["tokens"])
+    (file,) = sae["environment"]["dictionary"]["files"]
+    assert (file["repo"], file["resolved_revision"]) == (GEMMA_SAE_REPO, commits["sae"])
+
+    plt = read(work, "results/references/plt_gemma_reference.json")
+    assert_same_shape(plt, fixture("plt_gemma_reference.json"))
+    assert (plt["weights_repo"], plt["curation_repo"]) == (GEMMA_WEIGHTS_REPO, GEMMA_CURATION_REPO)
+    assert_reference_layers(plt, [0, 12, 25])
+    manifest = read(work, "results/curation/gemma-scope-transcoders/manifest.json")
+    assert manifest["curation"]["resolved_revision"] == commits["curation"]
+    assert_matches_float64_oracle(plt, manifest, work, "jumprelu")
+
+    assert_encoded(work, "gemma-2-2b", "gemma-scope-res", [0])
+    assert_encoded(work, "gemma-2-2b", "gemma-scope-transcoders", [0, 12, 25])
+    assert_crossval_passes(work, points=9)
+
+
+def test_llama_3_2_1b_regenerates_the_plt_reference(hub, tmp_path):
+    commits = publish_llama_3_2_1b(hub, tmp_path / "hub")
+    work = run_target(hub, tmp_path, "llama-3.2-1b.yaml")
+    assert_fetched(work, "llama-3.2-1b", "meta-llama/Llama-3.2-1B", commits["model"])
+
+    plt = read(work, "results/references/plt_llama_reference.json")
+    assert_same_shape(plt, fixture("plt_llama_reference.json"))
+    assert plt["plt_repo"] == LLAMA_PLT_REPO
+    assert_reference_layers(plt, [0, 7, 15])
+    manifest = read(work, "results/curation/transcoder-llama-3.2-1b/manifest.json")
+    assert manifest["curation"]["resolved_revision"] == commits["plt"]
+    revisions = {f["resolved_revision"] for layer in manifest["layers"] for f in layer["files"]}
+    assert revisions == {commits["plt"]}
+    assert_matches_float64_oracle(plt, manifest, work, "relu")
+
+    assert_encoded(work, "llama-3.2-1b", "transcoder-llama-3.2-1b", [0, 7, 15])
+    assert_crossval_passes(work, points=6)
+
+
+def test_qwen3_1_7b_regenerates_the_clt_and_forward_references(hub, tmp_path):
+    commits = publish_qwen3_1_7b(hub, tmp_path / "hub")
+    work = run_target(hub, tmp_path, "qwen3-1.7b.yaml")
+    assert_fetched(work, "qwen3-1.7b-base", "Qwen/Qwen3-1.7B-Base", commits["model"])
+
+    clt = read(work, "results/references/clt_qwen3_reference.json")
+    assert list(clt) == ["clt_repo", *list(fixture("plt_llama_reference.json"))[1:], "environment"]
+    assert clt["clt_repo"] == QWEN_CLT_REPO
+    assert_reference_layers(clt, [0, 13, 27])
+    manifest = read(work, "results/curation/clt-qwen3-1.7b-base-20k/manifest.json")
+    assert manifest["curation"]["resolved_revision"] == commits["clt"]
+    assert_matches_float64_oracle(clt, manifest, work, "jumprelu")
+
+    forward = read(work, "results/references/qwen3_forward_reference.json")
+    assert list(forward) == FORWARD_KEYS and forward["model_repo"] == "Qwen/Qwen3-1.7B-Base"
+    assert (forward["hidden_size"], forward["num_layers"], forward["use_qk_norm"]) == (D_MODEL, 28, True)
+    assert [case["prompt"] for case in forward["test_cases"]] == [
+        "The capital of France is",
+        "Two plus two equals",
+        "Once upon a time, there was a",
+    ]
+
+    assert_encoded(work, "qwen3-1.7b", "clt-qwen3-1.7b-base-20k", [0, 13, 27])
+    assert_crossval_passes(work, points=6)
