@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mi_oracle.capture.run import capture_shard
 from mi_oracle.crossval.bars import judge_candidate
 from mi_oracle.crossval.candidates import grade_candidates
+from mi_oracle.crossval.capture import BARS, compare_capture
 from mi_oracle.crossval.oracle import agreement
 from mi_oracle.crossval.report import build_report, write_report
 from mi_oracle.errors import CrossValidationError
 from tests.browser import render
+from tests.capture_helpers import PLAN as CAPTURE_PLAN
+from tests.capture_helpers import SETTINGS as CAPTURE_SETTINGS
+from tests.capture_helpers import fetched_tiny, tokenize, write_tokens
 from tests.planted import PLANTS
-from tests.test_references import fixture
+from tests.reference_checks import fixture
 
 
 def copy(document: dict) -> dict:
@@ -221,3 +227,30 @@ def test_the_browser_check_sees_a_console_error(tmp_path):
     page.write_text("<html><body><script>undefined_function()</script></body></html>")
     _dom, console = render(page, tmp_path / "bad.png")
     assert any("Uncaught ReferenceError" in line for line in console)
+
+
+def test_a_bf16_capture_is_held_in_bf16_and_a_misplaced_hook_still_fails(tmp_path):
+    model_dir = fetched_tiny(tmp_path, "gemma2")
+    words = ["the", "capital", "of", "france", "is", "paris", "a", "city", "in", "europe", "and", "river"]
+    rows = tokenize(model_dir, [" ".join(words[i : i + 3 + i % 5]) for i in range(8)])
+    (tmp_path / "tokens").mkdir()
+    tokens = write_tokens(tmp_path / "tokens" / "part-00000.parquet", rows)
+    root = tmp_path / "activations"
+    points = [("resid_post", 0), ("resid_post", 1), ("mlp_out", 1)]
+    outputs = {(h, lay): root / f"hook={h}" / f"layer={lay}" / "part-00000.parquet" for h, lay in points}
+    settings = {**CAPTURE_SETTINGS, "dtype": "bfloat16", "batch_tokens": 16}
+    capture_shard(model_dir, tokens, outputs, settings, CAPTURE_PLAN)
+
+    result = compare_capture(model_dir, tokens, root, points)
+    assert result["model_dtype"] == "bfloat16" and result["n_prompts"] == 8
+    for point in result["points"]:
+        for peer in ("hf", "transformer_lens"):
+            if "pass" in point[peer]:
+                assert point[peer]["bar"] == BARS["bfloat16"][peer] and point[peer]["pass"], point
+
+    # layer 0's output stored as layer 1's: what a hook one layer off would write
+    shutil.copy(outputs[("resid_post", 0)], outputs[("resid_post", 1)])
+    planted = {(p["hook"], p["layer"]): p for p in compare_capture(model_dir, tokens, root, points)["points"]}
+    assert planted[("resid_post", 1)]["hf"]["pass"] is False
+    assert planted[("resid_post", 1)]["transformer_lens"]["pass"] is False
+    assert planted[("resid_post", 0)]["hf"]["pass"] is True

@@ -3,7 +3,7 @@
 Each test publishes small random-weight stand-ins under the real repository names, file paths,
 formats and config files (tests/real_targets.py), copies config/ into a working directory as a
 user's clone has it, and runs `snakemake --configfile config/<target>.yaml` with HF_ENDPOINT on
-the stand-in: fetch, resolution, capture (bf16, as configured), encoding, references and the
+the stand-in: fetch, resolution, capture (fp32, as configured), encoding, references and the
 cross-validation report. Nothing in the config is overridden; only the models and dictionaries
 are small.
 """
@@ -62,7 +62,7 @@ def assert_crossval_passes(work: Path, points: int) -> dict:
     report = read(work, "results/reports/crossval.json")
     assert report["pass"] is True, [row for row in report["summary"] if row["pass"] is False]
     capture = report["capture"]
-    assert capture["model_dtype"] == "bfloat16" and len(capture["points"]) == points
+    assert capture["model_dtype"] == "float32" and len(capture["points"]) == points
     for point in capture["points"]:
         judged = [point[peer] for peer in ("hf", "transformer_lens") if "pass" in point[peer]]
         assert "pass" in point["transformer_lens"] and all(result["pass"] for result in judged), point

@@ -27,9 +27,9 @@ from mi_oracle.capture.writer import read_metadata
 
 N_PROMPTS = 8
 # Relative to the row norm, per model dtype. float32: the same arithmetic in another call order
-# (TransformerLens vs HF agree within ~1e-6 on resid_post). bfloat16: a padded batch vs each
-# prompt alone reaches 1.4e-2 on Gemma 3 270M (benchmarks/RESULTS.md); float16 has 8x bf16's
-# mantissa.
+# (TransformerLens vs HF agree within ~1e-6 on resid_post). bfloat16 and float16: a padded
+# batch vs each prompt alone reaches 2.2e-2 and 1.2e-3 on Gemma 3 270M
+# (benchmarks/capture_dtype_drift.py, results in benchmarks/RESULTS.md).
 BARS = {
     "float32": {"hf": 1e-5, "transformer_lens": 1e-4},
     "bfloat16": {"hf": 5e-2, "transformer_lens": 5e-2},
