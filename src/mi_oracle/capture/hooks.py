@@ -145,6 +145,7 @@ class ActivationRecorder:
                     f"layer {layer} does not exist: the model has layers 0..{n_layers - 1}"
                 )
         self.values: dict[tuple[str, int], torch.Tensor] = {}
+        self._keep: torch.Tensor | None = None
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         for hook, layer in self.points:
             submodule, side = locate(model_type, hook)
@@ -157,26 +158,41 @@ class ActivationRecorder:
         if side == "output":
 
             def on_output(_module, _args, output):
-                self.values[key] = _first_tensor(output).detach()
+                self._record(key, _first_tensor(output))
 
             return module.register_forward_hook(on_output)
         eps = _norm_eps(module) if side == "input_rms" else None
 
         def on_input(_module, args, kwargs):
             x = args[0] if args else kwargs["hidden_states"]
-            self.values[key] = (rms_normalize(x, eps) if eps is not None else x).detach()
+            self._record(key, rms_normalize(x, eps) if eps is not None else x)
 
         return module.register_forward_pre_hook(on_input, with_kwargs=True)
+
+    def _record(self, key: tuple[str, int], value: torch.Tensor) -> None:
+        # Keeping only the real positions copies them out at once, so the padded activation is
+        # freed as soon as the forward is done with it instead of living until the batch ends.
+        self.values[key] = (value if self._keep is None else value[self._keep]).detach()
 
     @staticmethod
     def _stop(_module, _args, _output):
         raise StopForward
 
-    def run(self, base_model: torch.nn.Module, **inputs: torch.Tensor) -> dict[tuple[str, int], torch.Tensor]:
-        """Run ``base_model`` (the decoder without its LM head) until the deepest layer; return the values."""
+    def run(
+        self, base_model: torch.nn.Module, keep: torch.Tensor | None = None, **inputs: torch.Tensor
+    ) -> dict[tuple[str, int], torch.Tensor]:
+        """Run ``base_model`` (the decoder without its LM head) until the deepest layer; return the values.
+
+        ``keep``: a [batch, seq] bool mask; each value is then only its rows where ``keep`` is
+        true ([n_kept, d_model]), else the whole [batch, seq, d_model] tensor.
+        """
         self.values = {}
-        with contextlib.suppress(StopForward):
-            base_model(**inputs, use_cache=False)
+        self._keep = keep
+        try:
+            with contextlib.suppress(StopForward):
+                base_model(**inputs, use_cache=False)
+        finally:
+            self._keep = None
         missing = [key for key in self.points if key not in self.values]
         if missing:
             raise RuntimeError(f"hooks did not fire for {missing}")

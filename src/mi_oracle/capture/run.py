@@ -54,10 +54,9 @@ def right_padded(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torc
     return input_ids, mask
 
 
-def unpadded(values: Mapping[Any, torch.Tensor], real: torch.Tensor) -> dict[Any, np.ndarray]:
-    """Each output's real (unpadded) rows as float32 numpy on the CPU, gathered on this thread."""
-    real_on_device = real.to(next(iter(values.values())).device)
-    return {key: tensor[real_on_device].to(torch.float32).cpu().numpy() for key, tensor in values.items()}
+def as_float32_numpy(values: Mapping[Any, torch.Tensor]) -> dict[Any, np.ndarray]:
+    """Each output as float32 numpy on the CPU."""
+    return {key: tensor.to(torch.float32).cpu().numpy() for key, tensor in values.items()}
 
 
 def load_recording_model(
@@ -88,9 +87,12 @@ def recorded_batches(
     pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
     for batch in length_grouped_batches([len(row) for row in rows], batch_tokens):
         input_ids, mask = right_padded([rows[i] for i in batch], pad_id)
+        on_device = mask.to(device)
         with torch.inference_mode():
-            values = recorder.run(model.model, input_ids=input_ids.to(device), attention_mask=mask.to(device))
-        yield batch, mask, input_ids, unpadded(values, mask.bool())
+            values = recorder.run(
+                model.model, keep=on_device.bool(), input_ids=input_ids.to(device), attention_mask=on_device
+            )
+        yield batch, mask, input_ids, as_float32_numpy(values)
 
 
 def collect_activations(
