@@ -26,22 +26,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+import capture_throughput  # noqa: E402  (this folder: the capture benchmark's model, prompts and settings)
+from capture_throughput import MODEL, PROMPTS  # noqa: E402
+
 from mi_oracle.capture.plan import make_plan  # noqa: E402
 from mi_oracle.capture.run import capture_shard  # noqa: E402
 from mi_oracle.crossval.capture import DTYPES, captured_rows, diff_stats  # noqa: E402
 
-MODEL = ROOT / "resources" / "models" / "gemma-3-270m"
-PROMPTS = ROOT / "config" / "prompts" / "default.jsonl"
 LAYERS = [0, 9, 16]  # resid_post of 16 is hidden_states[17]; the last layer's carries the final norm
-SETTINGS = {
-    "max_length": 1024,
-    "add_special_tokens": True,
-    "shard_tokens": 10**9,
-    "batch_tokens": 4096,
-    "row_group_rows": 4096,
-    "compression": "none",
-    "device": "cpu",
-}
+SETTINGS = {**capture_throughput.SETTINGS, "device": "cpu"}
 
 
 def hidden_alone(rows: list[list[int]], dtype: torch.dtype) -> list[list[np.ndarray]]:

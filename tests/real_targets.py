@@ -51,6 +51,12 @@ def publish_gemma_2_2b(hub: StandInHub, work: Path) -> dict[str, str]:
     return commits
 
 
+def publish_curated_set(hub: StandInHub, repo: str, folder: Path, curation: dict) -> str:
+    """Publish ``folder`` (the weights) with its circuit-tracer ``config.yaml``; return the commit."""
+    (folder / "config.yaml").write_text(yaml.safe_dump(curation, sort_keys=False))
+    return hub.add_folder(repo, folder)
+
+
 def publish_llama_3_2_1b(hub: StandInHub, work: Path) -> dict[str, str]:
     """meta-llama/Llama-3.2-1B (16 layers) and mntss's per-layer transcoders (PltBundle, bf16)."""
     model = save_tiny_causal_lm(
@@ -67,8 +73,7 @@ def publish_llama_3_2_1b(hub: StandInHub, work: Path) -> dict[str, str]:
         "feature_output_hook": "mlp.hook_out",
         "transcoders": [f"hf://{LLAMA_PLT_REPO}/layer_{layer}.safetensors" for layer in range(16)],
     }
-    (folder / "config.yaml").write_text(yaml.safe_dump(curation, sort_keys=False))
-    commits["plt"] = hub.add_folder(LLAMA_PLT_REPO, folder)
+    commits["plt"] = publish_curated_set(hub, LLAMA_PLT_REPO, folder, curation)
     return commits
 
 
@@ -87,6 +92,5 @@ def publish_qwen3_1_7b(hub: StandInHub, work: Path) -> dict[str, str]:
         "feature_input_hook": "hook_resid_mid",
         "feature_output_hook": "hook_mlp_out",
     }
-    (folder / "config.yaml").write_text(yaml.safe_dump(curation, sort_keys=False))
-    commits["clt"] = hub.add_folder(QWEN_CLT_REPO, folder)
+    commits["clt"] = publish_curated_set(hub, QWEN_CLT_REPO, folder, curation)
     return commits

@@ -83,9 +83,17 @@ def assert_encoded(work: Path, run: str, name: str, layers: list[int]) -> None:
     assert sorted(map(int, metrics["layers"])) == layers and metrics["synthetic"] is False
 
 
-def assert_reference_layers(document: dict, layers: list[int]) -> None:
+def transcoder_reference(
+    work: Path, name: str, set_name: str, layers: list[int], curation_commit: str, activation: str
+) -> tuple[dict, dict]:
+    """Reference ``name`` and its set's manifest: the layers, the curation commit, the float64 oracle."""
+    document = read(work, f"results/references/{name}.json")
     assert sorted({case["layer"] for case in document["test_cases"]}) == layers
     assert (document["d_model"], document["n_features_per_layer"]) == (D_MODEL, D_SAE)
+    manifest = read(work, f"results/curation/{set_name}/manifest.json")
+    assert manifest["curation"]["resolved_revision"] == curation_commit
+    assert_matches_float64_oracle(document, manifest, work, activation)
+    return document, manifest
 
 
 def test_gemma_2_2b_regenerates_the_sae_and_gemma_scope_transcoder_references(hub, tmp_path):
@@ -101,13 +109,11 @@ def test_gemma_2_2b_regenerates_the_sae_and_gemma_scope_transcoder_references(hu
     (file,) = sae["environment"]["dictionary"]["files"]
     assert (file["repo"], file["resolved_revision"]) == (GEMMA_SAE_REPO, commits["sae"])
 
-    plt = read(work, "results/references/plt_gemma_reference.json")
+    plt, _ = transcoder_reference(
+        work, "plt_gemma_reference", "gemma-scope-transcoders", [0, 12, 25], commits["curation"], "jumprelu"
+    )
     assert_same_shape(plt, fixture("plt_gemma_reference.json"))
     assert (plt["weights_repo"], plt["curation_repo"]) == (GEMMA_WEIGHTS_REPO, GEMMA_CURATION_REPO)
-    assert_reference_layers(plt, [0, 12, 25])
-    manifest = read(work, "results/curation/gemma-scope-transcoders/manifest.json")
-    assert manifest["curation"]["resolved_revision"] == commits["curation"]
-    assert_matches_float64_oracle(plt, manifest, work, "jumprelu")
 
     assert_encoded(work, "gemma-2-2b", "gemma-scope-res", [0])
     assert_encoded(work, "gemma-2-2b", "gemma-scope-transcoders", [0, 12, 25])
@@ -119,15 +125,13 @@ def test_llama_3_2_1b_regenerates_the_plt_reference(hub, tmp_path):
     work = run_target(hub, tmp_path, "llama-3.2-1b.yaml")
     assert_fetched(work, "llama-3.2-1b", "meta-llama/Llama-3.2-1B", commits["model"])
 
-    plt = read(work, "results/references/plt_llama_reference.json")
+    plt, manifest = transcoder_reference(
+        work, "plt_llama_reference", "transcoder-llama-3.2-1b", [0, 7, 15], commits["plt"], "relu"
+    )
     assert_same_shape(plt, fixture("plt_llama_reference.json"))
     assert plt["plt_repo"] == LLAMA_PLT_REPO
-    assert_reference_layers(plt, [0, 7, 15])
-    manifest = read(work, "results/curation/transcoder-llama-3.2-1b/manifest.json")
-    assert manifest["curation"]["resolved_revision"] == commits["plt"]
     revisions = {f["resolved_revision"] for layer in manifest["layers"] for f in layer["files"]}
     assert revisions == {commits["plt"]}
-    assert_matches_float64_oracle(plt, manifest, work, "relu")
 
     assert_encoded(work, "llama-3.2-1b", "transcoder-llama-3.2-1b", [0, 7, 15])
     assert_crossval_passes(work, points=6)
@@ -138,13 +142,11 @@ def test_qwen3_1_7b_regenerates_the_clt_and_forward_references(hub, tmp_path):
     work = run_target(hub, tmp_path, "qwen3-1.7b.yaml")
     assert_fetched(work, "qwen3-1.7b-base", "Qwen/Qwen3-1.7B-Base", commits["model"])
 
-    clt = read(work, "results/references/clt_qwen3_reference.json")
+    clt, _ = transcoder_reference(
+        work, "clt_qwen3_reference", "clt-qwen3-1.7b-base-20k", [0, 13, 27], commits["clt"], "jumprelu"
+    )
     assert list(clt) == ["clt_repo", *list(fixture("plt_llama_reference.json"))[1:], "environment"]
     assert clt["clt_repo"] == QWEN_CLT_REPO
-    assert_reference_layers(clt, [0, 13, 27])
-    manifest = read(work, "results/curation/clt-qwen3-1.7b-base-20k/manifest.json")
-    assert manifest["curation"]["resolved_revision"] == commits["clt"]
-    assert_matches_float64_oracle(clt, manifest, work, "jumprelu")
 
     forward = read(work, "results/references/qwen3_forward_reference.json")
     assert list(forward) == FORWARD_KEYS and forward["model_repo"] == "Qwen/Qwen3-1.7B-Base"
