@@ -80,8 +80,8 @@ def peak_memory_mb(source: Path, device: str) -> float:
         "import json, sys, tempfile; from pathlib import Path; "
         "sys.path.insert(0, sys.argv[1]); from mi_oracle.encoding.run import encode_shard; "
         "manifest_path, source = Path(sys.argv[2]), Path(sys.argv[3]); out = Path(tempfile.mkdtemp()); "
-        "encode_shard(json.loads(manifest_path.read_text()), manifest_path, int(sys.argv[4]), source, "
-        "source, out / 'f.parquet', out / 's.json', json.loads(sys.argv[5]), base=Path(sys.argv[6])); "
+        "encode_shard(json.loads(manifest_path.read_text()), manifest_path, [(int(sys.argv[4]), source, "
+        "source)], out / 'shard', json.loads(sys.argv[5]), base=Path(sys.argv[6])); "
         "print(next(line for line in open('/proc/self/status') if line.startswith('VmHWM')).split()[1])"
     )
     settings = json.dumps({**SETTINGS, "device": device})
