@@ -12,7 +12,9 @@ length-grouped batches, in one process, alternating, best of ``--repeats``:
 3. peer: TransformerLens 3.9+ (TransformerBridge.run_with_cache, same hook names) keeping the
    unpadded activations and saving them with torch.save, as an ad-hoc script would.
 
-Then peak memory of capture_shard at 1x and 10x the tokens, each in a fresh process.
+Then peak memory of capture_shard at 1x and 10x the tokens, each in a fresh process, alternating,
+``--memory-samples`` times each (the median is the result: a process's peak RSS varies by
+about +-50 MB from run to run with how the allocator's heap happens to fragment).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,7 +47,7 @@ SETTINGS = {
     "add_special_tokens": True,
     "shard_tokens": 10**9,
     "batch_tokens": 4096,
-    "row_group_rows": 4096,
+    "row_group_rows": 1024,
     "compression": "none",
     "dtype": "float32",
 }
@@ -138,6 +141,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument(
+        "--memory-samples", type=int, default=3, help="fresh processes per corpus; the median is reported"
+    )
     args = parser.parse_args()
     if not (MODEL / "provenance.json").exists():
         sys.exit(f"{MODEL} is missing: run `make run` (or `.venv/bin/snakemake`) first")
@@ -196,10 +202,16 @@ def run(work: Path, device: torch.device, args: argparse.Namespace) -> dict:
         )
     if not args.skip_memory:
         plan_path = work / "tokens" / "_plan.json"
-        one = peak_memory_mb(repeated_tokens(tokens_path, 1, work / "x1.parquet"), plan_path, device.type)
-        ten = peak_memory_mb(repeated_tokens(tokens_path, 10, work / "x10.parquet"), plan_path, device.type)
-        report["peak_rss_mb"] = {"1x": round(one), "10x": round(ten)}
-        report["peak_memory_10x_over_1x"] = round(ten / one, 3)
+        corpora = {f"{k}x": repeated_tokens(tokens_path, k, work / f"x{k}.parquet") for k in (1, 10)}
+        peaks: dict[str, list[float]] = {name: [] for name in corpora}
+        for _sample in range(args.memory_samples):  # alternating, each in a fresh process
+            for name, path in corpora.items():
+                peaks[name].append(peak_memory_mb(path, plan_path, device.type))
+        report["peak_rss_mb_samples"] = {name: [round(mb) for mb in mbs] for name, mbs in peaks.items()}
+        report["peak_rss_mb"] = {name: round(statistics.median(mbs)) for name, mbs in peaks.items()}
+        report["peak_memory_10x_over_1x"] = round(
+            statistics.median(peaks["10x"]) / statistics.median(peaks["1x"]), 3
+        )
     return report
 
 

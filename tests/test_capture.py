@@ -187,15 +187,49 @@ def test_parquet_files_carry_provenance_and_read_as_one_table(tmp_path):
     assert dict(per_hook) == {hook: n_tokens for hook in dict(per_hook)} and len(per_hook) == 7
 
 
-def test_a_failed_write_surfaces_and_leaves_no_file(tmp_path):
+def open_writers(tmp_path, d_model=4, buffer_rows=3, n_buffers=2):
     from mi_oracle.capture.writer import ShardWriters, activation_schema
 
     outputs = {("resid_post", 0): tmp_path / "hook=resid_post" / "layer=0" / "part-00000.parquet"}
-    schemas = {key: activation_schema(4, {"hook": "resid_post"}) for key in outputs}
-    ids = np.arange(3)
-    writers = ShardWriters(outputs, schemas, row_group_rows=10, compression="none")
-    # a 5-wide activation cannot fill a 4-wide fixed-size list: the writer thread fails
-    with pytest.raises(pa.ArrowTypeError, match="Size of FixedSizeList is not the same"), writers:
-        writers.write_batch(ids, ids, ids, {("resid_post", 0): np.ones((3, 4), np.float32)})
-        writers.write_batch(ids, ids, ids, {("resid_post", 0): np.ones((3, 5), np.float32)})
+    schemas = {key: activation_schema(d_model, {"hook": "resid_post"}) for key in outputs}
+    return ShardWriters(outputs, schemas, 10, "none", buffer_rows=buffer_rows, n_buffers=n_buffers)
+
+
+def test_streamed_points_keep_only_the_indexed_rows_in_batch_order(tmp_path):
+    padded = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(2, 3, 4)
+    with open_writers(tmp_path, buffer_rows=4, n_buffers=1) as writers:
+        for batch in range(5):  # one buffer, reused for every point of every batch
+            index = torch.tensor([0, 3, 4]) if batch % 2 else torch.tensor([1, 2])
+            ids = np.full(len(index), batch)
+            writers.start_batch(ids, index.numpy() % 3, ids, index)
+            writers.put(("resid_post", 0), padded + 100 * batch)
+    table = pq.read_table(tmp_path / "hook=resid_post" / "layer=0" / "part-00000.parquet")
+    assert table["prompt_id"].to_pylist() == [0, 0, 1, 1, 1, 2, 2, 3, 3, 3, 4, 4]
+    expected = [
+        padded.reshape(-1, 4)[index] + 100 * batch
+        for batch, index in enumerate([[1, 2], [0, 3, 4], [1, 2], [0, 3, 4], [1, 2]])
+    ]
+    np.testing.assert_array_equal(
+        np.stack(table["activation"].to_numpy(zero_copy_only=False)), torch.cat(expected)
+    )
+
+
+def test_a_batch_larger_than_the_buffers_is_refused(tmp_path):
+    with (
+        pytest.raises(ValueError, match="4 real tokens exceeds buffer_rows=3"),
+        open_writers(tmp_path) as writers,
+    ):
+        writers.start_batch(np.zeros(4), np.zeros(4), np.zeros(4), torch.arange(4))
+    assert list(tmp_path.rglob("*.parquet*")) == []
+
+
+def test_a_failed_write_surfaces_and_leaves_no_file(tmp_path):
+    value = torch.ones(1, 3, 4)
+    # a fractional prompt id cannot fill the int64 column: the writer thread fails
+    with pytest.raises(pa.ArrowInvalid), open_writers(tmp_path) as writers:
+        for prompt_ids in (np.arange(3), np.array([0.5, 1.5, 2.5])):
+            writers.start_batch(prompt_ids, np.arange(3), np.arange(3), torch.arange(3))
+            writers.put(("resid_post", 0), value)
+        writers.put(("resid_post", 0), value)  # waits for the failed write, then raises its error
+        writers.put(("resid_post", 0), value)
     assert list(tmp_path.rglob("*.parquet*")) == []

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,8 +144,7 @@ class ActivationRecorder:
                 raise UnsupportedModelError(
                     f"layer {layer} does not exist: the model has layers 0..{n_layers - 1}"
                 )
-        self.values: dict[tuple[str, int], torch.Tensor] = {}
-        self._keep: torch.Tensor | None = None
+        self._sink: Callable[[tuple[str, int], torch.Tensor], None] | None = None
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         for hook, layer in self.points:
             submodule, side = locate(model_type, hook)
@@ -170,9 +169,8 @@ class ActivationRecorder:
         return module.register_forward_pre_hook(on_input, with_kwargs=True)
 
     def _record(self, key: tuple[str, int], value: torch.Tensor) -> None:
-        # Keeping only the real positions copies them out at once, so the padded activation is
-        # freed as soon as the forward is done with it instead of living until the batch ends.
-        self.values[key] = (value if self._keep is None else value[self._keep]).detach()
+        if self._sink is not None:
+            self._sink(key, value.detach())
 
     @staticmethod
     def _stop(_module, _args, _output):
@@ -186,17 +184,42 @@ class ActivationRecorder:
         ``keep``: a [batch, seq] bool mask; each value is then only its rows where ``keep`` is
         true ([n_kept, d_model]), else the whole [batch, seq, d_model] tensor.
         """
-        self.values = {}
-        self._keep = keep
+        values: dict[tuple[str, int], torch.Tensor] = {}
+
+        def store(key: tuple[str, int], value: torch.Tensor) -> None:
+            # Keeping only the real positions copies them out at once, so the padded activation
+            # is freed as soon as the forward is done with it.
+            values[key] = value if keep is None else value[keep]
+
+        self.stream(base_model, store, **inputs)
+        return values
+
+    def stream(
+        self,
+        base_model: torch.nn.Module,
+        sink: Callable[[tuple[str, int], torch.Tensor], None],
+        **inputs: torch.Tensor,
+    ) -> None:
+        """Run ``base_model`` until the deepest layer, handing ``sink`` each (point, value) as it fires.
+
+        The value is the padded [batch, seq, d_model] tensor; a sink that copies out the rows it
+        keeps lets the forward free the value as soon as it is done with it.
+        """
+        fired: set[tuple[str, int]] = set()
+
+        def record(key: tuple[str, int], value: torch.Tensor) -> None:
+            fired.add(key)
+            sink(key, value)
+
+        self._sink = record
         try:
             with contextlib.suppress(StopForward):
                 base_model(**inputs, use_cache=False)
         finally:
-            self._keep = None
-        missing = [key for key in self.points if key not in self.values]
+            self._sink = None
+        missing = [key for key in self.points if key not in fired]
         if missing:
             raise RuntimeError(f"hooks did not fire for {missing}")
-        return self.values
 
     def remove(self) -> None:
         for handle in self._handles:

@@ -43,6 +43,12 @@ def length_grouped_batches(lengths: list[int], batch_tokens: int) -> Iterator[li
         yield batch
 
 
+def largest_batch_tokens(rows: list[list[int]], batch_tokens: int) -> int:
+    """The most real tokens any length-grouped batch of ``rows`` holds (at least 1)."""
+    batches = length_grouped_batches([len(row) for row in rows], batch_tokens)
+    return max((sum(len(rows[i]) for i in batch) for batch in batches), default=1)
+
+
 def right_padded(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """input_ids and attention_mask for right-padded ``rows``."""
     width = max(len(row) for row in rows)
@@ -76,23 +82,34 @@ def load_recording_model(
     return model, ActivationRecorder(model.model.layers, model_type, points), device
 
 
+def padded_batches(
+    rows: list[list[int]], batch_tokens: int, pad_id: int
+) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+    """(row indices, input ids, attention mask) of each length-grouped, right-padded batch."""
+    for batch in length_grouped_batches([len(row) for row in rows], batch_tokens):
+        input_ids, mask = right_padded([rows[i] for i in batch], pad_id)
+        yield batch, input_ids, mask
+
+
+def pad_token_id(model: torch.nn.Module) -> int:
+    return model.config.pad_token_id if model.config.pad_token_id is not None else 0
+
+
 def recorded_batches(
     model: torch.nn.Module,
     recorder: ActivationRecorder,
     rows: list[list[int]],
     batch_tokens: int,
     device: torch.device,
-) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor, dict[tuple[str, int], np.ndarray]]]:
-    """(row indices, attention mask, input ids, unpadded values) for each length-grouped batch."""
-    pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else 0
-    for batch in length_grouped_batches([len(row) for row in rows], batch_tokens):
-        input_ids, mask = right_padded([rows[i] for i in batch], pad_id)
+) -> Iterator[dict[tuple[str, int], np.ndarray]]:
+    """The unpadded values ([real tokens, d_model] float32 each) of each length-grouped batch."""
+    for _batch, input_ids, mask in padded_batches(rows, batch_tokens, pad_token_id(model)):
         on_device = mask.to(device)
         with torch.inference_mode():
             values = recorder.run(
                 model.model, keep=on_device.bool(), input_ids=input_ids.to(device), attention_mask=on_device
             )
-        yield batch, mask, input_ids, as_float32_numpy(values)
+        yield as_float32_numpy(values)
 
 
 def collect_activations(
@@ -105,9 +122,7 @@ def collect_activations(
     """Every real token's activation at each point, in memory ([n_tokens, d_model] float32 each)."""
     model, recorder, device = load_recording_model(model_dir, points, settings, threads)
     parts: dict[tuple[str, int], list[np.ndarray]] = {point: [] for point in recorder.points}
-    for _batch, _mask, _ids, values in recorded_batches(
-        model, recorder, rows, settings["batch_tokens"], device
-    ):
+    for values in recorded_batches(model, recorder, rows, settings["batch_tokens"], device):
         for point, array in values.items():
             parts[point].append(array)
     recorder.remove()
@@ -168,13 +183,28 @@ def capture_shard(
     progress = tqdm(
         total=n_tokens, unit="tok", unit_scale=True, mininterval=5, file=sys.stderr, desc="capture"
     )
-    with ShardWriters(outputs, schemas, settings["row_group_rows"], settings["compression"]) as writers:
-        batches = recorded_batches(model, recorder, rows, settings["batch_tokens"], device)
-        for batch, mask, input_ids, values in batches:
+    writers = ShardWriters(
+        outputs,
+        schemas,
+        settings["row_group_rows"],
+        settings["compression"],
+        buffer_rows=largest_batch_tokens(rows, settings["batch_tokens"]),
+        n_buffers=len({hook for hook, _layer in outputs}) + 1,
+        pin_memory=device.type == "cuda",
+    )
+    with writers:
+        for batch, input_ids, mask in padded_batches(rows, settings["batch_tokens"], pad_token_id(model)):
             real = mask.bool()
-            batch_prompt_ids = np.repeat(np.array([prompt_ids[i] for i in batch]), real.sum(1).numpy())
-            positions = torch.nonzero(real)[:, 1].numpy()
-            writers.write_batch(batch_prompt_ids, positions, input_ids[real].numpy(), values)
+            writers.start_batch(
+                np.repeat(np.array([prompt_ids[i] for i in batch]), real.sum(1).numpy()),
+                torch.nonzero(real)[:, 1].numpy(),
+                input_ids[real].numpy(),
+                torch.nonzero(real.reshape(-1)).squeeze(1).to(device),
+            )
+            with torch.inference_mode():
+                recorder.stream(
+                    model.model, writers.put, input_ids=input_ids.to(device), attention_mask=mask.to(device)
+                )
             progress.update(int(real.sum()))
     progress.close()
     recorder.remove()

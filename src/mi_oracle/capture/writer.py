@@ -14,8 +14,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 
 METADATA_KEY = b"mi_oracle"
+# Activations are not dictionary-encoded: distinct floats never fit a dictionary page, and the
+# encoder would buffer a whole column chunk before giving up (repeated prompts delay that).
+DICTIONARY_COLUMNS = ["prompt_id", "position", "token_id"]
 
 
 def activation_schema(d_model: int, metadata: Mapping[str, Any]) -> pa.Schema:
@@ -39,9 +43,11 @@ def read_metadata(path: Path) -> dict[str, Any]:
 class ShardWriters:
     """One ParquetWriter per output, renamed into place only when every write succeeded.
 
-    Batches are written by a background thread while the caller computes the next one (a
-    double buffer): a new batch is handed over only once the previous one is written, so at
-    most two batches are in memory whatever the size of the corpus.
+    Points are streamed as their hooks fire: ``put`` copies a point's real rows into one of
+    ``n_buffers`` reusable [buffer_rows, d_model] float32 buffers and a background thread
+    writes it while the forward goes on. ``put`` waits for a free buffer, so the activations
+    held at any time are those buffers, allocated once, whatever the size of the corpus and
+    however full the batches are.
     """
 
     def __init__(
@@ -50,51 +56,81 @@ class ShardWriters:
         schemas: Mapping[Any, pa.Schema],
         row_group_rows: int,
         compression: str,
+        buffer_rows: int,
+        n_buffers: int = 8,
+        pin_memory: bool = False,
     ) -> None:
         self.outputs = {key: Path(path) for key, path in outputs.items()}
         self.schemas = schemas
         self.row_group_rows = row_group_rows
         self.compression = None if compression == "none" else compression
+        self.buffer_rows = buffer_rows
+        self._buffer_spec = (n_buffers, pin_memory)
         self._temporary = {key: path.with_name(f".{path.name}.partial") for key, path in self.outputs.items()}
         self._writers: dict[Any, pq.ParquetWriter] = {}
-        self._pending: queue.Queue = queue.Queue(maxsize=1)
+        # last in, first out: the buffer just written is reused while it is still in cache, and
+        # buffers beyond what the writer's pace needs are never touched (never resident)
+        self._free: queue.LifoQueue[torch.Tensor] = queue.LifoQueue()
+        self._pending: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._drain, name="parquet-writer", daemon=True)
         self._error: BaseException | None = None
+        self._columns: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._index: torch.Tensor | None = None
 
     def __enter__(self) -> ShardWriters:
+        d_models = {schema.field("activation").type.list_size for schema in self.schemas.values()}
+        if len(d_models) != 1:
+            raise ValueError(f"outputs of one shard must share d_model; got {sorted(d_models)}")
+        n_buffers, pin_memory = self._buffer_spec
+        for _ in range(n_buffers):
+            shape = (self.buffer_rows, *d_models)
+            self._free.put(torch.empty(shape, dtype=torch.float32, pin_memory=pin_memory))
         for key, temporary in self._temporary.items():
             temporary.parent.mkdir(parents=True, exist_ok=True)
             self._writers[key] = pq.ParquetWriter(
-                temporary, self.schemas[key], compression=self.compression, write_statistics=["prompt_id"]
+                temporary,
+                self.schemas[key],
+                compression=self.compression,
+                use_dictionary=DICTIONARY_COLUMNS,
+                write_statistics=["prompt_id"],
             )
         self._thread.start()
         return self
 
-    def write_batch(
-        self, prompt_ids: np.ndarray, positions: np.ndarray, token_ids: np.ndarray, values: Mapping[Any, Any]
+    def start_batch(
+        self, prompt_ids: np.ndarray, positions: np.ndarray, token_ids: np.ndarray, index: torch.Tensor
     ) -> None:
-        """Hand over one batch: ``values[key]`` is that output's [rows, d_model] float32 array."""
-        self._pending.join()
+        """The next batch's real rows: their ids, and ``index`` into the flattened [batch * seq] positions."""
+        if index.numel() > self.buffer_rows:
+            raise ValueError(f"a batch of {index.numel()} real tokens exceeds buffer_rows={self.buffer_rows}")
+        self._columns = (prompt_ids, positions, token_ids)
+        self._index = index
+
+    def put(self, key: Any, value: torch.Tensor) -> None:
+        """Hand over one point of the current batch: its padded [batch, seq, d_model] value."""
+        buffer = self._free.get()
         if self._error is not None:
+            self._free.put(buffer)
             raise self._error
-        self._pending.put((prompt_ids, positions, token_ids, values))
+        rows = buffer[: self._index.numel()]
+        flat = value.reshape(-1, value.shape[-1])
+        if flat.dtype == torch.float32 and flat.device.type == "cpu":
+            torch.index_select(flat, 0, self._index, out=rows)
+        else:
+            rows.copy_(flat.index_select(0, self._index))
+        self._pending.put((key, self._columns, buffer, len(rows)))
 
     def _drain(self) -> None:
         while (item := self._pending.get()) is not None:
+            key, columns, buffer, n_rows = item
             try:
                 if self._error is None:
-                    self._write_batch(*item)
+                    self._write(key, *columns, buffer[:n_rows].numpy())
             except BaseException as error:  # re-raised in the caller's thread
                 self._error = error
             finally:
-                del item  # release the batch before the producer may hand over the next one
-                self._pending.task_done()
-
-    def _write_batch(
-        self, prompt_ids: np.ndarray, positions: np.ndarray, token_ids: np.ndarray, values: Mapping[Any, Any]
-    ) -> None:
-        for key, array in values.items():
-            self._write(key, prompt_ids, positions, token_ids, array)
+                del item, columns
+                self._free.put(buffer)
 
     def _write(
         self,
@@ -104,14 +140,12 @@ class ShardWriters:
         token_ids: np.ndarray,
         values: np.ndarray,
     ) -> None:
-        d_model = values.shape[1]
-        flat = pa.array(np.ascontiguousarray(values, dtype=np.float32).reshape(-1))
         table = pa.Table.from_arrays(
             [
                 pa.array(prompt_ids, pa.int64()),
                 pa.array(positions, pa.int32()),
                 pa.array(token_ids, pa.int32()),
-                pa.FixedSizeListArray.from_arrays(flat, d_model),
+                pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1]),
             ],
             schema=self.schemas[key],
         )
