@@ -43,12 +43,6 @@ def length_grouped_batches(lengths: list[int], batch_tokens: int) -> Iterator[li
         yield batch
 
 
-def largest_batch_tokens(rows: list[list[int]], batch_tokens: int) -> int:
-    """The most real tokens any length-grouped batch of ``rows`` holds (at least 1)."""
-    batches = length_grouped_batches([len(row) for row in rows], batch_tokens)
-    return max((sum(len(rows[i]) for i in batch) for batch in batches), default=1)
-
-
 def right_padded(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """input_ids and attention_mask for right-padded ``rows``."""
     width = max(len(row) for row in rows)
@@ -82,15 +76,6 @@ def load_recording_model(
     return model, ActivationRecorder(model.model.layers, model_type, points), device
 
 
-def padded_batches(
-    rows: list[list[int]], batch_tokens: int, pad_id: int
-) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
-    """(row indices, input ids, attention mask) of each length-grouped, right-padded batch."""
-    for batch in length_grouped_batches([len(row) for row in rows], batch_tokens):
-        input_ids, mask = right_padded([rows[i] for i in batch], pad_id)
-        yield batch, input_ids, mask
-
-
 def pad_token_id(model: torch.nn.Module) -> int:
     return model.config.pad_token_id if model.config.pad_token_id is not None else 0
 
@@ -103,7 +88,8 @@ def recorded_batches(
     device: torch.device,
 ) -> Iterator[dict[tuple[str, int], np.ndarray]]:
     """The unpadded values ([real tokens, d_model] float32 each) of each length-grouped batch."""
-    for _batch, input_ids, mask in padded_batches(rows, batch_tokens, pad_token_id(model)):
+    for batch in length_grouped_batches([len(row) for row in rows], batch_tokens):
+        input_ids, mask = right_padded([rows[i] for i in batch], pad_token_id(model))
         on_device = mask.to(device)
         with torch.inference_mode():
             values = recorder.run(
@@ -180,6 +166,7 @@ def capture_shard(
         for hook, layer in outputs
     }
     n_tokens = sum(len(row) for row in rows)
+    batches = list(length_grouped_batches([len(row) for row in rows], settings["batch_tokens"]))
     progress = tqdm(
         total=n_tokens, unit="tok", unit_scale=True, mininterval=5, file=sys.stderr, desc="capture"
     )
@@ -188,12 +175,13 @@ def capture_shard(
         schemas,
         settings["row_group_rows"],
         settings["compression"],
-        buffer_rows=largest_batch_tokens(rows, settings["batch_tokens"]),
+        buffer_rows=max((sum(len(rows[i]) for i in batch) for batch in batches), default=1),
         n_buffers=len({hook for hook, _layer in outputs}) + 1,
         pin_memory=device.type == "cuda",
     )
     with writers:
-        for batch, input_ids, mask in padded_batches(rows, settings["batch_tokens"], pad_token_id(model)):
+        for batch in batches:
+            input_ids, mask = right_padded([rows[i] for i in batch], pad_token_id(model))
             real = mask.bool()
             writers.start_batch(
                 np.repeat(np.array([prompt_ids[i] for i in batch]), real.sum(1).numpy()),

@@ -57,7 +57,7 @@ class ShardWriters:
         row_group_rows: int,
         compression: str,
         buffer_rows: int,
-        n_buffers: int = 8,
+        n_buffers: int,
         pin_memory: bool = False,
     ) -> None:
         self.outputs = {key: Path(path) for key, path in outputs.items()}
@@ -65,7 +65,8 @@ class ShardWriters:
         self.row_group_rows = row_group_rows
         self.compression = None if compression == "none" else compression
         self.buffer_rows = buffer_rows
-        self._buffer_spec = (n_buffers, pin_memory)
+        self.n_buffers = n_buffers
+        self.pin_memory = pin_memory
         self._temporary = {key: path.with_name(f".{path.name}.partial") for key, path in self.outputs.items()}
         self._writers: dict[Any, pq.ParquetWriter] = {}
         # last in, first out: the buffer just written is reused while it is still in cache, and
@@ -81,10 +82,11 @@ class ShardWriters:
         d_models = {schema.field("activation").type.list_size for schema in self.schemas.values()}
         if len(d_models) != 1:
             raise ValueError(f"outputs of one shard must share d_model; got {sorted(d_models)}")
-        n_buffers, pin_memory = self._buffer_spec
-        for _ in range(n_buffers):
-            shape = (self.buffer_rows, *d_models)
-            self._free.put(torch.empty(shape, dtype=torch.float32, pin_memory=pin_memory))
+        for _ in range(self.n_buffers):
+            buffer = torch.empty(
+                (self.buffer_rows, *d_models), dtype=torch.float32, pin_memory=self.pin_memory
+            )
+            self._free.put(buffer)
         for key, temporary in self._temporary.items():
             temporary.parent.mkdir(parents=True, exist_ok=True)
             self._writers[key] = pq.ParquetWriter(
@@ -129,7 +131,7 @@ class ShardWriters:
             except BaseException as error:  # re-raised in the caller's thread
                 self._error = error
             finally:
-                del item, columns
+                del item, columns  # nothing of this point outlives its write
                 self._free.put(buffer)
 
     def _write(
