@@ -40,7 +40,7 @@ def test_hub_config_is_valid():
         (
             {**DEFAULT, "modle": {}},
             "modle: unknown key (allowed here: capture, crossval, dictionaries, encoding, local_roots, "
-            "model, prompts, references, synthetic_calibration_tokens)",
+            "model, numerics, prompts, references, synthetic_calibration_tokens)",
         ),
         (
             {"model": {**DEFAULT["model"], "revison": "main"}},

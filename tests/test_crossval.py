@@ -145,6 +145,28 @@ def test_candidate_files_without_a_reference_or_readable_json_fail(tmp_path, plt
     assert graded["r"]["grade"] == "fail" and graded["r"]["failures"][0].startswith("not readable as JSON")
 
 
+def test_a_candidate_made_from_other_weights_fails_on_its_inputs_first(tmp_path, plt):
+    files = [{"layer": 0, "source": "w/layer_0/params.npz", "sha256": "a" * 64}]
+    ours = {**copy(plt), "environment": {"dictionary": {"set": "s", "files": files}}}
+    (tmp_path / "p.json").write_text(json.dumps(ours))
+    folder = tmp_path / "candidates"
+    folder.mkdir()
+    theirs = copy(ours)
+    theirs["environment"]["dictionary"]["files"][0]["sha256"] = "b" * 64
+    theirs["test_cases"][0]["top_10"][0]["activation"] += 1.0
+    (folder / "p.json").write_text(json.dumps(theirs))
+    (graded,) = grade_candidates({"p": ("plt", tmp_path / "p.json")}, folder)
+    assert graded["grade"] == "fail"
+    assert graded["failures"] == [
+        f"inputs differ: set s layer 0 file 1 (params.npz): sha256 {'a' * 16}... generated, {'b' * 16}... candidate",
+        "1 bar failure(s), from the different inputs",
+    ]
+    theirs["test_cases"][0]["top_10"][0]["activation"] -= 1.0  # same numbers, other weights: still a fail
+    (folder / "p.json").write_text(json.dumps(theirs))
+    (graded,) = grade_candidates({"p": ("plt", tmp_path / "p.json")}, folder)
+    assert graded["grade"] == "fail" and len(graded["failures"]) == 1
+
+
 def test_agreement_counts_a_flip_away_from_a_threshold():
     rng = np.random.default_rng(1)
     x, w = rng.standard_normal((4, 6)), rng.standard_normal((6, 5))
@@ -187,13 +209,34 @@ def small_report_inputs(tmp_path: Path, plt: dict, candidate: dict) -> tuple:
         paths[name].write_text(json.dumps(value))
     (tmp_path / "candidates").mkdir()
     (tmp_path / "candidates" / "ref.json").write_text(json.dumps(candidate))
+    native = copy(plt)  # the same reference made with this CPU's native kernels
+    native["test_cases"][1]["top_10"][0]["activation"] *= 1 + 3e-7
+    native["test_cases"][2]["top_10"][4]["index"] += 1
+    (tmp_path / "native.json").write_text(json.dumps(native))
     return build_report(
         paths["capture"],
         [paths["encoders"]],
         {"s": paths["metrics"]},
         {"ref": ("plt", paths["reference"])},
         tmp_path / "candidates",
+        {"ref": tmp_path / "native.json"},
     )
+
+
+def test_the_devices_section_says_how_far_native_kernels_lie_from_portable_ones(tmp_path, plt):
+    report = small_report_inputs(tmp_path, plt, copy(plt))
+    (row,) = report["devices"]["kernels"]
+    value = plt["test_cases"][1]["top_10"][0]["activation"]
+    assert (row["reference"], row["kind"], row["differing_values"], row["differing_integers"]) == (
+        "ref",
+        "plt",
+        1,
+        1,
+    )
+    assert row["max_abs_diff"] == pytest.approx(value * 3e-7, rel=1e-3)
+    assert row["max_rel_diff"] == pytest.approx(3e-7, rel=1e-3)
+    assert row["values"] == sum(len(c["residual"]) + len(c["top_10"]) for c in plt["test_cases"])
+    assert report["pass"] is True  # the spread is reported, not judged
 
 
 def test_a_failing_candidate_fails_the_report_but_keeps_it(tmp_path, plt):

@@ -4,6 +4,7 @@ independent float64 oracle, byte-identical rewrites, and the comparison check_re
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -322,3 +323,28 @@ def test_a_synthetic_transcoder_may_read_another_input_hook_and_an_sae_may_not()
     assert plan_set("c", {"schema": "CltSplitJumpReLU"}, 4, [0]).input_hook == "resid_mid"
     with pytest.raises(DictionaryError, match=r"dictionaries\[s\].synthetic.input_hook: transcoders only"):
         plan_set("s", {"schema": "GemmaScopeNpz", "kind": "sae", "input_hook": "mlp_in"}, 4, [0])
+
+
+def test_a_planted_dictionary_change_is_named_as_an_input_difference_first(tmp_path):
+    work = tmp_path / "work"
+    yaml_path = gemma_scope_set(work, 32, 3, [0, 1, 2])
+    item = {"name": "plt_reference", "kind": "plt", "set": "set"}
+    manifest = resolve(work, yaml_path, [item])
+    _, committed = generate(work, item, manifest, "committed/plt_reference.json")
+    old_sha = json.loads(manifest.read_text())["layers"][1]["files"][0]["sha256"]
+    # another machine (or a changed build) wrote other weights for layer 1
+    gemma_scope_npz(work / "weights/layer_1/width_16k/average_l0_51/params.npz", 32, D_SAE, seed=99)
+    manifest = resolve(work, yaml_path, [item])
+    new_sha = json.loads(manifest.read_text())["layers"][1]["files"][0]["sha256"]
+    _, generated = generate(work, item, manifest, "generated/plt_reference.json")
+    with pytest.raises(ReferenceDataError) as raised:
+        check_references({"plt_reference": ("plt", generated)}, committed.parent, tmp_path / "check.json")
+    lines = str(raised.value).splitlines()
+    assert lines[0] == "2 difference(s) between the generated references and " + str(committed.parent) + ":"
+    assert lines[1] == (
+        f"{committed}: inputs differ: set set layer 1 file 1 (params.npz): "
+        f"sha256 {old_sha[:16]}... committed, {new_sha[:16]}... generated"
+    )
+    assert re.fullmatch(
+        rf"{re.escape(str(committed))}: \d+ value difference\(s\), from the different inputs above", lines[2]
+    )

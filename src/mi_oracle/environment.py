@@ -17,6 +17,7 @@ TRACKED_PACKAGES = (
     "gguf",
     "accelerate",
     "snakemake",
+    "threadpoolctl",
 )
 
 
@@ -31,11 +32,15 @@ def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str
     return versions
 
 
-def describe_environment() -> dict[str, object]:
-    """A JSON-ready record of the interpreter, the platform and the tracked package versions."""
+def describe_environment(device: str = "cpu") -> dict[str, object]:
+    """A JSON-ready record of the interpreter, the platform, the tracked package versions and the
+    hardware (CPU, kernel choices, BLAS libraries; the GPU when ``device`` is CUDA)."""
+    from mi_oracle.hardware import hardware_fingerprint
+
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "machine": platform.machine(),
         "packages": package_versions(),
+        "hardware": hardware_fingerprint(device),
     }

@@ -35,3 +35,7 @@ class ReferenceDataError(MiOracleError):
 
 class CrossValidationError(MiOracleError):
     """A cross-validation bar failed (the report says which)."""
+
+
+class NumericsError(MiOracleError):
+    """Portable numerics did not take effect, or a step failed in its portable-numerics process."""

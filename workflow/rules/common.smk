@@ -128,19 +128,25 @@ def set_feature_shards(wildcards):
     return [features_dir(wildcards.set, shard) for shard in planned_shards()]
 
 
+NUMERICS = config["numerics"]
 REFERENCES = config["references"]
 REFERENCE_ITEMS = reference_items(REFERENCES, list(SETS))
 REFERENCE_OPTIONS = {key: REFERENCES[key] for key in ("device", "dtype", "seeds_per_layer")}
 
 
-def reference_path(name):
-    """One generated reference, in the schema candle-mi's tests read."""
-    return f"results/references/{name}.json"
+def reference_path(name, numerics="portable"):
+    """One generated reference, in the schema candle-mi's tests read (its native copy under native/)."""
+    return f"results/references/{'native/' if numerics == 'native' else ''}{name}.json"
 
 
-def all_references():
-    """Every reference the config names."""
-    return [reference_path(name) for name in REFERENCE_ITEMS]
+def reference_provenance_path(name, numerics="portable"):
+    """Where a reference's provenance goes: the machine it ran on and the reference's sha256."""
+    return f"results/references/{'native/' if numerics == 'native' else ''}provenance/{name}.json"
+
+
+def all_references(numerics="portable"):
+    """Every reference the config names (their native copies with ``numerics="native"``)."""
+    return [reference_path(name, numerics) for name in REFERENCE_ITEMS]
 
 
 def references_of_set(name):

@@ -49,6 +49,7 @@ rule crossval_report:
         encoders=[f"results/reports/crossval/encoders/{name}.json" for name in SETS],
         metrics=[f"results/features/{RUN}/{name}/metrics.json" for name in SETS],
         references=all_references(),
+        native=all_references("native"),
         candidates=crossval_candidates(),
     output:
         html=report(

@@ -12,7 +12,7 @@ if SYNTHETIC:
             "results/benchmarks/build_synthetic_dictionaries.tsv"
         conda:
             ENV
-        threads: CAPTURE["threads"]
+        threads: NUMERICS["threads"]
         resources:
             mem_mb=12000,
             runtime=60,
@@ -20,6 +20,7 @@ if SYNTHETIC:
             definitions={name: SETS[name]["synthetic"] for name in SYNTHETIC},
             capture=CAPTURE,
             calibration_tokens=config["synthetic_calibration_tokens"],
+            numerics=NUMERICS,
         script:
             "../scripts/build_synthetic_dictionaries.py"
 

@@ -2,7 +2,8 @@ rule generate_reference:
     input:
         unpack(reference_inputs),
     output:
-        reference_path("{reference}"),
+        reference=reference_path("{reference}"),
+        provenance=reference_provenance_path("{reference}"),
     log:
         "results/logs/generate_reference/{reference}.log",
     benchmark:
@@ -11,7 +12,7 @@ rule generate_reference:
         reference="|".join(re.escape(name) for name in REFERENCE_ITEMS) or "(?!)",
     conda:
         ENV
-    threads: REFERENCES["threads"]
+    threads: NUMERICS["threads"]
     resources:
         mem_mb=8000,
         runtime=30,
@@ -19,8 +20,29 @@ rule generate_reference:
     params:
         item=lambda wildcards: REFERENCE_ITEMS[wildcards.reference],
         options=REFERENCE_OPTIONS,
+        numerics=NUMERICS["references"],
     script:
         "../scripts/generate_reference.py"
+
+
+# The same reference with the CPU's native kernels: the report shows how far it lies from the
+# portable one, i.e. how tolerant a candidate made on another machine must be.
+use rule generate_reference as generate_native_reference with:
+    output:
+        reference=reference_path("{reference}", "native"),
+        provenance=reference_provenance_path("{reference}", "native"),
+    log:
+        "results/logs/generate_native_reference/{reference}.log",
+    benchmark:
+        "results/benchmarks/generate_native_reference/{reference}.tsv"
+    resources:
+        mem_mb=8000,
+        runtime=30,
+        gpu=1 if REFERENCES["device"].startswith("cuda") else 0,
+    params:
+        item=lambda wildcards: REFERENCE_ITEMS[wildcards.reference],
+        options=REFERENCE_OPTIONS,
+        numerics="native",
 
 
 rule references:

@@ -5,6 +5,7 @@ from pathlib import Path
 import _src_path  # noqa: F401
 
 from mi_oracle.dictionaries.synthetic import build_synthetic_sets
+from mi_oracle.numerics.mode import numerics_from_config
 from mi_oracle.rule_logging import logged_to
 
 with logged_to(snakemake.log[0]):
@@ -16,5 +17,5 @@ with logged_to(snakemake.log[0]):
         dict(zip(definitions, map(Path, snakemake.output), strict=True)),
         snakemake.params.capture,
         snakemake.params.calibration_tokens,
-        threads=snakemake.threads,
+        numerics_from_config(snakemake.params.numerics, "synthetic"),
     )

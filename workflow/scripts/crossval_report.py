@@ -17,6 +17,7 @@ with logged_to(snakemake.log[0]):
         dict(zip(snakemake.params.sets, map(Path, snakemake.input.metrics), strict=True)),
         {name: (kind, Path(references[name])) for name, kind in kinds.items()},
         Path(candidates) if candidates else None,
+        dict(zip(kinds, map(Path, snakemake.input.native), strict=True)),
     )
     write_report(
         report, Path(snakemake.output.html), Path(snakemake.output.json), snakemake.params.report_only

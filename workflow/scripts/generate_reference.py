@@ -1,9 +1,10 @@
-"""Snakemake adapter for rule generate_reference: see mi_oracle.references.generate."""
+"""Snakemake adapter for rules generate_reference and generate_native_reference: see mi_oracle.references.generate."""
 
 from pathlib import Path
 
 import _src_path  # noqa: F401
 
+from mi_oracle.numerics.mode import Numerics
 from mi_oracle.references.generate import write_reference
 from mi_oracle.rule_logging import logged_to
 
@@ -11,8 +12,10 @@ with logged_to(snakemake.log[0]):
     manifest = snakemake.input.get("manifest")
     write_reference(
         snakemake.params.item,
-        {**snakemake.params.options, "threads": snakemake.threads},
+        snakemake.params.options,
         Path(snakemake.input.model),
         Path(manifest) if manifest else None,
-        Path(snakemake.output[0]),
+        Path(snakemake.output.reference),
+        Path(snakemake.output.provenance),
+        numerics=Numerics(snakemake.params.numerics, snakemake.threads),
     )

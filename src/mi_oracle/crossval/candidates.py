@@ -9,7 +9,7 @@ from typing import Any
 
 from mi_oracle.crossval.bars import judge_candidate
 from mi_oracle.errors import ReferenceDataError
-from mi_oracle.references.compare import read_reference
+from mi_oracle.references.compare import input_differences, read_reference
 
 
 def _read_candidate(path: Path) -> dict[str, Any] | str:
@@ -41,7 +41,11 @@ def grade_candidates(references: Mapping[str, tuple[str, Path]], folder: Path | 
         if isinstance(candidate, str):
             results.append({**entry, "kind": kind, "grade": "fail", "failures": [candidate]})
             continue
-        results.append(
-            {**entry, "kind": kind, **judge_candidate(read_reference(reference_path), candidate, kind)}
-        )
+        reference = read_reference(reference_path)
+        judged = judge_candidate(reference, candidate, kind)
+        inputs = input_differences(reference, candidate, ("generated", "candidate"))
+        if inputs:  # named first: a candidate made from other weights cannot validate against this one
+            follow = [f"{len(judged['failures'])} bar failure(s), from the different inputs"]
+            judged = {**judged, "grade": "fail", "failures": inputs + (follow if judged["failures"] else [])}
+        results.append({**entry, "kind": kind, **judged})
     return results

@@ -13,6 +13,7 @@ from typing import Any
 
 from mi_oracle.atomic import write_json_atomic
 from mi_oracle.crossval.candidates import grade_candidates
+from mi_oracle.crossval.kernels import kernel_spreads, kernels_html
 from mi_oracle.crossval.svg import bar_chart
 from mi_oracle.environment import describe_environment
 from mi_oracle.errors import CrossValidationError
@@ -65,8 +66,9 @@ def build_report(
     metrics_paths: Mapping[str, Path],
     references: Mapping[str, tuple[str, Path]],
     candidates_dir: Path | None,
+    native_references: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
-    """The report document (what crossval.json holds)."""
+    """The report document (what crossval.json holds); ``native_references``: native-kernel copies."""
     capture = read_json(capture_path)
     encoders = [layer for path in encoder_paths for layer in json.loads(Path(path).read_text())]
     candidates = grade_candidates(references, candidates_dir)
@@ -76,6 +78,7 @@ def build_report(
         *encoder_paths,
         *metrics_paths.values(),
         *(path for _, path in references.values()),
+        *(native_references or {}).values(),
     ]
     inputs += sorted(Path(candidates_dir).glob("*.json")) if candidates_dir else []
     return {
@@ -89,6 +92,7 @@ def build_report(
             "devices": capture.get("devices", []),
             "status": "not run: CPU-against-GPU needs captures and encodings on both devices; "
             "this run has " + (", ".join(capture.get("devices", [])) or "none"),
+            "kernels": kernel_spreads(references, native_references or {}),
         },
         "metrics": {name: read_json(path) for name, path in metrics_paths.items()},
         "inputs": [{"path": str(path), "sha256": digest_file(Path(path)).sha256} for path in inputs],
@@ -231,6 +235,8 @@ def render_html(report: Mapping[str, Any]) -> str:
                 + "</ul>"
             )
     parts.append(f"<h2>Devices</h2><p>{escape(report['devices']['status'])}</p>")
+    parts.append("<h3>Native kernels against portable numerics</h3>")
+    parts.append(kernels_html(report["devices"].get("kernels", [])))
     parts.append("<h2>Provenance of every input</h2>")
     parts.append(
         _table(

@@ -1,17 +1,10 @@
 """Synthetic dictionaries for the embedded default: real on-disk formats, clearly labelled, deterministic.
 
 No published SAE or transcoder for Gemma 3 270M is reachable offline, so the default run builds its
-own from the model's activations on the default prompts:
-
-- encoder directions are distinct centred activation samples (plus a little seeded noise), made
-  orthogonal to the mean activation and unit-normalised;
-- each feature's bias (and, for JumpReLU, its threshold) puts its cut in the widest gap between
-  calibration values near the quantile that makes it fire on ``target_l0 / d_sae`` of them;
-- the decoder (and a PltBundle's ``W_skip``) is a ridge least-squares fit of the target (the input
-  for an SAE, the output hook for a transcoder) from the feature activations; each decoder row's
-  norm is moved into the encoder and the decoder refitted on the activations of the encoder as
-  stored (fp32 or bf16), then scaled to unit rows;
-- a CLT's writes into later layers (``W_dec_l[:, 1:]``) are small seeded random directions.
+own from the model's activations on the default prompts (the arithmetic: ``synthetic_fit``). The
+calibration forward and the fit run in portable numerics by default, so the same config writes the
+same bytes on any x86-64 machine. A CLT's writes into later layers (``W_dec_l[:, 1:]``) are small
+seeded random directions.
 
 They are not trained dictionaries: every provenance file and manifest says ``synthetic: true``.
 """
@@ -33,12 +26,15 @@ from mi_oracle.atomic import atomic_directory, write_json_atomic
 from mi_oracle.capture.hooks import HOOK_POINTS
 from mi_oracle.capture.plan import PLAN_FILE
 from mi_oracle.capture.run import collect_activations
+from mi_oracle.dictionaries import synthetic_fit
 from mi_oracle.dictionaries.locations import CURATION_FILE
 from mi_oracle.dictionaries.resolve import SYNTHETIC_PROVENANCE
+from mi_oracle.dictionaries.synthetic_fit import evaluate, fit_layer
 from mi_oracle.dictionaries.writers import write_npz, write_safetensors
 from mi_oracle.environment import describe_environment
 from mi_oracle.errors import DictionaryError
 from mi_oracle.models.folder import read_json, summarize_config
+from mi_oracle.numerics.mode import PORTABLE, Numerics
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +52,6 @@ DEFAULT_HOOKS = {  # the hooks the published dictionaries of each format use
     ("CltSplitJumpReLU", "cross_layer_transcoder"): ("resid_mid", "mlp_out"),
 }
 CROSS_LAYER_NORM = 0.05
-RIDGE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -118,125 +113,12 @@ def calibration_rows(tokens_dir: Path, n_tokens: int) -> list[list[int]]:
     return rows
 
 
-def _activate(pre: np.ndarray, threshold: np.ndarray | None) -> np.ndarray:
-    return pre * (pre > threshold) if threshold is not None else np.maximum(pre, 0.0)
-
-
-def firing_cut(raw: np.ndarray, rate: float) -> np.ndarray:
-    """Per column, a cut above which about ``rate`` of the rows lie, in the widest gap nearby.
-
-    The cut sits midway in the widest gap between sorted samples whose rank is within a quarter
-    of the target count of the exact quantile, so no calibration value lies near a threshold,
-    where rounding the stored weights would flip it.
-    """
-    n = len(raw)
-    target = max(1, round(rate * n))
-    spread = max(1, target // 4)
-    low, high = max(0, n - target - spread), min(n - 1, n - target + spread)
-    window = np.sort(raw, axis=0)[low : high + 1]
-    widest = np.argmax(np.diff(window, axis=0), axis=0)[None, :]
-    below = np.take_along_axis(window, widest, axis=0)[0]
-    above = np.take_along_axis(window, widest + 1, axis=0)[0]
-    return (below + above) / 2
-
-
-def _encoder(
-    x: np.ndarray, d_sae: int, target_l0: float, rng: np.random.Generator, jump: bool
-) -> dict[str, np.ndarray]:
-    """Encoder directions from distinct centred rows, orthogonal to the mean; calibrated biases."""
-    mean = x.mean(0)
-    centred = x - mean
-    # every prompt's BOS row is the same vector: calibrate on distinct rows, so no feature copies
-    # it twice and no threshold is set by a block of identical values
-    distinct = np.unique(centred, axis=0)
-    picks = rng.choice(len(distinct), size=d_sae, replace=len(distinct) < d_sae)
-    directions = distinct[picks] + 0.05 * centred.std() * rng.standard_normal((d_sae, x.shape[1]))
-    # orthogonal to the mean (the residual stream's large constant part), so the biases stay small
-    # and survive bf16 storage
-    unit_mean = mean / max(np.linalg.norm(mean), 1e-12)
-    directions -= np.outer(directions @ unit_mean, unit_mean)
-    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    raw = distinct @ directions.T
-    cut = firing_cut(raw, target_l0 / d_sae)
-    margin = 0.5 * raw.std(0) if jump else np.zeros(d_sae)
-    encoder = {"W_enc": directions.T.copy(), "b_enc": -(mean @ directions.T) - cut + margin}
-    if jump:
-        encoder["threshold"] = margin
-    return encoder
-
-
-def _ridge(features: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Least squares with a penalty proportional to each column's own energy (scale-invariant)."""
-    gram = features.T @ features
-    penalty = RIDGE * np.diag(gram) + 1e-12
-    return np.linalg.solve(gram + np.diag(penalty), features.T @ target)
-
-
-def fit_layer(
-    x: np.ndarray,
-    y: np.ndarray,
-    d_sae: int,
-    target_l0: float,
-    rng: np.random.Generator,
-    jump: bool,
-    skip: bool,
-    dtype: torch.dtype = torch.float32,
-) -> dict[str, np.ndarray]:
-    """Canonical float64 weights, already rounded to the storage ``dtype``: W_enc [d_in, d_sae],
-    b_enc, threshold, W_dec [d_sae, d_out] (unit rows), b_dec, and W_skip [d_out, d_in] when ``skip``.
-
-    The decoder is fitted twice: once to find each feature's scale (moved into the encoder), then
-    again on the activations of the rounded, scaled encoder, so it fits what the file will hold.
-    """
-    x, y = x.astype(np.float64), y.astype(np.float64)
-    encoder = _encoder(x, d_sae, target_l0, rng, jump)
-    b_dec = y.mean(0)
-    for final in (False, True):
-        stored = _stored(encoder, dtype)
-        acts = _activate(x @ stored["W_enc"] + stored["b_enc"], stored.get("threshold"))
-        features = np.concatenate([acts, x], axis=1) if skip else acts
-        solution = _ridge(features, y - b_dec)
-        w_dec = solution[:d_sae]
-        norms = np.linalg.norm(w_dec, axis=1)
-        alive = norms > 1e-10
-        w_dec[alive] /= norms[alive, None]
-        unit_directions = encoder["W_enc"].T / np.linalg.norm(encoder["W_enc"].T, axis=1, keepdims=True)
-        w_dec[~alive] = unit_directions[~alive]
-        if not final:  # move each row's scale into the encoder, then refit on its rounded form
-            encoder = {name: value * np.where(alive, norms, 1.0) for name, value in encoder.items()}
-    weights = {**stored, "W_dec": w_dec, "b_dec": b_dec}
-    if skip:
-        weights["W_skip"] = solution[d_sae:].T.copy()  # [d_out, d_in]: skip = W_skip @ x
-    return _stored(weights, dtype)
-
-
-def evaluate(weights: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Mean L0, MSE, zero-baseline MSE and fraction of variance unexplained of stored weights."""
-    x, y = x.astype(np.float64), y.astype(np.float64)
-    acts = _activate(x @ weights["W_enc"] + weights["b_enc"], weights.get("threshold"))
-    out = acts @ weights["W_dec"] + weights["b_dec"]
-    if "W_skip" in weights:
-        out += x @ weights["W_skip"].T
-    mse = float(((out - y) ** 2).mean())
-    return {
-        "mean_l0": float((acts > 0).sum(1).mean()),
-        "mse": mse,
-        "zero_baseline_mse": float((y**2).mean()),
-        "fvu": mse / float(((y - y.mean(0)) ** 2).mean()),
-    }
-
-
-def _stored(weights: Mapping[str, np.ndarray], dtype: torch.dtype) -> dict[str, np.ndarray]:
-    """The weights as the file will hold them (rounded to ``dtype``), back in float64."""
-    return {k: torch.from_numpy(v).to(dtype).to(torch.float64).numpy() for k, v in weights.items()}
-
-
 def _width_label(d_sae: int) -> str:
     return f"{d_sae // 1024}k" if d_sae % 1024 == 0 else str(d_sae)
 
 
-def _tensor(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(array)).to(dtype)
+def _tensor(value: torch.Tensor | np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    return torch.as_tensor(value).contiguous().to(dtype)
 
 
 class _Writer:
@@ -251,13 +133,13 @@ class _Writer:
     def dtype(self) -> torch.dtype:
         return torch.float32 if self.spec.schema == "GemmaScopeNpz" else torch.bfloat16
 
-    def write(self, layer: int, weights: dict[str, np.ndarray], mean_l0: float) -> None:
+    def write(self, layer: int, weights: dict[str, torch.Tensor], mean_l0: float) -> None:
         spec = self.spec
         if spec.schema == "GemmaScopeNpz":
             relative = (
                 f"layer_{layer}/width_{_width_label(spec.d_sae)}/average_l0_{round(mean_l0)}/params.npz"
             )
-            write_npz(self.folder / relative, {k: v.astype(np.float32) for k, v in weights.items()})
+            write_npz(self.folder / relative, {k: v.to(torch.float32).numpy() for k, v in weights.items()})
             self.entries.append({"id": f"{spec.name}-{layer}", "layer": layer, "filepath": relative})
         elif spec.schema == "PltBundle":
             tensors = {k: _tensor(v.T if k == "W_enc" else v, self.dtype) for k, v in weights.items()}
@@ -271,8 +153,9 @@ class _Writer:
             if "threshold" in weights:
                 encoder[f"threshold_{layer}"] = _tensor(weights["threshold"], self.dtype)
             write_safetensors(self.folder / f"W_enc_{layer}.safetensors", encoder, self.metadata)
-            decoder = self.rng.standard_normal((spec.d_sae, self.n_layers - layer, weights["W_dec"].shape[1]))
-            decoder *= CROSS_LAYER_NORM / np.linalg.norm(decoder, axis=2, keepdims=True)
+            shape = (spec.d_sae, self.n_layers - layer, weights["W_dec"].shape[1])
+            decoder = torch.from_numpy(self.rng.standard_normal(shape))
+            decoder *= CROSS_LAYER_NORM / torch.linalg.vector_norm(decoder, dim=2, keepdim=True)
             decoder[:, 0] = weights["W_dec"]
             write_safetensors(
                 self.folder / f"W_dec_{layer}.safetensors",
@@ -304,13 +187,18 @@ def build_set(
     n_layers: int,
     model: Mapping[str, Any],
     calibration: Mapping[str, Any],
+    numerics: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Fit, write and describe one synthetic set in ``target`` (atomically)."""
+    """Fit, write and describe one synthetic set in ``target`` (atomically).
+
+    ``numerics``: the record of the numerics the calibration and fit ran in (None: native, here).
+    """
     quality = {}
     with atomic_directory(Path(target)) as staging:
         writer = _Writer(spec, staging, n_layers, np.random.default_rng([spec.seed, n_layers]))
         for layer in spec.layers:
-            x, y = activations[(spec.input_hook, layer)], activations[(spec.output_hook, layer)]
+            x = torch.from_numpy(activations[(spec.input_hook, layer)])
+            y = torch.from_numpy(activations[(spec.output_hook, layer)])
             rng = np.random.default_rng([spec.seed, layer])
             stored = fit_layer(
                 x,
@@ -340,10 +228,11 @@ def build_set(
             "d_sae": spec.d_sae,
             "target_l0": spec.target_l0,
             "seed": spec.seed,
-            "method": __doc__.split("\n\n", 2)[1],
+            "method": synthetic_fit.__doc__.split("\n\n", 1)[1].strip(),
             "calibration": dict(calibration),
             "model": dict(model),
             "layers": quality,
+            "numerics": dict(numerics or {"mode": "native", "threads": torch.get_num_threads()}),
             "environment": describe_environment(),
         }
         write_json_atomic(staging / SYNTHETIC_PROVENANCE, provenance)
@@ -357,9 +246,37 @@ def build_synthetic_sets(
     targets: Mapping[str, Path],
     capture_settings: Mapping[str, Any],
     calibration_tokens: int,
-    threads: int = 1,
+    numerics: Numerics = PORTABLE,
 ) -> dict[str, dict[str, Any]]:
-    """Build every synthetic set in ``definitions`` (name -> its ``synthetic`` entry) from one forward."""
+    """Build every synthetic set in ``definitions`` (name -> its ``synthetic`` entry) from one forward.
+
+    In portable numerics (the default) the calibration forward runs in float32 on the CPU and the
+    whole build in a pinned child interpreter, so the files are the same on any x86-64 machine.
+    """
+    if numerics.mode == "portable":
+        capture_settings = {**capture_settings, "device": "cpu", "dtype": "float32"}
+    return numerics.run(
+        _build_synthetic_sets,
+        model_dir=Path(model_dir),
+        tokens_dir=Path(tokens_dir),
+        definitions=dict(definitions),
+        targets={name: Path(path) for name, path in targets.items()},
+        capture_settings=dict(capture_settings),
+        calibration_tokens=calibration_tokens,
+        numerics=numerics.record(),
+    )
+
+
+def _build_synthetic_sets(
+    model_dir: str | Path,
+    tokens_dir: str | Path,
+    definitions: Mapping[str, Mapping[str, Any]],
+    targets: Mapping[str, str | Path],
+    capture_settings: Mapping[str, Any],
+    calibration_tokens: int,
+    numerics: Mapping[str, Any],
+) -> dict[str, dict[str, Any]]:
+    model_dir, tokens_dir = Path(model_dir), Path(tokens_dir)
     summary = summarize_config(model_dir)
     n_layers = int(summary["num_hidden_layers"])
     provenance = read_json(Path(model_dir) / "provenance.json")
@@ -386,8 +303,10 @@ def build_synthetic_sets(
     log.info(
         "calibrating %d synthetic sets on %d tokens at %d hook points", len(specs), n_tokens, len(points)
     )
-    activations = collect_activations(model_dir, rows, points, capture_settings, threads)
+    activations = collect_activations(model_dir, rows, points, capture_settings, numerics["threads"])
     return {
-        spec.name: build_set(spec, activations, targets[spec.name], n_layers, model, calibration)
+        spec.name: build_set(
+            spec, activations, Path(targets[spec.name]), n_layers, model, calibration, numerics
+        )
         for spec in specs
     }

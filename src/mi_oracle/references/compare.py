@@ -1,4 +1,5 @@
-"""Compare two references of one kind, field by field, within the kind's tolerances.
+"""Compare two references of one kind: their inputs' hashes first, then field by field within the
+kind's tolerances.
 
 Every difference is named: the file, the case (``layer 8, seed 108`` or the prompt), the field
 path and both values. Provenance fields (``environment``, library versions, platform) are not
@@ -140,6 +141,41 @@ def compare_documents(
     return walker.found
 
 
+def recorded_inputs(document: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """Every input file a reference's ``environment`` records: label -> (file, sha256).
+
+    Model weight files by path; dictionary files by set, layer and place in the layer's list
+    (their paths can differ: a synthetic NPZ's folder names its mean L0).
+    """
+    environment = document.get("environment")
+    environment = environment if isinstance(environment, Mapping) else {}
+    found: dict[str, tuple[str, str]] = {}
+    model = environment.get("model") if isinstance(environment.get("model"), Mapping) else {}
+    for path, sha256 in sorted((model.get("weights_sha256") or {}).items()):
+        found[f"model {model.get('repo') or model.get('name')}: {path}"] = (path, sha256)
+    dictionary = environment.get("dictionary") if isinstance(environment.get("dictionary"), Mapping) else {}
+    per_layer: dict[Any, int] = {}
+    for record in dictionary.get("files") or []:
+        place = per_layer[record.get("layer")] = per_layer.get(record.get("layer"), 0) + 1
+        label = f"set {dictionary.get('set')} layer {record.get('layer')} file {place}"
+        found[label] = (Path(str(record.get("source"))).name, record.get("sha256"))
+    return found
+
+
+def input_differences(expected: Mapping[str, Any], actual: Mapping[str, Any], names=("expected", "got")):
+    """One line per input file whose sha256 differs between two references (both must record it)."""
+    want, have = recorded_inputs(expected), recorded_inputs(actual)
+    lines = []
+    for label in sorted(want.keys() & have.keys()):
+        (file, want_sha), (_, have_sha) = want[label], have[label]
+        if want_sha != have_sha:
+            lines.append(
+                f"inputs differ: {label} ({file}): sha256 {str(want_sha)[:16]}... {names[0]}, "
+                f"{str(have_sha)[:16]}... {names[1]}"
+            )
+    return lines
+
+
 def read_reference(path: Path) -> dict[str, Any]:
     """A reference JSON object, or an error naming the file."""
     return read_json(path, ReferenceDataError)
@@ -154,6 +190,7 @@ def check_against_committed(generated: Mapping[str, tuple[str, Path]], committed
     committed_dir = Path(committed_dir)
     if not committed_dir.is_dir():
         raise ReferenceDataError(f"references.committed: {committed_dir} is not a directory")
+    inputs: list[str] = []
     found: list[str] = []
     for name, (kind, path) in sorted(generated.items()):
         committed = committed_dir / f"{name}.json"
@@ -161,7 +198,14 @@ def check_against_committed(generated: Mapping[str, tuple[str, Path]], committed
             found.append(f"{committed}: missing (the config generates {name}, kind {kind})")
             continue
         expected, actual = read_reference(committed), read_reference(path)
-        found += [f"{committed}: {difference}" for difference in compare_documents(expected, actual, kind)]
+        differing = input_differences(expected, actual, ("committed", "generated"))
+        numeric = compare_documents(expected, actual, kind)
+        inputs += [f"{committed}: {difference}" for difference in differing]
+        if differing and numeric:
+            found.append(f"{committed}: {len(numeric)} value difference(s), from the different inputs above")
+        else:
+            found += [f"{committed}: {difference}" for difference in numeric]
+    found = inputs + found
     for stray in sorted(committed_dir.glob("*.json")):
         if stray.stem not in generated:
             found.append(f"{stray}: committed, but the config generates no reference named {stray.stem!r}")

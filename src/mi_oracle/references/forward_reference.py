@@ -6,7 +6,6 @@ which carries the final norm (candle-mi's forward oracles read the same tensor).
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import torch
 
 from mi_oracle.capture.run import DTYPES, resolve_device
 from mi_oracle.references.numbers import TOP_K, deterministic_torch, f32, f32_list, top_indices
-from mi_oracle.references.provenance import ENVIRONMENT_KEY, environment_block, model_record
+from mi_oracle.references.provenance import ENVIRONMENT_KEY, environment_block, model_record, platform_label
 
 METHODOLOGY = "mi-oracle: transformers AutoModelForCausalLM forward, logits of the last position"
 
@@ -85,7 +84,7 @@ def forward_reference(prompts: Sequence[str], model_dir: Path, settings: Mapping
         "methodology": METHODOLOGY,
         "torch_version": str(torch.__version__),
         "transformers_version": str(transformers.__version__),
-        "platform": platform.platform(),
+        "platform": platform_label(),
         **model_fields(model),
         "test_cases": cases,
         ENVIRONMENT_KEY: environment_block(

@@ -1,4 +1,10 @@
-"""Generate one configured reference and write it, byte-reproducibly, under a temporary name."""
+"""Generate one configured reference and write it, byte-reproducibly, under a temporary name.
+
+Beside each reference goes its provenance file: the machine it ran on (hardware fingerprint,
+platform, interpreter) and the reference's sha256. The reference itself holds only what the
+config and the pinned environment determine, so in portable numerics its bytes are the same on
+any x86-64 machine.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from mi_oracle.atomic import write_json_atomic
+from mi_oracle.environment import describe_environment
+from mi_oracle.errors import NumericsError
+from mi_oracle.hashing import sha256_file
 from mi_oracle.models.folder import read_json
+from mi_oracle.numerics.mode import PORTABLE, Numerics
 from mi_oracle.references.forward_reference import forward_reference
 from mi_oracle.references.plan import transcoder_layers
+from mi_oracle.references.provenance import ENVIRONMENT_KEY
 from mi_oracle.references.sae_reference import sae_reference
 from mi_oracle.references.transcoder_reference import transcoder_reference
 
@@ -43,11 +54,58 @@ def write_reference(
     model_dir: Path,
     manifest_path: Path | None,
     output: Path,
+    provenance_output: Path | None = None,
     base: Path | None = None,
+    numerics: Numerics = PORTABLE,
 ) -> dict[str, Any]:
-    """Build the reference and write it: keys in schema order, floats as fp32 values, ASCII, no NaN."""
-    manifest = read_json(manifest_path) if manifest_path is not None else None
-    document = build_reference(item, options, Path(model_dir), manifest, (base or Path.cwd()).resolve())
+    """Build the reference in ``numerics`` and write it: keys in schema order, fp32 values, ASCII, no NaN.
+
+    Portable references run their model forward on the CPU (``device: auto`` means the CPU here).
+    """
+    options = {**options, "threads": numerics.threads}
+    if numerics.mode == "portable":
+        if options["device"] not in ("cpu", "auto"):
+            raise NumericsError(
+                f"references.device {options['device']}: portable references run on the CPU; "
+                "set numerics.references: native to run them on a GPU"
+            )
+        options["device"] = "cpu"
+    return numerics.run(
+        _write_reference,
+        item=dict(item),
+        options=options,
+        model_dir=Path(model_dir),
+        manifest_path=None if manifest_path is None else Path(manifest_path),
+        output=Path(output),
+        provenance_output=None if provenance_output is None else Path(provenance_output),
+        base=(base or Path.cwd()).resolve(),
+        numerics=numerics.record(),
+    )
+
+
+def _write_reference(
+    item: Mapping[str, Any],
+    options: Mapping[str, Any],
+    model_dir: str | Path,
+    manifest_path: str | Path | None,
+    output: str | Path,
+    provenance_output: str | Path | None,
+    base: str | Path,
+    numerics: Mapping[str, Any],
+) -> dict[str, Any]:
+    manifest = read_json(Path(manifest_path)) if manifest_path is not None else None
+    document = build_reference(item, options, Path(model_dir), manifest, Path(base))
+    document[ENVIRONMENT_KEY]["numerics"] = dict(numerics)
     write_json_atomic(Path(output), document, sort_keys=False, ensure_ascii=True, allow_nan=False)
-    log.info("%s: %s reference written to %s", item["name"], item["kind"], output)
+    if provenance_output is not None:
+        record = {
+            "reference": Path(output).name,
+            "sha256": sha256_file(Path(output)),
+            "numerics": dict(numerics),
+            "environment": describe_environment(document[ENVIRONMENT_KEY]["device"]),
+        }
+        write_json_atomic(Path(provenance_output), record)
+    log.info(
+        "%s: %s reference written to %s (%s numerics)", item["name"], item["kind"], output, numerics["mode"]
+    )
     return document

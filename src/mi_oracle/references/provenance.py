@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mi_oracle.environment import describe_environment
+from mi_oracle.environment import package_versions
 from mi_oracle.models.folder import read_json
 
 ENVIRONMENT_KEY = "environment"
@@ -51,14 +52,20 @@ def dictionary_record(manifest: Mapping[str, Any], layers: list[int]) -> dict[st
     }
 
 
+def platform_label() -> str:
+    """The operating system and architecture (``Linux-x86_64``): the machine's details go to provenance."""
+    return f"{platform.system()}-{platform.machine()}"
+
+
 def environment_block(device: str, dtype: str, **records: Any) -> dict[str, Any]:
-    """Interpreter, platform, library versions, device and dtype, plus ``records`` (model, dictionary)."""
-    environment = describe_environment()
+    """Library versions, device and dtype, plus ``records`` (model, dictionary).
+
+    Only what the config and the pinned environment determine: the machine it ran on (hardware,
+    platform, interpreter) goes to the reference's provenance file, so that the reference's bytes
+    are the same on every machine (the numerics record is added by ``generate``).
+    """
     return {
-        "python": environment["python"],
-        "platform": environment["platform"],
-        "machine": environment["machine"],
-        "packages": environment["packages"],
+        "packages": package_versions(),
         "device": device,
         "dtype": dtype,
         "deterministic_algorithms": True,

@@ -9,7 +9,6 @@ deterministic algorithms; the encoder runs in fp32 on the CPU from the weights a
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,12 @@ from mi_oracle.references.numbers import (
     top_indices,
 )
 from mi_oracle.references.origins import curation_repo, weights_repo
-from mi_oracle.references.provenance import ENVIRONMENT_KEY, dictionary_record, environment_block
+from mi_oracle.references.provenance import (
+    ENVIRONMENT_KEY,
+    dictionary_record,
+    environment_block,
+    platform_label,
+)
 
 METHODOLOGY = (
     "mi-oracle: fp32 CPU encoder from the stored weights (no circuit-tracer), seeded torch.randn residuals"
@@ -115,7 +119,7 @@ def transcoder_reference(
         "schema": schema,
         "encoder_formula": encoder_formula(schema, activation, k),
         "torch_version": str(torch.__version__),
-        "platform": platform.platform(),
+        "platform": platform_label(),
         "d_model": d_model,
         "n_features_per_layer": d_sae,
         "test_cases": cases,

@@ -1,0 +1,97 @@
+"""A portable step in a fresh interpreter: the request and result travel as JSON files.
+
+The parent forwards the child's output (logging, progress bars) to its own ``stderr``, which a
+rule's log captures; an error the child raised on purpose is raised again in the parent with
+its own class and message, anything else as a :class:`NumericsError` naming it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+import mi_oracle
+from mi_oracle import errors
+from mi_oracle.atomic import write_json_atomic
+from mi_oracle.errors import NumericsError
+from mi_oracle.numerics.mode import Numerics, resolve_target
+
+PACKAGE_ROOT = str(Path(mi_oracle.__file__).resolve().parents[1])
+
+
+def run_in_child(numerics: Numerics, target: str, kwargs: dict[str, Any]) -> Any:
+    """Run ``target(**kwargs)`` in a child interpreter started with ``numerics``' environment."""
+    with tempfile.TemporaryDirectory(prefix="mi-oracle-numerics-") as scratch:
+        request, result = Path(scratch) / "request.json", Path(scratch) / "result.json"
+        request.write_text(
+            json.dumps({"target": target, "threads": numerics.threads, "kwargs": kwargs}, default=str),
+            encoding="utf-8",
+        )
+        env = numerics.environment(os.environ)
+        # this checkout's package first, whatever else the environment has installed
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
+        command = [sys.executable, "-m", "mi_oracle.numerics.child_process", str(request), str(result)]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            _forward(process.stdout)
+            code = process.wait()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        if not result.is_file():
+            raise NumericsError(
+                f"{target}: the {numerics.mode}-numerics process exited with {code}, no result"
+            )
+        payload = json.loads(result.read_text(encoding="utf-8"))
+    if "error" in payload:
+        raise _error(target, payload["error"])
+    return payload["result"]
+
+
+def _forward(stream: Any) -> None:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    for chunk in iter(lambda: stream.read1(1 << 16), b""):
+        sys.stderr.write(decoder.decode(chunk))
+        sys.stderr.flush()
+
+
+def _error(target: str, error: dict[str, str]) -> Exception:
+    kind = getattr(errors, error["type"], None)
+    if isinstance(kind, type) and issubclass(kind, errors.MiOracleError):
+        return kind(error["message"])
+    return NumericsError(
+        f"{target} failed in the portable-numerics process: {error['type']}: {error['message']}"
+    )
+
+
+def main(request_path: str, result_path: str) -> int:
+    """The child: verify the pinned settings, run the target, write its result or its error."""
+    from mi_oracle.numerics.mode import verify_portable
+
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    request = json.loads(Path(request_path).read_text(encoding="utf-8"))
+    try:
+        verify_portable(request["threads"])
+        payload = {"result": resolve_target(request["target"])(**request["kwargs"])}
+    except errors.MiOracleError as error:
+        payload = {"error": {"type": type(error).__name__, "message": str(error)}}
+    except Exception as error:
+        traceback.print_exc()
+        payload = {"error": {"type": type(error).__name__, "message": str(error)}}
+    write_json_atomic(Path(result_path), payload, sort_keys=False)
+    return 0 if "result" in payload else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))

@@ -1,0 +1,137 @@
+"""Run a step in ``native`` or ``portable`` numerics; portable steps run in a pinned child interpreter.
+
+torch's CPU wheels pick MKL, oneDNN and ATen kernels by the CPU (AVX2 or AVX-512, Intel or AMD),
+glibc picks libm's FMA or SSE2 variants the same way, and a reduction's order follows the thread
+count: the last bits of a result differ between machines, and anything that sorts or picks by
+value turns them into different choices. Portable mode pins all of them to code paths every
+x86-64 CPU runs the same way. The libraries read these settings when they load, so a portable
+step runs in a fresh interpreter started with them, which checks that they took effect
+(:func:`verify_portable`) before it computes anything.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from mi_oracle.errors import NumericsError
+
+MODES = ("portable", "native")
+MODE_VARIABLE = "MI_ORACLE_NUMERICS"
+# glibc >= 2.33 names, then the older *_Usable names (unknown names are ignored)
+GLIBC_HWCAPS = "glibc.cpu.hwcaps=" + ",".join(
+    f"-{name}{suffix}" for suffix in ("", "_Usable") for name in ("AVX", "AVX2", "FMA", "FMA4", "AVX512F")
+)
+PINNED_KERNELS = {
+    "MKL_CBWR": "COMPATIBLE",  # MKL's reproducible branch, the same on Intel and AMD
+    "MKL_DYNAMIC": "FALSE",  # exactly the threads asked for
+    "ATEN_CPU_CAPABILITY": "default",  # ATen's kernels without AVX: one vector width everywhere
+    "ONEDNN_MAX_CPU_ISA": "SSE41",  # oneDNN's kernels (bf16 matmuls, convolutions)
+}
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """How a step computes: ``mode`` and the fixed thread count its results depend on."""
+
+    mode: Literal["portable", "native"] = "portable"
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise NumericsError(f"numerics mode {self.mode!r}: expected one of {', '.join(MODES)}")
+        if self.threads < 1:
+            raise NumericsError(f"numerics threads {self.threads}: expected at least 1")
+
+    @property
+    def marker(self) -> str:
+        return f"{self.mode}:{self.threads}"
+
+    def environment(self, base: Mapping[str, str]) -> dict[str, str]:
+        """``base`` with this mode's settings: kernels pinned (portable) and thread counts fixed."""
+        env = dict(base)
+        env.update({name: str(self.threads) for name in THREAD_VARIABLES})
+        if self.mode == "portable":
+            env.update(PINNED_KERNELS)
+            tunables = [part for part in env.get("GLIBC_TUNABLES", "").split(":") if part]
+            tunables = [part for part in tunables if not part.startswith("glibc.cpu.hwcaps=")]
+            env["GLIBC_TUNABLES"] = ":".join([*tunables, GLIBC_HWCAPS])
+        env[MODE_VARIABLE] = self.marker
+        return env
+
+    def record(self) -> dict[str, Any]:
+        """What the step's outputs carry: the same on every machine for the same settings."""
+        record: dict[str, Any] = {"mode": self.mode, "threads": self.threads}
+        if self.mode == "portable":
+            record |= {
+                "pinned": dict(PINNED_KERNELS),
+                "glibc_tunables": GLIBC_HWCAPS,
+                "torch_cpu_capability": "DEFAULT",
+                "mkl_branch": "COMPATIBLE",
+            }
+        return record
+
+    def run(self, function: Callable[..., Any], **kwargs: Any) -> Any:
+        """``function(**kwargs)``: here when this process already runs in this mode, else in a child.
+
+        Native mode runs here, with the thread count set; a portable call from anywhere else
+        goes to a fresh interpreter (kwargs and the result travel as JSON; Paths as strings).
+        """
+        if self.mode == "native":
+            import torch
+
+            previous = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+            try:
+                return function(**kwargs)
+            finally:
+                torch.set_num_threads(previous)
+        if os.environ.get(MODE_VARIABLE) == self.marker:
+            verify_portable(self.threads)
+            return function(**kwargs)
+        from mi_oracle.numerics.child_process import run_in_child
+
+        return run_in_child(self, f"{function.__module__}:{function.__qualname__}", kwargs)
+
+
+PORTABLE = Numerics("portable", 1)
+
+
+def resolve_target(target: str) -> Callable[..., Any]:
+    """The function ``module:qualname`` names."""
+    module_name, _, name = target.partition(":")
+    value: Any = importlib.import_module(module_name)
+    for part in name.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def verify_portable(threads: int) -> None:
+    """Fail unless this process runs the pinned kernels on ``threads`` threads (and set torch's count)."""
+    import torch
+
+    from mi_oracle.hardware import mkl_branch
+
+    torch.set_num_threads(threads)
+    problems = []
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability != "DEFAULT":
+        problems.append(f"torch dispatches to {capability}, expected DEFAULT (ATEN_CPU_CAPABILITY=default)")
+    branch = mkl_branch()
+    if torch.backends.mkl.is_available() and branch != "COMPATIBLE":
+        problems.append(f"MKL runs the {branch} branch, expected COMPATIBLE (MKL_CBWR=COMPATIBLE)")
+    if torch.get_num_threads() != threads:
+        problems.append(f"torch runs {torch.get_num_threads()} threads, expected {threads}")
+    if problems:
+        raise NumericsError(
+            "portable numerics did not take effect (set before torch loads?): " + "; ".join(problems)
+        )
+
+
+def numerics_from_config(section: Mapping[str, Any], stage: str) -> Numerics:
+    """The Numerics of ``stage`` (``synthetic`` or ``references``) from the config's ``numerics``."""
+    return Numerics(mode=section[stage], threads=int(section["threads"]))
