@@ -41,6 +41,7 @@ bench: run peers
 	$(BIN)/python benchmarks/encode_throughput.py
 	$(BIN)/python benchmarks/dag_dry_run.py
 	$(BIN)/python benchmarks/capture_dtype_drift.py
+	$(BIN)/python benchmarks/numerics_cost.py
 
 # Debian packages the tests need, root only: a one-node SLURM cluster the SLURM test starts
 # itself, and headless chromium for the report's browser test.

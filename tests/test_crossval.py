@@ -158,7 +158,8 @@ def test_a_candidate_made_from_other_weights_fails_on_its_inputs_first(tmp_path,
     (graded,) = grade_candidates({"p": ("plt", tmp_path / "p.json")}, folder)
     assert graded["grade"] == "fail"
     assert graded["failures"] == [
-        f"inputs differ: set s layer 0 file 1 (params.npz): sha256 {'a' * 16}... generated, {'b' * 16}... candidate",
+        f"inputs differ: set s layer 0 file 1 (params.npz): sha256 {'a' * 16}... generated, "
+        f"{'b' * 16}... candidate",
         "1 bar failure(s), from the different inputs",
     ]
     theirs["test_cases"][0]["top_10"][0]["activation"] -= 1.0  # same numbers, other weights: still a fail

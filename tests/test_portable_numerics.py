@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mi_oracle.errors import DictionaryError, NumericsError
+from mi_oracle.hardware import hardware_fingerprint
 from mi_oracle.numerics.mode import GLIBC_HWCAPS, PINNED_KERNELS, Numerics
 from tests.builders import WORDS, save_tiny_causal_lm
 from tests.conftest import run_snakemake, write_config
@@ -72,10 +73,26 @@ def test_a_portable_step_runs_in_a_child_with_the_pinned_kernels_in_effect():
 
 
 def test_errors_in_the_child_come_back_with_their_class_or_named():
-    with pytest.raises(DictionaryError, match="sets/x.yaml: transcoders"):
+    with pytest.raises(DictionaryError, match=r"sets/x\.yaml: transcoders"):
         Numerics("portable", 1).run(fail_with, kind="dictionary")
     with pytest.raises(NumericsError, match=r"fail_with failed .*ValueError: not a planned error"):
         Numerics("portable", 1).run(fail_with, kind="other")
+
+
+def test_the_hardware_fingerprint_names_cpu_kernels_and_blas_libraries(monkeypatch):
+    import torch
+
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    fingerprint = hardware_fingerprint("cpu")
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    assert fingerprint["cpu"]["vendor"] in cpuinfo and fingerprint["cpu"]["model"] in cpuinfo
+    assert set(fingerprint["cpu"]["flags"]) <= set(cpuinfo.split("flags", 1)[1].split("\n", 1)[0].split())
+    assert fingerprint["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert fingerprint["mkl_branch"] in ("BRANCH_OFF", "AUTO", "COMPATIBLE")
+    apis = {library["internal_api"] for library in fingerprint["blas"]}
+    assert {"openblas", "openmp"} <= apis  # numpy's OpenBLAS and torch's OpenMP
+    assert fingerprint["kernel_variables"]["OPENBLAS_CORETYPE"] == "Haswell"
+    assert fingerprint["libc"].startswith("glibc-") and fingerprint["gpu"] is None
 
 
 def tiny_reference_workflow(workdir: Path, synthetic: str) -> Path:
@@ -155,8 +172,14 @@ def test_portable_outputs_are_byte_identical_under_two_kernel_environments_and_n
     native_targets = [f"results/references/native/{name}.json" for name in REFERENCES]
     here = run_on(tmp_path / "here", "portable", {}, "references", *native_targets)
     other = run_on(tmp_path / "other", "portable", OTHER_MACHINE, "references", *native_targets)
+    # a dry run after a change upstream of a checkpoint plans the jobs behind it (it used to crash
+    # asking an encoding job's runtime before the set was resolved)
+    changed = here / "changed.yaml"
+    changed.write_text((here / "config.yaml").read_text().replace("threads: 1", "threads: 2"))
+    planned = run_snakemake(here, changed, "-n", env=dict(os.environ))
+    assert "build_synthetic_dictionaries" in planned.stdout and "encode_features" in planned.stdout
     assert synthetic_files(here) == synthetic_files(other)
-    # config.yaml and provenance.json per set; weights: SAE at layers 0 and 2, PLT at 3 layers, CLT 2 files x 3
+    # config.yaml and provenance.json per set; SAE weights at 2 layers, PLT at 3, CLT 2 files at 3
     assert len(synthetic_files(here)) == 3 * 2 + 2 + 3 + 6
     assert reference_files(here) == reference_files(other)
 

@@ -12,8 +12,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
+from mi_oracle.capture.writer import METADATA_KEY, read_metadata
 from tests.conftest import REPO_ROOT, run_snakemake, snakemake_command
 from tests.slurm_cluster import slurm_cluster, unavailable_reason
 from tests.test_capture_workflow import tiny_workflow
@@ -46,15 +48,28 @@ def cluster():
         yield logs
 
 
-def outputs(workdir: Path) -> dict[str, bytes]:
-    """Every result file a run produced (activations and token tables), by relative path."""
+def outputs(workdir: Path) -> dict[str, object]:
+    """Every result file a run produced (activations and token tables), by relative path: the bytes,
+    or for Parquet its rows and its metadata but the hardware record (a node may differ from the
+    submit host, and its threads do: the record says so, the data must not)."""
     results = workdir / "results"
-    return {
-        str(path.relative_to(results)): path.read_bytes()
-        for folder in ("activations", "tokens")
-        for path in sorted((results / folder).rglob("*"))
-        if path.is_file()
-    }
+    found: dict[str, object] = {}
+    for folder in ("activations", "tokens"):
+        for path in sorted((results / folder).rglob("*")):
+            if not path.is_file():
+                continue
+            if path.suffix == ".parquet":
+                table = pq.read_table(path)
+                metadata = {k: v for k, v in (table.schema.metadata or {}).items() if k != METADATA_KEY}
+                if METADATA_KEY in (table.schema.metadata or {}):
+                    record = read_metadata(path)
+                    assert record["environment"]["hardware"]["cpu"]["vendor"]
+                    record["environment"].pop("hardware")
+                    metadata["record"] = record
+                found[str(path.relative_to(results))] = (table.replace_schema_metadata(None), metadata)
+            else:
+                found[str(path.relative_to(results))] = path.read_bytes()
+    return found
 
 
 def prepare(tmp_path: Path, name: str) -> tuple[Path, Path]:

@@ -119,8 +119,10 @@ def encoding_inputs(wildcards):
 
 
 def encoding_runtime(wildcards):
-    """Minutes an encoding job asks for: encoding.runtime per layer it encodes."""
-    return ENCODING["runtime"] * len(encoding_files(wildcards.set, wildcards.shard))
+    """Minutes an encoding job asks for: encoding.runtime per layer it may encode (the set's
+    captured layers). Known from the config alone: a dry run asks before the set is resolved."""
+    layers = set(SETS[wildcards.set].get("layers") or CAPTURE["layers"]) & set(CAPTURE["layers"])
+    return ENCODING["runtime"] * max(1, len(layers))
 
 
 def set_feature_shards(wildcards):

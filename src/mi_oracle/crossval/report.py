@@ -246,9 +246,13 @@ def render_html(report: Mapping[str, Any]) -> str:
     )
     env = report["environment"]
     versions = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
+    hardware = env["hardware"]
     parts.append(
         f"<p class='muted'>Python {escape(env['python'])} on {escape(env['platform'])}; "
-        f"{escape(versions)}</p>"
+        f"{escape(versions)}. CPU {escape(str(hardware['cpu']['vendor']))} "
+        f"{escape(str(hardware['cpu']['model']))} ({escape(', '.join(hardware['cpu']['flags']))}); "
+        f"torch dispatches to {escape(str(hardware['torch_cpu_capability']))}, "
+        f"MKL branch {escape(str(hardware['mkl_branch']))}.</p>"
     )
     parts.append("</body></html>\n")
     return "".join(parts)

@@ -29,7 +29,7 @@ from mi_oracle.capture.run import collect_activations
 from mi_oracle.dictionaries import synthetic_fit
 from mi_oracle.dictionaries.locations import CURATION_FILE
 from mi_oracle.dictionaries.resolve import SYNTHETIC_PROVENANCE
-from mi_oracle.dictionaries.synthetic_fit import evaluate, fit_layer
+from mi_oracle.dictionaries.synthetic_fit import fit_layer
 from mi_oracle.dictionaries.writers import write_npz, write_safetensors
 from mi_oracle.environment import describe_environment
 from mi_oracle.errors import DictionaryError
@@ -200,7 +200,7 @@ def build_set(
             x = torch.from_numpy(activations[(spec.input_hook, layer)])
             y = torch.from_numpy(activations[(spec.output_hook, layer)])
             rng = np.random.default_rng([spec.seed, layer])
-            stored = fit_layer(
+            stored, quality[str(layer)] = fit_layer(
                 x,
                 y,
                 spec.d_sae,
@@ -210,7 +210,6 @@ def build_set(
                 skip=spec.schema == "PltBundle",
                 dtype=writer.dtype,
             )
-            quality[str(layer)] = evaluate(stored, x, y)
             writer.write(layer, stored, quality[str(layer)]["mean_l0"])
             log.info("%s layer %d: %s", spec.name, layer, quality[str(layer)])
         header = f"# {LABEL}\n# Set {spec.name}: {spec.schema}, built by rule build_synthetic_dictionaries.\n"

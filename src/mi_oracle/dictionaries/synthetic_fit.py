@@ -113,9 +113,10 @@ def fit_layer(
     jump: bool,
     skip: bool,
     dtype: torch.dtype = torch.float32,
-) -> dict[str, torch.Tensor]:
-    """Float64 weights already rounded to the storage ``dtype``: W_enc [d_in, d_sae], b_enc,
-    threshold (JumpReLU), W_dec [d_sae, d_out], b_dec, and W_skip [d_out, d_in] when ``skip``.
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Float64 weights already rounded to the storage ``dtype`` (W_enc [d_in, d_sae], b_enc,
+    threshold for JumpReLU, W_dec [d_sae, d_out], b_dec, and W_skip [d_out, d_in] when ``skip``),
+    and their quality on the calibration (:func:`evaluate`).
     """
     x, y = x.to(F64), y.to(F64)
     weights = stored(encoder(x, d_sae, target_l0, rng, jump), dtype)
@@ -131,13 +132,18 @@ def fit_layer(
     weights |= {"W_dec": w_dec, "b_dec": b_dec}
     if skip:
         weights["W_skip"] = solution[d_sae:].T.contiguous()  # [d_out, d_in]: skip = W_skip @ x
-    return stored(weights, dtype)
+    weights = stored(weights, dtype)
+    return weights, evaluate(weights, x, y, acts)
 
 
-def evaluate(weights: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-    """Mean L0, MSE, zero-baseline MSE and fraction of variance unexplained of stored weights."""
+def evaluate(
+    weights: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, acts: torch.Tensor | None = None
+) -> dict[str, float]:
+    """Mean L0, MSE, zero-baseline MSE and fraction of variance unexplained of stored weights
+    (``acts``: their activations on ``x``, when already computed)."""
     x, y = x.to(F64), y.to(F64)
-    acts = activate(x @ weights["W_enc"] + weights["b_enc"], weights.get("threshold"))
+    if acts is None:
+        acts = activate(x @ weights["W_enc"] + weights["b_enc"], weights.get("threshold"))
     out = acts @ weights["W_dec"] + weights["b_dec"]
     if "W_skip" in weights:
         out += x @ weights["W_skip"].T

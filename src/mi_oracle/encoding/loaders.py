@@ -1,6 +1,7 @@
 """Load one layer of a resolved dictionary set, validated, in one canonical orientation.
 
-Canonical: ``W_enc [d_in, d_sae]`` (stored feature-major: a transposed view of [d_sae, d_in]), ``b_enc [d_sae]``, ``threshold [d_sae]`` (JumpReLU),
+Canonical: ``W_enc [d_in, d_sae]`` (held feature-major: a transposed view of [d_sae, d_in]),
+``b_enc [d_sae]``, ``threshold [d_sae]`` (JumpReLU),
 ``W_dec [d_sae, n_out, d_out]`` (``n_out`` = 1, or ``n_layers - l`` for a CLT, whose slice ``j``
 writes into layer ``l + j``), ``b_dec [d_out]``, ``W_skip [d_out, d_in]`` (skip = ``W_skip @ x``).
 Every tensor is checked: present, shaped as its schema says and as the model's ``d_model``,
