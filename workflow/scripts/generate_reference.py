@@ -1,4 +1,4 @@
-"""Snakemake adapter for rules generate_reference and generate_native_reference: see mi_oracle.references.generate."""
+"""Adapter for rules generate_reference and generate_native_reference: see mi_oracle.references.generate."""
 
 from pathlib import Path
 
