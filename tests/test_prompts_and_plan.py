@@ -45,6 +45,21 @@ def test_bad_prompt_sets_name_the_file_and_line(tmp_path, name, content, expecte
         read_prompts(tmp_path / name)
 
 
+def test_lines_split_on_newlines_only_and_raw_separators_stay_in_the_prompt(tmp_path):
+    text = "a\u2028b\x0cc\r\n\nsecond line\u0085end\n"
+    (tmp_path / "p.txt").write_text(text, encoding="utf-8", newline="")
+    assert read_prompts(tmp_path / "p.txt") == ["a\u2028b\x0cc", "second line\u0085end"]
+    record = json.dumps({"text": "x\u2028y"}, ensure_ascii=False)  # valid JSON with a raw U+2028
+    (tmp_path / "p.jsonl").write_text(record + "\n" + record + "\n", encoding="utf-8")
+    assert read_prompts(tmp_path / "p.jsonl") == ["x\u2028y", "x\u2028y"]
+
+
+def test_invalid_utf8_names_the_file_and_line(tmp_path):
+    (tmp_path / "p.txt").write_bytes(b"fine\nalso fine\nbad \xff byte\n")
+    with pytest.raises(PromptSetError, match=r"p\.txt:3: not valid UTF-8 \(byte 19 of the file"):
+        read_prompts(tmp_path / "p.txt")
+
+
 def test_parquet_without_the_column_names_the_columns(tmp_path):
     pq.write_table(pa.table({"body": PROMPTS}), tmp_path / "p.parquet")
     with pytest.raises(PromptSetError, match=r"no column 'text'; columns are body"):

@@ -22,7 +22,7 @@ def read_prompts(path: Path, text_field: str = "text") -> list[str]:
         raise PromptSetError(f"{path}: prompt set not found")
     suffix = path.suffix.lower()
     if suffix == ".txt":
-        prompts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        prompts = [line for _number, line in _lines(path)]
     elif suffix == ".jsonl":
         prompts = [_jsonl_text(path, number, line, text_field) for number, line in _lines(path)]
     elif suffix == ".parquet":
@@ -45,7 +45,18 @@ def read_prompts(path: Path, text_field: str = "text") -> list[str]:
 
 
 def _lines(path: Path):
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    """(line number, line) of every non-blank line, split on ``\n`` (and ``\r\n``) only: a form
+    feed or U+2028 inside a line is part of the prompt, as in JSON strings written raw."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise PromptSetError(
+            f"{path}:{line}: not valid UTF-8 (byte {error.start} of the file: {error.reason})"
+        ) from error
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if line.strip():
             yield number, line
 
