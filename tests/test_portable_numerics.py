@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from mi_oracle.capture.prompts import PromptSetError
 from mi_oracle.errors import DictionaryError, NumericsError
 from mi_oracle.hardware import hardware_fingerprint
 from mi_oracle.numerics.mode import GLIBC_HWCAPS, PINNED_KERNELS, Numerics
@@ -45,6 +46,8 @@ def probe(value: int) -> dict:
 def fail_with(kind: str) -> None:
     if kind == "dictionary":
         raise DictionaryError("sets/x.yaml: transcoders: expected a list")
+    if kind == "prompts":  # a MiOracleError defined outside mi_oracle.errors
+        raise PromptSetError("p.txt:3: not valid UTF-8")
     raise ValueError("not a planned error")
 
 
@@ -75,6 +78,8 @@ def test_a_portable_step_runs_in_a_child_with_the_pinned_kernels_in_effect():
 def test_errors_in_the_child_come_back_with_their_class_or_named():
     with pytest.raises(DictionaryError, match=r"sets/x\.yaml: transcoders"):
         Numerics("portable", 1).run(fail_with, kind="dictionary")
+    with pytest.raises(PromptSetError, match=r"p\.txt:3: not valid UTF-8"):
+        Numerics("portable", 1).run(fail_with, kind="prompts")
     with pytest.raises(NumericsError, match=r"fail_with failed .*ValueError: not a planned error"):
         Numerics("portable", 1).run(fail_with, kind="other")
 

@@ -64,9 +64,17 @@ def _forward(stream: Any) -> None:
         sys.stderr.flush()
 
 
+def _error_classes(base: type = errors.MiOracleError) -> dict[str, type]:
+    """Every MiOracleError subclass by name, those of other modules (e.g. PromptSetError) too."""
+    found = {base.__name__: base}
+    for subclass in base.__subclasses__():
+        found |= _error_classes(subclass)
+    return found
+
+
 def _error(target: str, error: dict[str, str]) -> Exception:
-    kind = getattr(errors, error["type"], None)
-    if isinstance(kind, type) and issubclass(kind, errors.MiOracleError):
+    kind = _error_classes().get(error["type"])
+    if kind is not None:
         return kind(error["message"])
     return NumericsError(
         f"{target} failed in the portable-numerics process: {error['type']}: {error['message']}"
