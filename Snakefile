@@ -8,9 +8,11 @@ from snakemake.utils import min_version
 
 min_version("9.19")
 
-SRC = Path(workflow.basedir) / "src"
-if str(SRC) not in sys.path:
-    sys.path.insert(0, str(SRC))
+# This clone's package first, ahead of an editable install of another checkout.
+SRC = str(Path(workflow.basedir).resolve() / "src")
+while SRC in sys.path:
+    sys.path.remove(SRC)
+sys.path.insert(0, SRC)
 
 from mi_oracle.config import load_schema, validate_config
 

@@ -28,6 +28,7 @@ def write_tokens(path: Path, token_rows: list[list[int]]) -> Path:
     table = pa.table(
         {
             "prompt_id": list(range(len(token_rows))),
+            "source_line": list(range(1, len(token_rows) + 1)),
             "text": ["" for _ in token_rows],
             "token_ids": token_rows,
             "n_tokens": [len(r) for r in token_rows],

@@ -21,9 +21,9 @@ def test_three_formats_give_the_same_prompts(tmp_path):
         "\n".join(json.dumps({"text": p, "id": i}) for i, p in enumerate(PROMPTS))
     )
     pq.write_table(pa.table({"body": PROMPTS}), tmp_path / "p.parquet")
-    assert read_prompts(tmp_path / "p.txt") == PROMPTS
-    assert read_prompts(tmp_path / "p.jsonl") == PROMPTS
-    assert read_prompts(tmp_path / "p.parquet", text_field="body") == PROMPTS
+    assert read_prompts(tmp_path / "p.txt").texts == PROMPTS
+    assert read_prompts(tmp_path / "p.jsonl").texts == PROMPTS
+    assert read_prompts(tmp_path / "p.parquet", text_field="body").texts == PROMPTS
 
 
 @pytest.mark.parametrize(
@@ -48,10 +48,32 @@ def test_bad_prompt_sets_name_the_file_and_line(tmp_path, name, content, expecte
 def test_lines_split_on_newlines_only_and_raw_separators_stay_in_the_prompt(tmp_path):
     text = "a\u2028b\x0cc\r\n\nsecond line\u0085end\n"
     (tmp_path / "p.txt").write_text(text, encoding="utf-8", newline="")
-    assert read_prompts(tmp_path / "p.txt") == ["a\u2028b\x0cc", "second line\u0085end"]
+    assert read_prompts(tmp_path / "p.txt").texts == ["a\u2028b\x0cc", "second line\u0085end"]
     record = json.dumps({"text": "x\u2028y"}, ensure_ascii=False)  # valid JSON with a raw U+2028
     (tmp_path / "p.jsonl").write_text(record + "\n" + record + "\n", encoding="utf-8")
-    assert read_prompts(tmp_path / "p.jsonl") == ["x\u2028y", "x\u2028y"]
+    assert read_prompts(tmp_path / "p.jsonl").texts == ["x\u2028y", "x\u2028y"]
+
+
+def test_blank_lines_are_skipped_and_reported_with_each_prompts_line(tmp_path):
+    (tmp_path / "p.txt").write_text("first\n\n  \nsecond\nthird\n", encoding="utf-8")
+    prompts = read_prompts(tmp_path / "p.txt")
+    assert prompts.texts == ["first", "second", "third"]
+    assert prompts.sources == [1, 4, 5] and prompts.blank_lines == [2, 3]
+    trailing = tmp_path / "q.txt"
+    trailing.write_text("first\nsecond\n\n", encoding="utf-8")
+    assert read_prompts(trailing).blank_lines == [3]
+
+
+def test_the_plan_reports_blank_lines_and_maps_ids_to_lines(tmp_path):
+    model = fetched_tiny(tmp_path, "llama")
+    (tmp_path / "p.txt").write_text("the capital\n\nis paris\n", encoding="utf-8")
+    settings = {"max_length": 8, "add_special_tokens": True, "shard_tokens": 100}
+    plan = make_plan(model, tmp_path / "p.txt", settings, "text", tmp_path / "plan")
+    assert plan["prompt_set"]["n_blank_lines_skipped"] == 1
+    assert plan["prompt_set"]["blank_lines_skipped"] == [2] and plan["prompt_set"]["renumbered"] is True
+    tokens = pq.read_table(tmp_path / "plan" / "part-00000.parquet").to_pydict()
+    assert tokens["prompt_id"] == [0, 1] and tokens["source_line"] == [1, 3]
+    assert tokens["text"] == ["the capital", "is paris"]
 
 
 def test_invalid_utf8_names_the_file_and_line(tmp_path):

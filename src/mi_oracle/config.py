@@ -103,3 +103,10 @@ def resolve_inside_roots(
             "add its folder to local_roots if it is meant to be used"
         )
     return resolved
+
+
+def relative_to_workdir(path: Path, workdir: Path) -> str:
+    """``path`` relative to ``workdir`` when it lies inside it (a moved or copied workdir stays up
+    to date: Snakemake records input paths as written), else absolute."""
+    path, workdir = Path(path).resolve(), Path(workdir).resolve()
+    return str(path.relative_to(workdir)) if path.is_relative_to(workdir) else str(path)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import platform
+import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 
 TRACKED_PACKAGES = (
     "mi-oracle",
@@ -32,6 +34,28 @@ def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str
     return versions
 
 
+def code_origin() -> dict[str, object]:
+    """Where the running mi_oracle package was imported from, and that checkout's git commit
+    (``dirty``: tracked files differ from it); both ``None`` outside a git checkout."""
+    package = Path(__file__).resolve().parent
+    origin: dict[str, object] = {"package": str(package), "git_commit": None, "dirty": None}
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(package), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        status = subprocess.run(
+            ["git", "-C", str(package), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return origin
+    if commit.returncode == 0 and status.returncode == 0:
+        origin.update(git_commit=commit.stdout.strip(), dirty=bool(status.stdout.strip()))
+    return origin
+
+
 def describe_environment(device: str = "cpu") -> dict[str, object]:
     """A JSON-ready record of the interpreter, the platform, the tracked package versions and the
     hardware (CPU, kernel choices, BLAS libraries; the GPU when ``device`` is CUDA)."""
@@ -42,5 +66,6 @@ def describe_environment(device: str = "cpu") -> dict[str, object]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "packages": package_versions(),
+        "code": code_origin(),
         "hardware": hardware_fingerprint(device),
     }

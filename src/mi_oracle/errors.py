@@ -13,8 +13,16 @@ class FetchError(MiOracleError):
     """A model could not be fetched; the message says what to do."""
 
 
-class HashMismatchError(FetchError):
-    """A downloaded file does not have the hash its source announced."""
+class TransientError(MiOracleError):
+    """A failure that may not happen again: the network, a busy server, a corrupt download."""
+
+
+class TransientFetchError(FetchError, TransientError):
+    """The hub could not be reached or answered with a server error; trying again may succeed."""
+
+
+class HashMismatchError(TransientFetchError):
+    """A downloaded file does not have the hash its source announced (the cached copy is removed)."""
 
 
 class ModelFolderError(MiOracleError):
@@ -39,3 +47,7 @@ class CrossValidationError(MiOracleError):
 
 class NumericsError(MiOracleError):
     """Portable numerics did not take effect, or a step failed in its portable-numerics process."""
+
+
+class DataFileError(MiOracleError):
+    """A data file (activations, features, tokens) is unreadable, corrupt, or holds non-finite values."""

@@ -38,4 +38,8 @@ def digest_file(path: Path) -> FileDigest:
 
 def sha256_file(path: Path) -> str:
     """The sha256 of a file, hex."""
-    return digest_file(path).sha256
+    sha256 = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while block := handle.read(_CHUNK):
+            sha256.update(block)
+    return sha256.hexdigest()

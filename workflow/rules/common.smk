@@ -3,7 +3,8 @@
 import functools
 
 from mi_oracle.capture.plan import PLAN_FILE
-from mi_oracle.config import resolve_inside_roots
+from mi_oracle.config import relative_to_workdir, resolve_inside_roots
+from mi_oracle.dictionaries.set_files import local_set_files
 from mi_oracle.encoding.plan import encoding_points
 from mi_oracle.models.folder import read_json
 from mi_oracle.references.plan import reference_items
@@ -13,9 +14,21 @@ MODEL = config["model"]["name"]
 CAPTURE = config["capture"]
 RUN = CAPTURE["run"]
 POINTS = [[hook, layer] for hook in CAPTURE["hooks"] for layer in sorted(CAPTURE["layers"])]
-PROMPTS = str(
-    resolve_inside_roots(config["prompts"]["path"], config["local_roots"], "prompts.path", Path.cwd())
-)
+
+
+def local_input(path, key):
+    """A configured local path: confined to local_roots, relative to the workdir when inside it."""
+    return relative_to_workdir(
+        resolve_inside_roots(path, config["local_roots"], key, Path.cwd()), Path.cwd()
+    )
+
+
+def json_files_in(folder):
+    """The JSON files of a folder, each an input: editing one reruns the job that reads them."""
+    return sorted(str(path) for path in Path(folder).glob("*.json"))
+
+
+PROMPTS = local_input(config["prompts"]["path"], "prompts.path")
 
 
 def model_dir():
@@ -66,19 +79,15 @@ def manifest_path(name):
 
 
 def curation_inputs(wildcards):
-    """The model, plus the set's local curation YAML or synthetic folder when it has one."""
+    """The model, plus the set's synthetic folder, or every local file the set reads (its curation
+    YAML and layer files): changing one reruns resolution and everything built on the set."""
     definition = SETS[wildcards.set]
     inputs = {"model": model_dir()}
     if "synthetic" in definition:
         inputs["synthetic"] = synthetic_dir(wildcards.set)
-    elif definition.get("curation", "").lower().endswith((".yaml", ".yml")):
-        inputs["curation"] = str(
-            resolve_inside_roots(
-                definition["curation"],
-                config["local_roots"],
-                f"dictionaries[{wildcards.set}].curation",
-                Path.cwd(),
-            )
+    else:
+        inputs["local"] = local_set_files(
+            wildcards.set, definition, config["local_roots"], Path.cwd()
         )
     return inputs
 
@@ -168,15 +177,16 @@ def reference_inputs(wildcards):
     return inputs
 
 
-def committed_references():
-    """The folder of committed references check_references compares with ([] when none is set)."""
+def committed_folder():
+    """The folder of committed references check_references compares with (None when none is set)."""
     if REFERENCES["committed"] is None:
-        return []
-    return str(
-        resolve_inside_roots(
-            REFERENCES["committed"], config["local_roots"], "references.committed", Path.cwd()
-        )
-    )
+        return None
+    return local_input(REFERENCES["committed"], "references.committed")
+
+
+def committed_references():
+    """Every committed reference, one input each ([] when no folder is set)."""
+    return [] if committed_folder() is None else json_files_in(committed_folder())
 
 
 CROSSVAL = config["crossval"]
@@ -211,10 +221,13 @@ def crossval_encoder_inputs(wildcards):
     return inputs
 
 
-def crossval_candidates():
-    """The folder of candidate references ([] when none is configured)."""
+def candidates_folder():
+    """The folder of candidate references (None when none is configured)."""
     if CROSSVAL["candidates"] is None:
-        return []
-    return str(
-        resolve_inside_roots(CROSSVAL["candidates"], config["local_roots"], "crossval.candidates", Path.cwd())
-    )
+        return None
+    return local_input(CROSSVAL["candidates"], "crossval.candidates")
+
+
+def crossval_candidates():
+    """Every candidate reference, one input each ([] when no folder is configured)."""
+    return [] if candidates_folder() is None else json_files_in(candidates_folder())

@@ -35,7 +35,6 @@ checkpoint resolve_dictionary_set:
         "results/logs/resolve_dictionary_set/{set}.log",
     wildcard_constraints:
         set="|".join(re.escape(name) for name in SETS) or "(?!)",
-    retries: 2
     localrule: True
     conda:
         ENV

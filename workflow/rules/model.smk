@@ -5,7 +5,6 @@ rule fetch_model:
         "results/logs/fetch_model/{model}.log",
     benchmark:
         "results/benchmarks/fetch_model/{model}.tsv"
-    retries: 2
     localrule: True
     conda:
         ENV

@@ -10,7 +10,7 @@ from mi_oracle.rule_logging import logged_to
 with logged_to(snakemake.log[0]):
     kinds = snakemake.params.kinds
     paths = [Path(path) for path in snakemake.input.references]
-    committed = snakemake.input.committed
+    committed = snakemake.params.committed
     check_references(
         {name: (kinds[name], path) for name, path in zip(kinds, paths, strict=True)},
         Path(committed) if committed else None,

@@ -10,7 +10,7 @@ from mi_oracle.rule_logging import logged_to
 with logged_to(snakemake.log[0]):
     kinds = snakemake.params.kinds
     references = dict(zip(kinds, snakemake.input.references, strict=True))
-    candidates = snakemake.input.candidates
+    candidates = snakemake.params.candidates
     report = build_report(
         Path(snakemake.input.capture),
         [Path(path) for path in snakemake.input.encoders],

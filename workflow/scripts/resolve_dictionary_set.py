@@ -6,11 +6,13 @@ import _src_path  # noqa: F401
 
 from mi_oracle.dictionaries.locations import CURATION_FILE
 from mi_oracle.dictionaries.resolve import resolve_set
+from mi_oracle.retry import retry_transient
 from mi_oracle.rule_logging import logged_to
 
 with logged_to(snakemake.log[0]):
     synthetic = snakemake.input.get("synthetic")
-    resolve_set(
+    retry_transient(
+        resolve_set,
         snakemake.wildcards.set,
         snakemake.params.definition,
         Path(snakemake.input.model),

@@ -1,7 +1,8 @@
 """Tokenize a prompt set once and split it into shards of about a configured token count.
 
 The plan folder holds ``_plan.json`` (Parquet readers skip it) and one tokens table per
-shard (``part-<shard>.parquet``: prompt_id, text, token_ids, n_tokens, truncated). Capture
+shard (``part-<shard>.parquet``: prompt_id, source_line, text, token_ids, n_tokens, truncated;
+``source_line`` is the prompt's line in the prompt file, its row for Parquet). Capture
 jobs read their shard's table, so every job sees exactly the tokens the plan recorded.
 """
 
@@ -18,6 +19,7 @@ import pyarrow.parquet as pq
 from mi_oracle.atomic import atomic_directory, write_json_atomic
 from mi_oracle.capture.prompts import describe_prompt_set, read_prompts
 from mi_oracle.models.folder import read_json
+from mi_oracle.parquet_files import WRITE_OPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,7 @@ PLAN_FILE = "_plan.json"
 TOKENS_SCHEMA = pa.schema(
     [
         ("prompt_id", pa.int64()),
+        ("source_line", pa.int64()),
         ("text", pa.string()),
         ("token_ids", pa.list_(pa.int32())),
         ("n_tokens", pa.int32()),
@@ -64,13 +67,23 @@ def make_plan(
     """Tokenize the prompt set with the model's tokenizer and write the plan folder at ``target``."""
     from transformers import AutoTokenizer
 
-    prompts = read_prompts(prompts_path, text_field)
+    prompt_set = read_prompts(prompts_path, text_field)
+    prompts = prompt_set.texts
+    if prompt_set.blank_lines:
+        log.warning(
+            "%s: %d blank lines skipped (lines %s); prompt ids count prompts, not lines: each tokens "
+            "table's source_line column gives a prompt's line",
+            prompts_path,
+            len(prompt_set.blank_lines),
+            ", ".join(map(str, prompt_set.blank_lines[:10]))
+            + (" ..." if len(prompt_set.blank_lines) > 10 else ""),
+        )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     token_ids, truncated = tokenize(tokenizer, prompts, capture["max_length"], capture["add_special_tokens"])
     shards = split_into_shards([len(ids) for ids in token_ids], capture["shard_tokens"])
     provenance = read_json(Path(model_dir) / "provenance.json")
     plan = {
-        "prompt_set": describe_prompt_set(prompts_path, prompts),
+        "prompt_set": describe_prompt_set(prompts_path, prompt_set),
         "model": {
             "name": provenance["name"],
             "repo": provenance["repo"],
@@ -102,6 +115,7 @@ def make_plan(
             table = pa.table(
                 {
                     "prompt_id": list(members),
+                    "source_line": [prompt_set.sources[m] for m in members],
                     "text": [prompts[m] for m in members],
                     "token_ids": [token_ids[m] for m in members],
                     "n_tokens": [len(token_ids[m]) for m in members],
@@ -109,7 +123,7 @@ def make_plan(
                 },
                 schema=TOKENS_SCHEMA,
             )
-            pq.write_table(table, staging / f"part-{shard_name(i)}.parquet")
+            pq.write_table(table, staging / f"part-{shard_name(i)}.parquet", **WRITE_OPTIONS)
         write_json_atomic(staging / PLAN_FILE, plan)
     log.info("%d prompts, %d tokens, %d shards", len(prompts), plan["n_tokens"], len(shards))
     return plan

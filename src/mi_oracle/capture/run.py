@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
@@ -17,6 +16,7 @@ from mi_oracle.capture.hooks import HOOK_POINTS, ActivationRecorder, hf_module_n
 from mi_oracle.capture.writer import ShardWriters, activation_schema
 from mi_oracle.environment import describe_environment
 from mi_oracle.models.folder import read_json
+from mi_oracle.parquet_files import read_parquet
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def capture_shard(
     provenance = read_json(Path(model_dir) / "provenance.json")
     d_model = model.config.hidden_size
 
-    tokens = pq.read_table(tokens_path, columns=["prompt_id", "token_ids"]).to_pydict()
+    tokens = read_parquet(tokens_path, "tokens table", ["prompt_id", "token_ids"]).to_pydict()
     rows, prompt_ids = tokens["token_ids"], tokens["prompt_id"]
     common = {
         "model": {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import queue
@@ -15,6 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+
+from mi_oracle.errors import DataFileError
+from mi_oracle.parquet_files import WRITE_OPTIONS, check_finite, read_schema
 
 METADATA_KEY = b"mi_oracle"
 # Activations are not dictionary-encoded: distinct floats never fit a dictionary page, and the
@@ -37,7 +42,10 @@ def activation_schema(d_model: int, metadata: Mapping[str, Any]) -> pa.Schema:
 
 def read_metadata(path: Path) -> dict[str, Any]:
     """The mi-oracle key-value metadata of an activation file."""
-    return json.loads(pq.read_schema(path).metadata[METADATA_KEY])
+    metadata = read_schema(path, "activation file").metadata or {}
+    if METADATA_KEY not in metadata:
+        raise DataFileError(f"{path}: no mi_oracle metadata; not an activation file of mi-oracle")
+    return json.loads(metadata[METADATA_KEY])
 
 
 class ShardWriters:
@@ -69,6 +77,7 @@ class ShardWriters:
         self.pin_memory = pin_memory
         self._temporary = {key: path.with_name(f".{path.name}.partial") for key, path in self.outputs.items()}
         self._writers: dict[Any, pq.ParquetWriter] = {}
+        self._rows_written = dict.fromkeys(self.outputs, 0)
         # last in, first out: the buffer just written is reused while it is still in cache, and
         # buffers beyond what the writer's pace needs are never touched (never resident)
         self._free: queue.LifoQueue[torch.Tensor] = queue.LifoQueue()
@@ -87,15 +96,23 @@ class ShardWriters:
                 (self.buffer_rows, *d_models), dtype=torch.float32, pin_memory=self.pin_memory
             )
             self._free.put(buffer)
-        for key, temporary in self._temporary.items():
-            temporary.parent.mkdir(parents=True, exist_ok=True)
-            self._writers[key] = pq.ParquetWriter(
-                temporary,
-                self.schemas[key],
-                compression=self.compression,
-                use_dictionary=DICTIONARY_COLUMNS,
-                write_statistics=["prompt_id"],
-            )
+        try:
+            for key, temporary in self._temporary.items():
+                temporary.parent.mkdir(parents=True, exist_ok=True)
+                self._writers[key] = pq.ParquetWriter(
+                    temporary,
+                    self.schemas[key],
+                    compression=self.compression,
+                    use_dictionary=DICTIONARY_COLUMNS,
+                    write_statistics=["prompt_id"],
+                    **WRITE_OPTIONS,
+                )
+        except OSError as error:
+            for writer in self._writers.values():
+                with contextlib.suppress(OSError):
+                    writer.close()
+            self._remove_temporaries()
+            raise self._write_error(key, error) from error
         self._thread.start()
         return self
 
@@ -128,7 +145,9 @@ class ShardWriters:
             try:
                 if self._error is None:
                     self._write(key, *columns, buffer[:n_rows].numpy())
-            except BaseException as error:  # re-raised in the caller's thread
+            except OSError as error:  # re-raised in the caller's thread, naming the file
+                self._error = self._write_error(key, error)
+            except BaseException as error:
                 self._error = error
             finally:
                 del item, columns  # nothing of this point outlives its write
@@ -142,6 +161,8 @@ class ShardWriters:
         token_ids: np.ndarray,
         values: np.ndarray,
     ) -> None:
+        # a float16/bfloat16 overflow is refused here, naming the point and row, not found later
+        check_finite(values, self.outputs[key], "activation", self._rows_written[key])
         table = pa.Table.from_arrays(
             [
                 pa.array(prompt_ids, pa.int64()),
@@ -152,6 +173,14 @@ class ShardWriters:
             schema=self.schemas[key],
         )
         self._writers[key].write_table(table, row_group_size=self.row_group_rows)
+        self._rows_written[key] += len(values)
+
+    def _write_error(self, key: Any, error: OSError) -> DataFileError:
+        full = error.errno == errno.ENOSPC or "No space left" in str(error)
+        reason = "the disk is full" if full else "writing failed"
+        return DataFileError(
+            f"{self.outputs[key]}: {reason} ({error}); the shard's partial files were removed"
+        )
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -159,15 +188,22 @@ class ShardWriters:
         if self._thread.is_alive():
             self._pending.put(None)
             self._thread.join()
-        for writer in self._writers.values():
-            writer.close()
-        if exc_type is None and self._error is not None:
-            for temporary in self._temporary.values():
-                temporary.unlink(missing_ok=True)
-            raise self._error
-        if exc_type is None:
+        failure = exc or self._error
+        for key, writer in self._writers.items():
+            try:  # closing flushes the last row group and the footer: a full disk can fail it too
+                writer.close()
+            except OSError as error:
+                failure = failure or self._write_error(key, error)
+            except BaseException as error:
+                failure = failure or error
+        if failure is None:
             for key, temporary in self._temporary.items():
                 os.replace(temporary, self.outputs[key])
-        else:
-            for temporary in self._temporary.values():
-                temporary.unlink(missing_ok=True)
+            return
+        self._remove_temporaries()
+        if exc is None:
+            raise failure
+
+    def _remove_temporaries(self) -> None:
+        for temporary in self._temporary.values():
+            temporary.unlink(missing_ok=True)

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 
 from mi_oracle.capture.hooks import HOOK_POINTS
 from mi_oracle.capture.writer import read_metadata
+from mi_oracle.parquet_files import read_parquet
 
 N_PROMPTS = 8
 # Relative to the row norm, per model dtype. float32: the same arithmetic in another call order
@@ -50,7 +50,7 @@ def diff_stats(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float]:
 
 def captured_rows(root: Path, hook: str, layer: int, shard: str, prompt_ids: Sequence[int]) -> np.ndarray:
     """The captured rows of ``prompt_ids`` (in that order, positions ascending) at one point."""
-    table = pq.read_table(_part(root, hook, layer, shard))
+    table = read_parquet(_part(root, hook, layer, shard), "activation file")
     parts = []
     for prompt_id in prompt_ids:
         rows = table.filter(pc.equal(table["prompt_id"], prompt_id)).sort_by("position")
@@ -83,7 +83,8 @@ def compare_capture(
     from transformers import AutoModelForCausalLM
 
     shard = Path(tokens_path).stem.removeprefix("part-")
-    tokens = pq.read_table(tokens_path, columns=["prompt_id", "token_ids"]).slice(0, n_prompts).to_pydict()
+    table = read_parquet(tokens_path, "tokens table", ["prompt_id", "token_ids"])
+    tokens = table.slice(0, n_prompts).to_pydict()
     metadata = [read_metadata(_part(activations_root, hook, layer, shard)) for hook, layer in points]
     dtype = metadata[0]["model_dtype"]
     bars = BARS[dtype]

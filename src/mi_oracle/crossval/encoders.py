@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from mi_oracle.capture.hooks import HOOK_POINTS
 from mi_oracle.crossval.oracle import agreement, dense, load_canonical, oracle
+from mi_oracle.parquet_files import read_parquet
 
 MAX_TOKENS = 512  # tokens per (set, layer): enough for every feature's statistics, cheap in float64
 
@@ -24,7 +24,7 @@ def passes(stats: Mapping[str, Any]) -> bool:
 
 
 def _rows(path: Path, columns: list[str], n: int) -> dict[str, list]:
-    table = pq.read_table(path, columns=columns).slice(0, n)
+    table = read_parquet(path, "features or activation file", columns).slice(0, n)
     return table.to_pydict()
 
 

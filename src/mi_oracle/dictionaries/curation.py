@@ -5,11 +5,13 @@ or mi-oracle's ``sae``); ``feature_input_hook`` / ``feature_output_hook`` (Trans
 optional ``activation`` (``relu``, ``topk`` with ``k``; absent: JumpReLU when the weights carry a
 threshold); optional ``transcoders``: a list whose index is the layer (``hf://`` URIs or local
 paths) or a list of ``{id, layer, filepath}``. Without ``transcoders`` the weights are the files
-beside the YAML: ``layer_*.safetensors``, or a CLT's ``W_enc_*`` / ``W_dec_*``.
+beside the YAML: ``layer_*.safetensors``, or a CLT's ``W_enc_*`` / ``W_dec_*``. Any other
+key is refused (circuit-tracer's ``scan`` is accepted and ignored).
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,17 @@ from mi_oracle.errors import DictionaryError
 
 KINDS = ("transcoder_set", "cross_layer_transcoder", "sae")
 ACTIVATIONS = ("relu", "topk")
+# ``scan`` is circuit-tracer's Neuronpedia scan name: accepted, not used.
+KEYS = (
+    "model_name",
+    "model_kind",
+    "feature_input_hook",
+    "feature_output_hook",
+    "transcoders",
+    "activation",
+    "k",
+    "scan",
+)
 
 
 @dataclass(frozen=True)
@@ -98,8 +111,22 @@ def _hook(document: Mapping[str, Any], key: str, where: str) -> str:
         raise DictionaryError(str(error)) from error
 
 
+def _refuse_unknown_keys(document: Mapping[str, Any], where: str) -> None:
+    """A misspelt key would otherwise be ignored (``transcoderz``: the files beside the YAML used)."""
+    unknown = sorted(str(key) for key in document if key not in KEYS)
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, KEYS, n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise DictionaryError(
+            f"{where}: unknown keys {', '.join(hints)}; a curation YAML may have {', '.join(KEYS)}"
+        )
+
+
 def parse_set(document: Mapping[str, Any], where: str) -> SetSpec:
     """Validate a curation document; ``where`` names its file for every error."""
+    _refuse_unknown_keys(document, where)
     kind = document.get("model_kind", "transcoder_set")
     if kind not in KINDS:
         raise DictionaryError(f"{where}: model_kind {kind!r} is unknown (expected one of {', '.join(KINDS)})")

@@ -2,8 +2,8 @@
 
 ``hf_hub_download`` stores each file in the Hugging Face cache under a blob named by the hash the
 hub announced for it (sha256 for LFS files, the git blob sha1 otherwise); the content is checked
-against that name, online and offline alike. A mismatch removes the cached copy, so the rule's
-``retries`` download it again.
+against that name, online and offline alike. A mismatch removes the cached copy, so the step's
+next attempt (``mi_oracle.retry``) downloads it again.
 """
 
 from __future__ import annotations

@@ -9,24 +9,17 @@ the rule's folder under ``<repo>/<path>``; local files are recorded where they a
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from mi_oracle.atomic import atomic_directory, write_json_atomic
-from mi_oracle.config import resolve_inside_roots
-from mi_oracle.dictionaries.curation import SetSpec, parse_set, read_curation_yaml, sae_document
-from mi_oracle.dictionaries.formats import SAELENS_CONFIG, SAELENS_WEIGHTS, detect
+from mi_oracle.config import relative_to_workdir
+from mi_oracle.dictionaries.curation import SetSpec, parse_set
+from mi_oracle.dictionaries.formats import SAELENS_CONFIG, detect
 from mi_oracle.dictionaries.hub_files import HubFiles
-from mi_oracle.dictionaries.locations import (
-    HubFile,
-    is_hf_uri,
-    is_local_yaml,
-    parse_curation_reference,
-    parse_hf_uri,
-)
+from mi_oracle.dictionaries.locations import HubFile
+from mi_oracle.dictionaries.set_files import Context, Origin, load_document, local_path, set_files
 from mi_oracle.environment import describe_environment
 from mi_oracle.errors import DictionaryError
 from mi_oracle.hashing import digest_file
@@ -39,115 +32,6 @@ log = logging.getLogger(__name__)
 FORMAT = "mi-oracle/dictionary-manifest"
 FORMAT_VERSION = 1
 SYNTHETIC_PROVENANCE = "provenance.json"
-_LAYER_FILE = re.compile(r"^layer_(\d+)\.safetensors$")
-_CLT_ENCODER = re.compile(r"^W_enc_(\d+)\.safetensors$")
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Where the curation document came from: a local folder, or a folder of a hub repository."""
-
-    where: str
-    local_folder: Path | None = None
-    hub_folder: HubFile | None = None
-
-
-@dataclass
-class Context:
-    """What resolution needs besides the document: roots, the working directory, hub access."""
-
-    local_roots: Sequence[str]
-    base: Path
-    hub: HubFiles
-    staging: Path
-
-
-def _relative_to_base(path: Path, base: Path) -> str:
-    path = Path(path).resolve()
-    return str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
-
-
-def _load_document(name: str, definition: Mapping[str, Any], curation_path: Path | None, ctx: Context):
-    """(document, origin, curation record) for a set defined by a YAML, a hub reference or inline."""
-    key = f"dictionaries[{name}]"
-    if "sae" in definition:
-        document = sae_document(definition["sae"])
-        return document, Origin(f"{key}.sae", local_folder=ctx.base), {"source": "inline SAE set"}
-    reference = str(curation_path) if curation_path is not None else definition["curation"]
-    if is_local_yaml(reference):
-        path = resolve_inside_roots(reference, ctx.local_roots, f"{key}.curation", ctx.base)
-        record = {"source": reference, "local_path": _relative_to_base(path, ctx.base)}
-        record["sha256"] = digest_file(path).sha256
-        return read_curation_yaml(path), Origin(str(path), local_folder=path.parent), record
-    yaml_file = parse_curation_reference(reference, f"{key}.curation")
-    cached, commit = ctx.hub.download(yaml_file)
-    record = {
-        "source": reference,
-        "repo": yaml_file.repo,
-        "path": yaml_file.path,
-        "requested_revision": yaml_file.revision or "main",
-        "resolved_revision": commit,
-        "sha256": digest_file(cached).sha256,
-    }
-    folder = str(PurePosixPath(yaml_file.path).parent)
-    hub_folder = HubFile(yaml_file.repo, "" if folder == "." else folder, commit)
-    return read_curation_yaml(cached), Origin(yaml_file.uri, hub_folder=hub_folder), record
-
-
-def _companions(name: str, layer: int) -> list[str]:
-    """Files that travel with an entry's file: a CLT's decoder, a SAELens cfg.json."""
-    if name == f"W_enc_{layer}.safetensors":
-        return [f"W_dec_{layer}.safetensors"]
-    if name == SAELENS_WEIGHTS:
-        return [SAELENS_CONFIG]
-    return []
-
-
-def _listed_entries(spec: SetSpec, origin: Origin, ctx: Context) -> dict[int, list[str]]:
-    """layer -> file names beside the YAML, for a set without a ``transcoders`` list."""
-    if origin.local_folder is not None:
-        names = sorted(p.name for p in origin.local_folder.iterdir() if p.is_file())
-    else:
-        assert origin.hub_folder is not None
-        prefix = f"{origin.hub_folder.path}/" if origin.hub_folder.path else ""
-        every = ctx.hub.list_files(origin.hub_folder.repo, origin.hub_folder.revision)
-        names = [
-            n.removeprefix(prefix) for n in every if n.startswith(prefix) and "/" not in n[len(prefix) :]
-        ]
-    pattern = _CLT_ENCODER if spec.kind == "cross_layer_transcoder" else _LAYER_FILE
-    layers = sorted(int(m[1]) for n in names if (m := pattern.match(n)))
-    if not layers:
-        expected = (
-            "W_enc_<l>.safetensors" if spec.kind == "cross_layer_transcoder" else "layer_<l>.safetensors"
-        )
-        raise DictionaryError(
-            f"{origin.where}: no 'transcoders' list and no {expected}.safetensors files beside it"
-        )
-    entries = {}
-    for layer in layers:
-        files = [n for n in names if pattern.match(n) and int(pattern.match(n)[1]) == layer]
-        entries[layer] = files + _companions(files[0], layer)
-    missing = sorted(set(range(max(layers) + 1)) - set(layers))
-    if missing:
-        raise DictionaryError(f"{origin.where}: layers {missing} are missing beside the YAML")
-    return entries
-
-
-def _entry_files(location: str, layer: int, origin: Origin, ctx: Context) -> list[str | HubFile]:
-    """Every file one entry needs, as hub files or local location strings."""
-    where = f"{origin.where}: layer {layer}"
-    if is_hf_uri(location):
-        file = parse_hf_uri(location, where)
-        parent = str(PurePosixPath(file.path).parent)
-        siblings = [
-            f"{parent}/{c}" if parent != "." else c for c in _companions(PurePosixPath(file.path).name, layer)
-        ]
-        return [file, *(HubFile(file.repo, path, file.revision) for path in siblings)]
-    if origin.local_folder is None:
-        raise DictionaryError(f"{where}: {location!r} is a local path in a curation YAML from the hub")
-    companions = _companions(PurePosixPath(location).name, layer)
-    parent = PurePosixPath(location).parent
-    return [location, *(str(parent / c) for c in companions)]
 
 
 def _materialise(file: str | HubFile, layer: int, origin: Origin, ctx: Context) -> tuple[Path, dict]:
@@ -164,30 +48,8 @@ def _materialise(file: str | HubFile, layer: int, origin: Origin, ctx: Context) 
             "resolved_revision": commit,
         }
         return staged, record
-    assert origin.local_folder is not None
-    key = f"{origin.where}: layer {layer}"
-    path = resolve_inside_roots(file, ctx.local_roots, key, origin.local_folder, roots_base=ctx.base)
-    if not path.is_file():
-        raise DictionaryError(f"{key}: {file!r} resolves to {path}, which is not a file")
-    return path, {"source": file, "local_path": _relative_to_base(path, ctx.base)}
-
-
-def _set_files(
-    spec: SetSpec, origin: Origin, ctx: Context
-) -> tuple[dict[int, str], dict[int, list[str | HubFile]]]:
-    """(layer -> source as written, layer -> every file that layer needs)."""
-    if spec.entries is not None:
-        files = {layer: _entry_files(loc, layer, origin, ctx) for layer, loc in spec.entries.items()}
-        return dict(spec.entries), files
-    listed = _listed_entries(spec, origin, ctx)
-    if origin.hub_folder is None:
-        return {layer: names[0] for layer, names in listed.items()}, dict(listed)
-    folder = origin.hub_folder
-    hub_files = {
-        layer: [HubFile(folder.repo, f"{folder.path}/{n}".lstrip("/"), folder.revision) for n in names]
-        for layer, names in listed.items()
-    }
-    return {layer: files[0].uri for layer, files in hub_files.items()}, hub_files
+    path = local_path(file, layer, origin, ctx)
+    return path, {"source": file, "local_path": relative_to_workdir(path, ctx.base)}
 
 
 def _check_model_fit(spec: SetSpec, entries: Mapping[int, Any], model: Mapping[str, Any], where: str) -> None:
@@ -217,7 +79,7 @@ def _layer_record(
         path, record = _materialise(file, layer, origin, ctx)
         digest = digest_file(path)
         if isinstance(file, HubFile):
-            record["local_path"] = _relative_to_base(final / file.repo / file.path, ctx.base)
+            record["local_path"] = relative_to_workdir(final / file.repo / file.path, ctx.base)
         record.update(size=digest.size, sha256=digest.sha256)
         paths.append(path)
         records.append(record)
@@ -269,9 +131,9 @@ def resolve_set(
     model["resolved_revision"] = provenance.get("resolved_revision")
     with atomic_directory(Path(files_dir)) as staging:
         ctx = Context(local_roots, base, HubFiles(f"the revision of dictionaries[{name}]"), staging)
-        document, origin, curation = _load_document(name, definition, curation_path, ctx)
+        document, origin, curation = load_document(name, definition, curation_path, ctx)
         spec = parse_set(document, origin.where)
-        sources, files_of = _set_files(spec, origin, ctx)
+        sources, files_of = set_files(spec, origin, ctx)
         entries = sources
         _check_model_fit(spec, entries, model, origin.where)
         encode = _wanted_layers(name, layers, default_layers, sorted(entries))

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 import yaml
 
@@ -35,6 +34,7 @@ from mi_oracle.environment import describe_environment
 from mi_oracle.errors import DictionaryError
 from mi_oracle.models.folder import read_json, summarize_config
 from mi_oracle.numerics.mode import PORTABLE, Numerics
+from mi_oracle.parquet_files import read_parquet
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def calibration_rows(tokens_dir: Path, n_tokens: int) -> list[list[int]]:
     rows: list[list[int]] = []
     total = 0
     for part in sorted(Path(tokens_dir).glob("part-*.parquet")):
-        for row in pq.read_table(part, columns=["token_ids"]).column("token_ids").to_pylist():
+        for row in read_parquet(part, "tokens table", ["token_ids"]).column("token_ids").to_pylist():
             take = row[: n_tokens - total]
             if take:
                 rows.append(take)

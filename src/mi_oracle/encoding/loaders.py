@@ -5,7 +5,8 @@ Canonical: ``W_enc [d_in, d_sae]`` (held feature-major: a transposed view of [d_
 ``W_dec [d_sae, n_out, d_out]`` (``n_out`` = 1, or ``n_layers - l`` for a CLT, whose slice ``j``
 writes into layer ``l + j``), ``b_dec [d_out]``, ``W_skip [d_out, d_in]`` (skip = ``W_skip @ x``).
 Every tensor is checked: present, shaped as its schema says and as the model's ``d_model``,
-stored in the dtype its schema uses, finite. NPZ files are read with ``allow_pickle=False``.
+stored in the dtype its schema uses, finite; every file first matches its manifest sha256. NPZ
+files are read with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
+from mi_oracle.dictionaries.verify import verified_layer_files
 from mi_oracle.errors import DictionaryError
 
 STORED_DTYPES = {  # what each schema may hold on disk
@@ -108,7 +110,7 @@ def load_layer(
     if record is None:
         resolved = [r["layer"] for r in manifest["layers"]]
         raise DictionaryError(f"set {manifest['set']}: layer {layer} was not resolved (resolved: {resolved})")
-    paths = [Path(base) / f["local_path"] for f in record["files"]]
+    paths = verified_layer_files(record, base, manifest["set"])
     schema, d_model, d_sae = record["schema"], record["d_model"], record["d_sae"]
     n_layers = manifest["model"]["num_hidden_layers"]
     expected_d_model = manifest["model"]["hidden_size"]

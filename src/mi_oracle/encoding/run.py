@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,11 +25,13 @@ from mi_oracle.encoding.layout import SUMS_FILE, features_file
 from mi_oracle.encoding.loaders import load_layer
 from mi_oracle.encoding.metrics import MetricSums
 from mi_oracle.environment import describe_environment
-from mi_oracle.errors import DictionaryError
+from mi_oracle.errors import DataFileError, DictionaryError
 from mi_oracle.memory import pin_mmap_threshold
+from mi_oracle.parquet_files import WRITE_OPTIONS, check_finite, iter_batches, open_parquet
 
 log = logging.getLogger(__name__)
 KEYS = ("prompt_id", "position", "token_id")
+TARGET_COLUMNS = ["prompt_id", "position", "activation"]
 
 
 def features_schema(metadata: Mapping[str, Any]) -> pa.Schema:
@@ -45,9 +48,25 @@ def features_schema(metadata: Mapping[str, Any]) -> pa.Schema:
     )
 
 
-def _rows(batch: pa.RecordBatch, d_model: int) -> np.ndarray:
-    values = batch.column("activation").flatten().to_numpy(zero_copy_only=False)
-    return values.reshape(-1, d_model)
+def _rows(batch: pa.RecordBatch, d_model: int, path: Path, first_row: int) -> np.ndarray:
+    """The batch's activations as [rows, d_model] float32, refused unless every value is finite."""
+    values = batch.column("activation").flatten().to_numpy(zero_copy_only=False).reshape(-1, d_model)
+    check_finite(values, path, "activation", first_row)
+    return values
+
+
+def _check_sums(sums: MetricSums, output: torch.Tensor, target: torch.Tensor, where: str, first_row: int):
+    """Finite inputs can still overflow (a huge but finite value): name the first row that did."""
+    if math.isfinite(sums.squared_error) and math.isfinite(sums.target_squared):
+        return
+    error = (output - target).to(torch.float64)
+    bad = ~torch.isfinite((error * error).sum(1) + (target.to(torch.float64) ** 2).sum(1))
+    row = int(torch.nonzero(bad)[0, 0]) if bad.any() else 0
+    raise DataFileError(
+        f"{where}: row {first_row + row}: the reconstruction error or the target overflows to a "
+        "non-finite value; the activations hold values far outside any model's range (a corrupt "
+        "file, or a dictionary made for another model)"
+    )
 
 
 def _same_tokens(a: pa.RecordBatch, b: pa.RecordBatch, where: str) -> None:
@@ -103,8 +122,12 @@ def encode_layer(
         "environment": describe_environment(),
     }
     sums = MetricSums(d_sae=dictionary.d_sae, d_out=dictionary.W_dec.shape[2])
-    # pre_buffer=False: Arrow would otherwise prefetch (and keep) every row group of the file
-    source, wanted = pq.ParquetFile(inputs, pre_buffer=False), pq.ParquetFile(target, pre_buffer=False)
+    source, wanted = open_parquet(inputs, "activation file"), open_parquet(target, "activation file")
+    if source.metadata.num_rows != wanted.metadata.num_rows:
+        raise DataFileError(
+            f"{inputs}: {source.metadata.num_rows} rows, but the target {target} has "
+            f"{wanted.metadata.num_rows}; both must list the same tokens (capture them again)"
+        )
     batch_rows = settings["batch_rows"]
     buffers = (
         torch.empty((batch_rows, dictionary.d_sae), dtype=dtype, device=device),
@@ -119,21 +142,25 @@ def encode_layer(
         desc=f"encode {manifest['set']} L{layer}",
     )
     features_path.parent.mkdir(parents=True, exist_ok=True)
+    first_row = 0
     with pq.ParquetWriter(
-        features_path, features_schema(metadata), compression=settings["compression"]
+        features_path, features_schema(metadata), compression=settings["compression"], **WRITE_OPTIONS
     ) as writer:
         pairs = zip(
-            source.iter_batches(batch_size=batch_rows),
-            wanted.iter_batches(batch_size=batch_rows, columns=["prompt_id", "position", "activation"]),
+            iter_batches(source, inputs, "activation file", batch_rows),
+            iter_batches(wanted, target, "activation file", batch_rows, TARGET_COLUMNS),
             strict=True,
         )
         for batch, target_batch in pairs:
             _same_tokens(batch, target_batch, str(inputs))
-            x = torch.from_numpy(_rows(batch, d_model)).to(device)
-            y = torch.from_numpy(_rows(target_batch, d_model)).to(device)
+            x = torch.from_numpy(_rows(batch, d_model, inputs, first_row)).to(device)
+            y = torch.from_numpy(_rows(target_batch, d_model, target, first_row)).to(device)
             with torch.inference_mode():
                 acts, active = encode(dictionary, x, out=buffers)
-                sums.add(acts, active, decode(dictionary, acts, x), y)
+                output = decode(dictionary, acts, x)
+                sums.add(acts, active, output, y)
+                _check_sums(sums, output, y, str(inputs), first_row)
+            first_row += batch.num_rows
             ids, values = sparse_rows(acts, active)
             columns = [batch.column(key) for key in KEYS] + [ids, values]
             writer.write_table(

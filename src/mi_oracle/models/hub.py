@@ -22,7 +22,7 @@ from huggingface_hub.errors import (
     RevisionResolutionError,
 )
 
-from mi_oracle.errors import FetchError, HashMismatchError
+from mi_oracle.errors import FetchError, HashMismatchError, TransientFetchError
 from mi_oracle.hashing import digest_file
 from mi_oracle.models.folder import (
     SAFETENSORS_INDEX,
@@ -66,8 +66,9 @@ def explain_hub_error(
             return FetchError(
                 f"{repo}: access refused (HTTP {status}); set HF_TOKEN to a token that can read it"
             )
-        return FetchError(f"{repo}@{revision}: the hub answered HTTP {status}; try again later ({error})")
-    return FetchError(
+        error_class = TransientFetchError if status == 429 or status >= 500 else FetchError
+        return error_class(f"{repo}@{revision}: the hub answered HTTP {status}; try again later ({error})")
+    return TransientFetchError(
         f"{repo}@{revision}: cannot reach {endpoint()} ({type(error).__name__}: {error}); check "
         "the network or HF_ENDPOINT, or set HF_HUB_OFFLINE=1 to use files already in the "
         "Hugging Face cache (HF_HOME)"
