@@ -33,13 +33,22 @@ class StandInFile:
     data: bytes
     lfs_sha256: str | None = None
     served: bytes | None = None
+    corrupt_downloads_left: int | None = None  # None: ``served`` for good
 
     @property
     def is_lfs(self) -> bool:
         return self.lfs_sha256 is not None
 
-    def body(self) -> bytes:
-        return self.data if self.served is None else self.served
+    def body(self, download: bool = False) -> bytes:
+        """The bytes to serve; a download counts against ``corrupt_downloads_left``."""
+        if self.served is None:
+            return self.data
+        served = self.served
+        if download and self.corrupt_downloads_left is not None:
+            self.corrupt_downloads_left -= 1
+            if self.corrupt_downloads_left <= 0:
+                self.served = None
+        return served
 
 
 @dataclass
@@ -111,13 +120,15 @@ class StandInHub:
         }
         return self.add_repo(repo_id, files, revision=revision, **kwargs)
 
-    def corrupt(self, repo_id: str, revision: str, filename: str) -> None:
-        """Serve ``filename`` with one byte flipped while announcing the original hashes."""
+    def corrupt(self, repo_id: str, revision: str, filename: str, downloads: int | None = None) -> None:
+        """Serve ``filename`` with one byte flipped while announcing the original hashes (for the next
+        ``downloads`` downloads only, when given)."""
         repo = self.repos[repo_id]
         entry = repo.commits[repo.refs.get(revision, revision)][filename]
         flipped = bytearray(entry.data)
         flipped[len(flipped) // 2] ^= 0xFF
         entry.served = bytes(flipped)
+        entry.corrupt_downloads_left = downloads
 
     def resolve(self, repo_id: str, revision: str) -> tuple[str, dict[str, StandInFile]] | None:
         repo = self.repos[repo_id]
@@ -227,7 +238,7 @@ class StandInHub:
                     self._error(404, "EntryNotFound", f"{filename} does not exist", send_body)
                     return
                 entry = files[filename]
-                body = entry.body()
+                body = entry.body(download=send_body)
                 headers = {"X-Repo-Commit": commit, "Content-Type": "application/octet-stream"}
                 if entry.is_lfs:
                     headers["X-Linked-Etag"] = f'"{entry.lfs_sha256}"'

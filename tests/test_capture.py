@@ -233,3 +233,60 @@ def test_a_failed_write_surfaces_and_leaves_no_file(tmp_path):
         writers.put(("resid_post", 0), value)  # waits for the failed write, then raises its error
         writers.put(("resid_post", 0), value)
     assert list(tmp_path.rglob("*.parquet*")) == []
+
+
+def test_a_non_finite_activation_is_refused_naming_file_row_and_column(tmp_path):
+    from mi_oracle.errors import DataFileError
+
+    values = torch.ones(1, 3, 4)
+    values[0, 2, 1] = float("inf")  # row 2 of the second batch: row 5 of the file
+    expected = r"part-00000\.parquet: row 5, column activation\[1\] is inf"
+    with pytest.raises(DataFileError, match=expected), open_writers(tmp_path, buffer_rows=3) as writers:
+        for batch in range(2):
+            index = torch.tensor([0, 1, 2])
+            writers.start_batch(np.full(3, batch), np.arange(3), np.zeros(3), index)
+            writers.put(("resid_post", 0), values if batch else torch.zeros(1, 3, 4))
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()], "a partial file was left behind"
+
+
+ENOSPC_SCRIPT = """
+import json, sys, numpy as np, torch
+from pathlib import Path
+from mi_oracle.capture.writer import ShardWriters, activation_schema
+root = Path(sys.argv[1])
+outputs = {(h, 0): root / f"hook={h}" / "layer=0" / "part-00000.parquet" for h in ("a", "b", "c")}
+schemas = {key: activation_schema(256, {"hook": key[0]}) for key in outputs}
+try:
+    with ShardWriters(outputs, schemas, 64, "none", buffer_rows=64, n_buffers=2) as writers:
+        for batch in range(400):  # 3 points x 400 x 64 rows x 1 KiB: far more than the 4 MiB disk
+            writers.start_batch(np.zeros(64), np.arange(64), np.zeros(64), torch.arange(64))
+            for key in outputs:
+                writers.put(key, torch.randn(1, 64, 256))
+    error = None
+except Exception as caught:
+    error = f"{type(caught).__name__}: {caught}"
+print(json.dumps({"error": error, "left": sorted(str(p) for p in root.rglob("*") if p.is_file())}))
+"""
+
+
+def test_a_full_disk_fails_naming_the_file_and_leaves_nothing_behind(tmp_path):
+    """A real ENOSPC: a 4 MiB tmpfs mounted in a private mount namespace (unshare, no root needed
+    where user namespaces are enabled, as on every machine this project runs on)."""
+    import shutil
+    import subprocess
+    import sys
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = tmp_path / "fill.py"
+    script.write_text(ENOSPC_SCRIPT)
+    command = f"mount -t tmpfs -o size=4m tmpfs {disk} && {sys.executable} {script} {disk}"
+    assert shutil.which("unshare"), "util-linux unshare is needed to mount a small disk"
+    result = subprocess.run(
+        ["unshare", "--map-root-user", "--mount", "sh", "-c", command], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["left"] == [], outcome
+    assert outcome["error"].startswith("DataFileError: ") and "the disk is full" in outcome["error"]
+    assert f"{disk}/hook=" in outcome["error"] and "No space left on device" in outcome["error"]

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mi_oracle.dictionaries.locations import HubFile, parse_curation_reference, parse_hf_uri
 from mi_oracle.errors import DictionaryError, PathEscapeError
@@ -117,9 +118,13 @@ def test_corrupt_download_fails_leaves_nothing_and_offline_rerun_uses_the_cache(
     bad_path = parse_hf_uri(fixture_uris()[12], "").path
     hub.corrupt(WEIGHTS_REPO, "main", bad_path)
     failed = run_snakemake(tmp_path, configfile, TARGETS[0], env=env, check=False)
+    log = (tmp_path / "results/logs/resolve_dictionary_set/gemma-scope-transcoders.log").read_text()
     assert failed.returncode != 0
     assert f"hf://{WEIGHTS_REPO}/{bad_path} has sha256" in failed.stdout + failed.stderr
     assert "a retry downloads it again" in failed.stdout + failed.stderr
+    # a corrupt download is transient: three attempts in one job, and Snakemake restarts none
+    assert log.count("trying again in") == 2
+    assert (failed.stdout + failed.stderr).count("Error in rule resolve_dictionary_set") == 1
     assert not (tmp_path / TARGETS[0]).exists()
     assert not (tmp_path / "resources" / "dictionaries" / "gemma-scope-transcoders").exists()
 
@@ -161,3 +166,28 @@ def test_bad_references_are_refused(text, error, message):
     with pytest.raises(error) as raised:
         parse_curation_reference(text, "dictionaries[x].curation")
     assert message in str(raised.value) and "dictionaries[x].curation" in str(raised.value)
+
+
+def test_a_download_corrupt_once_is_fetched_again_within_the_job(hub, published, tmp_path):
+    env = hub_env(hub, tmp_path / "hf")
+    configfile = config_for(tmp_path)
+    bad_path = parse_hf_uri(fixture_uris()[0], "").path
+    hub.corrupt(WEIGHTS_REPO, "main", bad_path, downloads=1)
+    run_snakemake(tmp_path, configfile, TARGETS[0], env=env)
+    log = (tmp_path / "results/logs/resolve_dictionary_set/gemma-scope-transcoders.log").read_text()
+    assert "attempt 1 failed" in log and f"hf://{WEIGHTS_REPO}/{bad_path} has sha256" in log
+    manifest = json.loads((tmp_path / TARGETS[0]).read_text())
+    assert manifest["layers"][0]["files"][0]["path"] == bad_path
+
+
+def test_a_missing_revision_fails_once_without_retries(hub, published, tmp_path):
+    env = hub_env(hub, tmp_path / "hf")
+    configfile = config_for(tmp_path)
+    config = yaml.safe_load(configfile.read_text())
+    config["dictionaries"][0]["curation"] = f"{CURATION_REPO}@no-such-branch"
+    write_config(configfile, config)
+    failed = run_snakemake(tmp_path, configfile, TARGETS[0], env=env, check=False)
+    output = failed.stdout + failed.stderr
+    log = (tmp_path / "results/logs/resolve_dictionary_set/gemma-scope-transcoders.log").read_text()
+    assert failed.returncode != 0 and "has no revision 'no-such-branch'" in log
+    assert "trying again" not in log and output.count("Error in rule resolve_dictionary_set") == 1

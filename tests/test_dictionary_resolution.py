@@ -194,6 +194,10 @@ def test_topk_activation_and_inline_sae_set(work):
             "key 'feature_input_hook': hook 'hook_nowhere'",
         ),
         (curation(["a.npz"], activation="gelu"), "activation 'gelu' is unknown"),
+        (
+            {**curation(), "transcoderz": []},
+            "unknown keys 'transcoderz' (did you mean 'transcoders'?); a curation YAML may have",
+        ),
         (curation(["a.npz"], activation="topk"), "activation topk needs an integer k > 0"),
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from mi_oracle.encoding.loaders import Dictionary, load_layer
 from mi_oracle.encoding.metrics import MetricSums, summarise
 from mi_oracle.encoding.run import encode_shard
 from mi_oracle.encoding.summary import write_metrics
-from mi_oracle.errors import DictionaryError
+from mi_oracle.errors import DataFileError, DictionaryError
+from mi_oracle.parquet_files import WRITE_OPTIONS
 from tests.dictionary_files import (
     clt_split,
     gemma_scope_2,
@@ -195,6 +197,8 @@ def test_bad_files_are_refused_with_file_tensor_and_expectation(tmp_path, schema
     path = base / manifest["layers"][0]["files"][0]["local_path"]
     path.rename(str(path) + ".orig")
     writer(path)
+    # as if resolution had recorded the bad file: the loader's own checks are under test
+    manifest["layers"][0]["files"][0]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
     with pytest.raises(DictionaryError) as error:
         load_layer(manifest, manifest["layers"][0]["layer"], base)
     assert str(path) in str(error.value) and message in str(error.value)
@@ -244,7 +248,7 @@ def test_sparse_rows_sort_by_value_descending():
     assert ids.to_pylist() == [[1, 3, 4, 0]] and values.to_pylist() == [[3.0, 3.0, 1.0, 0.5]]
 
 
-def capture_file(path: Path, x: np.ndarray, first_prompt: int = 0) -> Path:
+def capture_file(path: Path, x: np.ndarray, first_prompt: int = 0, **write_options) -> Path:
     """A capture-format Parquet file of rows ``x``: one prompt per row, at position 0."""
     n = len(x)
     meta = {"model": {"repo": "org/model"}, "shard": "00000", "prompt_set": {"sha256": "0"}}
@@ -257,7 +261,8 @@ def capture_file(path: Path, x: np.ndarray, first_prompt: int = 0) -> Path:
         }
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table.replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()}), path)
+    table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()})
+    pq.write_table(table, path, compression="none", **write_options)
     return path
 
 
@@ -366,3 +371,56 @@ def test_the_encoder_gives_candle_mis_script_bits_and_its_accuracy_at_gemmascope
         d_model_major = torch.addmm(torch.from_numpy(b_enc), residual[None, :], w)[0]
         worst_d_model_major = max(worst_d_model_major, float((d_model_major.double() - exact).abs().max()))
     assert worst_ours < 5e-5 < worst_d_model_major
+
+
+def encode_file(tmp_path: Path, path: Path) -> Path:
+    """Encode the capture file ``path`` (input and target) with layer 0 of a PLT set made in ``tmp_path``."""
+    manifest = schema_manifests(tmp_path)["PltBundle"][0]
+    shard = tmp_path / "shard=00000"
+    plt = tmp_path / "plt"
+    encode_shard(manifest, plt / "m.json", [(0, path, path)], shard, SHARD_SETTINGS, base=plt)
+    return shard
+
+
+def encode_one(tmp_path: Path, x: np.ndarray, **write_options) -> tuple[Path, Path]:
+    """Write rows ``x`` as a capture file and encode it; (file, shard folder)."""
+    path = capture_file(tmp_path / "x.parquet", x, **write_options)
+    return path, encode_file(tmp_path, path)
+
+
+def test_a_flipped_byte_in_an_activation_file_fails_encoding_with_its_name(tmp_path):
+    rows = np.random.default_rng(2).normal(size=(40, D_MODEL))
+    path, shard = encode_one(tmp_path / "good", rows, **WRITE_OPTIONS)
+    assert shard.exists()
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4] = bytes(b ^ 0x5A for b in data[middle : middle + 4])
+    path.write_bytes(bytes(data))
+    with pytest.raises(DataFileError, match=rf"{path}: the activation file is unreadable or corrupt .*CRC"):
+        encode_file(tmp_path / "flipped", path)
+    assert not (tmp_path / "flipped" / "shard=00000").exists()
+    path.write_bytes(bytes(data[: len(data) // 3]))
+    with pytest.raises(DataFileError, match=rf"{path}: .*magic bytes not found"):
+        encode_file(tmp_path / "truncated", path)
+
+
+def test_non_finite_and_overflowing_activations_are_refused_naming_file_and_row(tmp_path):
+    rows = np.random.default_rng(3).normal(size=(12, D_MODEL))
+    rows[7, 3] = np.nan
+    with pytest.raises(DataFileError, match=r"x\.parquet: row 7, column activation\[3\] is nan"):
+        encode_one(tmp_path / "nan", rows)
+    rows[7, 3] = 3e38  # finite in float32, but its square is not
+    with pytest.raises(DataFileError, match=r"x\.parquet: row 7: the reconstruction error or the target"):
+        encode_one(tmp_path / "huge", rows)
+    assert not (tmp_path / "huge" / "plt" / "shard=00000").exists()
+
+
+def test_a_dictionary_file_changed_after_resolution_is_refused_with_both_hashes(tmp_path):
+    manifest = schema_manifests(tmp_path)["PltBundle"][0]
+    record = manifest["layers"][0]["files"][0]
+    weights = tmp_path / "plt" / record["local_path"]
+    plt_bundle(weights, D_MODEL, D_SAE, seed=99)  # valid weights, not the resolved ones
+    actual = hashlib.sha256(weights.read_bytes()).hexdigest()
+    expected = rf"{weights}: set .*, layer 0: sha256 is {actual} but the manifest recorded {record['sha256']}"
+    with pytest.raises(DictionaryError, match=expected):
+        load_layer(manifest, 0, tmp_path / "plt")

@@ -18,9 +18,7 @@ POINTS = [[hook, layer] for hook in CAPTURE["hooks"] for layer in sorted(CAPTURE
 
 def local_input(path, key):
     """A configured local path: confined to local_roots, relative to the workdir when inside it."""
-    return relative_to_workdir(
-        resolve_inside_roots(path, config["local_roots"], key, Path.cwd()), Path.cwd()
-    )
+    return relative_to_workdir(resolve_inside_roots(path, config["local_roots"], key, Path.cwd()), Path.cwd())
 
 
 def json_files_in(folder):
@@ -86,9 +84,7 @@ def curation_inputs(wildcards):
     if "synthetic" in definition:
         inputs["synthetic"] = synthetic_dir(wildcards.set)
     else:
-        inputs["local"] = local_set_files(
-            wildcards.set, definition, config["local_roots"], Path.cwd()
-        )
+        inputs["local"] = local_set_files(wildcards.set, definition, config["local_roots"], Path.cwd())
     return inputs
 
 

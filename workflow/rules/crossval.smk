@@ -70,6 +70,6 @@ rule crossval_report:
         sets=list(SETS),
         kinds={name: item["kind"] for name, item in REFERENCE_ITEMS.items()},
         report_only=CROSSVAL["report_only"],
-        candidates=candidates_folder(),
+        candidates=lambda wildcards: candidates_folder(),
     script:
         "../scripts/crossval_report.py"

@@ -67,6 +67,6 @@ rule check_references:
         runtime=10,
     params:
         kinds={name: item["kind"] for name, item in REFERENCE_ITEMS.items()},
-        committed=committed_folder(),
+        committed=lambda wildcards: committed_folder(),
     script:
         "../scripts/check_references.py"

@@ -161,7 +161,7 @@ def _saelens_native(path: Path, tensors: dict[str, Tensor]) -> Detected:
     config_path = path.parent / SAELENS_CONFIG
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DictionaryError(f"{config_path}: cannot read SAELens cfg.json ({error})") from error
     d_in, d_sae = _shape_of(str(path), tensors, "W_enc", 2)
     shapes = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in), "b_enc": (d_sae,), "b_dec": (d_in,)}

@@ -197,11 +197,14 @@ def encode_shard(
         torch.set_num_threads(threads)
     pin_mmap_threshold()
     sums = {}
-    with atomic_directory(Path(shard_dir)) as staging:
-        for layer, inputs, target in points:
-            path = features_file(staging, layer)
-            sums[str(layer)] = encode_layer(
-                manifest, manifest_path, layer, Path(inputs), Path(target), path, settings, base
-            )
-        write_json_atomic(staging / SUMS_FILE, {"set": manifest["set"], "layers": sums})
+    try:
+        with atomic_directory(Path(shard_dir)) as staging:
+            for layer, inputs, target in points:
+                path = features_file(staging, layer)
+                sums[str(layer)] = encode_layer(
+                    manifest, manifest_path, layer, Path(inputs), Path(target), path, settings, base
+                )
+            write_json_atomic(staging / SUMS_FILE, {"set": manifest["set"], "layers": sums})
+    except OSError as error:  # a full disk, a lost mount: the staging folder is already gone
+        raise DataFileError(f"{shard_dir}: encoding failed ({error}); nothing was left behind") from error
     return sums

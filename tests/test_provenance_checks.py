@@ -1,0 +1,216 @@
+"""What an output says made it is what made it: every input tracked, every file verified, corrupt
+input refused with its name. One tiny workflow (a local curation YAML, a forward reference checked
+against committed and candidate copies) runs once; each test works on a copy of its workdir."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from mi_oracle.capture.writer import METADATA_KEY
+from mi_oracle.encoding.run import encode_shard
+from mi_oracle.errors import DictionaryError, ReferenceDataError
+from mi_oracle.references.provenance import model_record
+from tests.builders import WORDS, save_tiny_causal_lm
+from tests.conftest import REPO_ROOT, SNAKEMAKE, run_snakemake, write_config
+from tests.dictionary_files import gemma_scope_npz
+
+pytestmark = pytest.mark.slow
+
+D_MODEL, D_SAE, N_LAYERS = 32, 16, 3
+REFERENCE = "forward_reference"
+ACTIVATION = "results/activations/t/hook=ln2_normalized/layer=0/part-00000.parquet"
+ENCODE_LOG = "results/logs/encode_features/t/local/part-00000.log"
+
+
+def build_workdir(workdir: Path) -> Path:
+    """A tiny Gemma 2, a local transcoder set (GemmaScope NPZ per layer) and a forward reference."""
+    save_tiny_causal_lm(
+        workdir / "models" / "tiny", "gemma2", hidden_size=D_MODEL, num_hidden_layers=N_LAYERS
+    )
+    prompts = [" ".join(WORDS[(i * 3 + j) % len(WORDS)] for j in range(3 + i % 7)) for i in range(24)]
+    (workdir / "prompts.txt").write_text("\n".join(prompts) + "\n")
+    for layer in range(N_LAYERS):
+        gemma_scope_npz(workdir / "tc" / f"layer_{layer}" / "params.npz", D_MODEL, D_SAE, seed=layer)
+    curation = {
+        "model_kind": "transcoder_set",
+        "feature_input_hook": "ln2.hook_normalized",
+        "feature_output_hook": "hook_mlp_out",
+        "transcoders": [f"layer_{layer}/params.npz" for layer in range(N_LAYERS)],
+    }
+    (workdir / "tc" / "config.yaml").write_text(yaml.safe_dump(curation, sort_keys=False))
+    (workdir / "committed").mkdir()
+    (workdir / "candidates").mkdir()
+    config = {
+        "model": {"name": "tiny", "source": "local", "path": "models/tiny"},
+        "local_roots": ["."],
+        "prompts": {"path": "prompts.txt"},
+        "capture": {
+            "run": "t",
+            "hooks": ["ln2_normalized", "mlp_out"],
+            "layers": [0, 2],
+            "compression": "none",
+            "threads": 1,
+        },
+        "numerics": {"synthetic": "portable", "references": "portable", "threads": 1},
+        "dictionaries": [{"name": "local", "curation": "tc/config.yaml"}],
+        "references": {
+            "committed": "committed",
+            "items": [{"name": REFERENCE, "kind": "forward", "prompts": ["the capital of"]}],
+        },
+        "crossval": {"candidates": "candidates"},
+    }
+    return write_config(workdir / "config.yaml", config)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """The workflow run to the end, its reference committed and offered as a candidate."""
+    workdir = tmp_path_factory.mktemp("finished")
+    configfile = build_workdir(workdir)
+    run_snakemake(workdir, configfile, "references")
+    for folder in ("committed", "candidates"):
+        shutil.copy2(workdir / "results" / "references" / f"{REFERENCE}.json", workdir / folder)
+    run_snakemake(workdir, configfile, "all", "results/reports/reference_check.json")
+    return workdir
+
+
+def copy_of(finished: Path, destination: Path) -> Path:
+    """The finished workdir copied elsewhere, timestamps kept (as ``cp -a`` or a move would)."""
+    shutil.copytree(finished, destination, symlinks=True)
+    return destination
+
+
+def dry_run(workdir: Path, *targets: str) -> str:
+    result = run_snakemake(workdir, workdir / "config.yaml", "-n", *targets)
+    return result.stdout + result.stderr
+
+
+def test_a_moved_workdir_is_up_to_date(finished, tmp_path):
+    assert "Nothing to be done" in dry_run(finished, "all", "results/reports/reference_check.json")
+    moved = copy_of(finished, tmp_path / "moved")
+    assert "Nothing to be done" in dry_run(moved, "all", "results/reports/reference_check.json")
+
+
+def test_a_replaced_local_dictionary_file_reruns_resolution_and_is_checked_when_loaded(finished, tmp_path):
+    workdir = copy_of(finished, tmp_path / "work")
+    weights = workdir / "tc" / "layer_0" / "params.npz"
+    manifest_path = workdir / "results" / "curation" / "local" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    recorded = manifest["layers"][0]["files"][0]["sha256"]
+    gemma_scope_npz(weights, D_MODEL, D_SAE, seed=99)  # valid new weights, in place
+    new = hashlib.sha256(weights.read_bytes()).hexdigest()
+    planned = dry_run(workdir)
+    assert "checkpoint resolve_dictionary_set:" in planned and "rule encode_features:" in planned
+    assert "Updated input files: tc/layer_0/params.npz" in planned
+
+    # what a forced encode of the stale manifest meets: the file, both hashes, and no output
+    points = [(0, workdir / ACTIVATION, workdir / ACTIVATION.replace("ln2_normalized", "mlp_out"))]
+    settings = {
+        "device": "cpu",
+        "dtype": "float32",
+        "batch_rows": 64,
+        "compression": "none",
+        "row_group_rows": 64,
+    }
+    expected = rf"{weights}: set local, layer 0: sha256 is {new} but the manifest recorded {recorded}"
+    with pytest.raises(DictionaryError, match=expected):
+        encode_shard(manifest, manifest_path, points, tmp_path / "shard", settings, base=workdir)
+    assert not (tmp_path / "shard").exists()
+
+    run_snakemake(workdir, workdir / "config.yaml")
+    features = (
+        workdir / "results" / "features" / "t" / "local" / "shard=00000" / "layer=0" / "features.parquet"
+    )
+    metadata = json.loads(pq.read_schema(features).metadata[METADATA_KEY])
+    assert metadata["dictionary_files"] == [{"local_path": "tc/layer_0/params.npz", "sha256": new}]
+
+
+def test_edited_candidates_and_committed_references_are_judged_again(finished, tmp_path):
+    workdir = copy_of(finished, tmp_path / "work")
+    for folder in ("candidates", "committed"):
+        path = workdir / folder / f"{REFERENCE}.json"
+        document = json.loads(path.read_text())
+        document["test_cases"][0]["top_10"][0]["logit"] += 1.0
+        path.write_text(json.dumps(document))
+    planned = dry_run(workdir, "all", "results/reports/reference_check.json")
+    assert "rule crossval_report:" in planned and "rule check_references:" in planned
+    report = run_snakemake(workdir, workdir / "config.yaml", check=False)
+    assert report.returncode != 0 and f"candidates/{REFERENCE}.json" in report.stdout + report.stderr
+    check = run_snakemake(
+        workdir, workdir / "config.yaml", "results/reports/reference_check.json", check=False
+    )
+    assert check.returncode != 0 and f"committed/{REFERENCE}.json" in check.stdout + check.stderr
+
+
+def test_a_corrupted_activation_file_fails_encoding_with_its_name(finished, tmp_path):
+    workdir = copy_of(finished, tmp_path / "work")
+    path = workdir / ACTIVATION
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4] = bytes(byte ^ 0xFF for byte in data[middle : middle + 4])
+    path.write_bytes(bytes(data))
+    failed = run_snakemake(workdir, workdir / "config.yaml", "--keep-going", check=False)
+    log = (workdir / ENCODE_LOG).read_text()
+    assert failed.returncode != 0
+    assert f"{ACTIVATION}: the activation file is unreadable or corrupt" in log and "CRC" in log
+    assert not (workdir / "results" / "features" / "t" / "local" / "shard=00000").exists()
+
+    path.write_bytes(bytes(data[: len(data) // 2]))  # truncated
+    failed = run_snakemake(workdir, workdir / "config.yaml", check=False)
+    log = (workdir / ENCODE_LOG).read_text()
+    assert failed.returncode != 0 and f"{ACTIVATION}: " in log and "magic bytes not found" in log
+
+
+def test_a_model_weight_changed_after_the_fetch_is_refused(finished, tmp_path):
+    model = copy_of(finished / "resources" / "models" / "tiny", tmp_path / "tiny")
+    assert model_record(model)["weights_sha256"]
+    weights = model / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit of one weight
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ReferenceDataError, match=rf"{weights}: sha256 is [0-9a-f]{{64}} but .* recorded"):
+        model_record(model)
+
+
+def test_a_second_clone_runs_its_own_package_in_one_environment(finished, tmp_path):
+    """A clone using this checkout's environment (an editable install of this checkout's src/)."""
+    listed = subprocess.run(
+        ["git", "-C", str(REPO_ROOT), "ls-files", "-co", "--exclude-standard"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    clone = tmp_path / "clone"
+    for name in listed:
+        if (REPO_ROOT / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, clone / name)
+    workdir = tmp_path / "work"
+    shutil.copytree(finished / "models", workdir / "models")
+    shutil.copy2(finished / "prompts.txt", workdir / "prompts.txt")
+    shutil.copy2(finished / "config.yaml", workdir / "config.yaml")
+    command = [
+        str(SNAKEMAKE),
+        "--snakefile",
+        str(clone / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(workdir / "config.yaml"),
+        "--cores",
+        "1",
+        "resources/models/tiny",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ), timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    provenance = json.loads((workdir / "resources" / "models" / "tiny" / "provenance.json").read_text())
+    assert provenance["environment"]["code"]["package"] == str(clone / "src" / "mi_oracle")
