@@ -15,9 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from mi_oracle.capture.run import load_recording_model
 from mi_oracle.capture.writer import METADATA_KEY
 from mi_oracle.encoding.run import encode_shard
-from mi_oracle.errors import DictionaryError, ReferenceDataError
+from mi_oracle.errors import DictionaryError, ModelFolderError
 from mi_oracle.references.provenance import model_record
 from tests.builders import WORDS, save_tiny_causal_lm
 from tests.conftest import REPO_ROOT, SNAKEMAKE, run_snakemake, write_config
@@ -170,15 +171,17 @@ def test_a_corrupted_activation_file_fails_encoding_with_its_name(finished, tmp_
     assert failed.returncode != 0 and f"{ACTIVATION}: " in log and "magic bytes not found" in log
 
 
-def test_a_model_weight_changed_after_the_fetch_is_refused(finished, tmp_path):
+def test_a_model_weight_changed_after_the_fetch_is_refused_by_references_and_capture(finished, tmp_path):
     model = copy_of(finished / "resources" / "models" / "tiny", tmp_path / "tiny")
     assert model_record(model)["weights_sha256"]
     weights = model / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0x01  # one bit of one weight
     weights.write_bytes(bytes(data))
-    with pytest.raises(ReferenceDataError, match=rf"{weights}: sha256 is [0-9a-f]{{64}} but .* recorded"):
+    with pytest.raises(ModelFolderError, match=rf"{weights}: sha256 is [0-9a-f]{{64}} but .* recorded"):
         model_record(model)
+    with pytest.raises(ModelFolderError, match=rf"{weights}: sha256 is"):  # capture checks them too
+        load_recording_model(model, [("resid_post", 0)], {"device": "cpu", "dtype": "float32"})
 
 
 def test_a_second_clone_runs_its_own_package_in_one_environment(finished, tmp_path):

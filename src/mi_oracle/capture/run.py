@@ -16,6 +16,7 @@ from mi_oracle.capture.hooks import HOOK_POINTS, ActivationRecorder, hf_module_n
 from mi_oracle.capture.writer import ShardWriters, activation_schema
 from mi_oracle.environment import describe_environment
 from mi_oracle.models.folder import read_json
+from mi_oracle.models.provenance import verify_model_files
 from mi_oracle.parquet_files import read_parquet
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ def load_recording_model(
     from transformers import AutoConfig, AutoModelForCausalLM
 
     points = list(points)
+    verify_model_files(model_dir)  # the weights its metadata will name, not others
     model_type = AutoConfig.from_pretrained(model_dir).model_type
     for hook, _layer in points:
         locate(model_type, hook)

@@ -59,6 +59,8 @@ def load_document(name: str, definition: Mapping[str, Any], curation_path: Path 
     reference = str(curation_path) if curation_path is not None else definition["curation"]
     if is_local_yaml(reference):
         path = resolve_inside_roots(reference, ctx.local_roots, f"{key}.curation", ctx.base)
+        if not path.is_file():
+            raise DictionaryError(f"{key}.curation: {reference!r} resolves to {path}, which is not a file")
         record = {"source": reference, "local_path": relative_to_workdir(path, ctx.base)}
         record["sha256"] = digest_file(path).sha256
         return read_curation_yaml(path), Origin(str(path), local_folder=path.parent), record

@@ -10,12 +10,14 @@ from typing import Any
 
 from mi_oracle.atomic import atomic_directory, write_json_atomic
 from mi_oracle.environment import describe_environment
-from mi_oracle.hashing import digest_file
-from mi_oracle.models.folder import summarize_config
+from mi_oracle.errors import ModelFolderError
+from mi_oracle.hashing import digest_file, sha256_file
+from mi_oracle.models.folder import read_json, summarize_config
 
 PROVENANCE_FILE = "provenance.json"
 FORMAT = "mi-oracle/model-provenance"
 FORMAT_VERSION = 1
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
 
 
 def link_or_copy(source: Path, target: Path) -> None:
@@ -29,12 +31,42 @@ def link_or_copy(source: Path, target: Path) -> None:
 
 
 def file_records(folder: Path, names: Iterable[str]) -> list[dict[str, Any]]:
-    """Size and sha256 of each named file in ``folder``, sorted by name."""
+    """Size, sha256 and modification time (ns) of each named file in ``folder``, sorted by name."""
     records = []
     for name in sorted(names):
-        digest = digest_file(Path(folder) / name)
-        records.append({"path": name, "size": digest.size, "sha256": digest.sha256})
+        path = Path(folder) / name
+        digest = digest_file(path)
+        records.append(
+            {"path": name, "size": digest.size, "sha256": digest.sha256, "mtime_ns": path.stat().st_mtime_ns}
+        )
     return records
+
+
+def verify_model_files(model_dir: Path, suffixes: tuple[str, ...] = WEIGHT_SUFFIXES) -> None:
+    """Check the weight files of a fetched model against its provenance.json before they are used.
+
+    A file whose size and modification time are those recorded at the fetch is the file that was
+    hashed (rewriting it changes both); any other is hashed again, and a different sha256 is an
+    error naming the file and both hashes, so no output records the hash of other weights.
+    """
+    provenance_path = Path(model_dir) / PROVENANCE_FILE
+    provenance = read_json(provenance_path)
+    for record in provenance.get("files", []):
+        if not record["path"].endswith(suffixes):
+            continue
+        path = Path(model_dir) / record["path"]
+        try:
+            stat = path.stat()
+        except OSError as error:
+            raise ModelFolderError(f"{path}: listed in {provenance_path} but unreadable ({error})") from error
+        if stat.st_size == record["size"] and stat.st_mtime_ns == record.get("mtime_ns"):
+            continue
+        actual = sha256_file(path)
+        if actual != record["sha256"]:
+            raise ModelFolderError(
+                f"{path}: sha256 is {actual} but {provenance_path} recorded {record['sha256']}; the "
+                "model changed after it was fetched: fetch it again (snakemake --forcerun fetch_model)"
+            )
 
 
 def write_provenance(folder: Path, files: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:

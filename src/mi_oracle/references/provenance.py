@@ -8,28 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from mi_oracle.environment import package_versions
-from mi_oracle.errors import ReferenceDataError
-from mi_oracle.hashing import sha256_file
 from mi_oracle.models.folder import read_json
+from mi_oracle.models.provenance import WEIGHT_SUFFIXES, verify_model_files
 
 ENVIRONMENT_KEY = "environment"
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
 
 
 def model_record(model_dir: Path) -> dict[str, Any]:
     """Repo, revision, source and the sha256 of every weight file of a fetched model folder, each
     checked against the file as it is now (a weight file changed after the fetch is an error)."""
+    verify_model_files(model_dir)
     provenance = read_json(Path(model_dir) / "provenance.json")
-    for record in provenance.get("files", []):
-        if record["path"].endswith(WEIGHT_SUFFIXES):
-            path = Path(model_dir) / record["path"]
-            actual = sha256_file(path) if path.is_file() else "missing"
-            if actual != record["sha256"]:
-                raise ReferenceDataError(
-                    f"{path}: sha256 is {actual} but {Path(model_dir) / 'provenance.json'} recorded "
-                    f"{record['sha256']}; the model changed after it was fetched: fetch it again "
-                    "(snakemake --forcerun fetch_model)"
-                )
     return {
         "name": provenance.get("name"),
         "repo": provenance.get("repo"),
