@@ -191,3 +191,16 @@ def test_a_missing_revision_fails_once_without_retries(hub, published, tmp_path)
     log = (tmp_path / "results/logs/resolve_dictionary_set/gemma-scope-transcoders.log").read_text()
     assert failed.returncode != 0 and "has no revision 'no-such-branch'" in log
     assert "trying again" not in log and output.count("Error in rule resolve_dictionary_set") == 1
+
+
+def test_a_curation_given_as_an_hf_uri_is_downloaded_not_read_as_a_local_path(hub, published, tmp_path):
+    env = hub_env(hub, tmp_path / "hf")
+    configfile = config_for(tmp_path)
+    config = yaml.safe_load(configfile.read_text())
+    config["dictionaries"][0]["curation"] = f"hf://{CURATION_REPO}/config.yaml"
+    write_config(configfile, config)
+    run_snakemake(tmp_path, configfile, TARGETS[0], env=env)
+    manifest = json.loads((tmp_path / TARGETS[0]).read_text())
+    assert manifest["curation"]["source"] == f"hf://{CURATION_REPO}/config.yaml"
+    assert manifest["curation"]["resolved_revision"] == published["curation"]
+    assert [entry["source"] for entry in manifest["available_layers"]] == fixture_uris()

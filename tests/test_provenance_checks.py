@@ -184,23 +184,23 @@ def test_a_model_weight_changed_after_the_fetch_is_refused_by_references_and_cap
         load_recording_model(model, [("resid_post", 0)], {"device": "cpu", "dtype": "float32"})
 
 
-def test_a_second_clone_runs_its_own_package_in_one_environment(finished, tmp_path):
-    """A clone using this checkout's environment (an editable install of this checkout's src/)."""
+def clone_repository(destination: Path) -> Path:
+    """A copy of this checkout's files (tracked, and untracked but not ignored): a second clone."""
     listed = subprocess.run(
         ["git", "-C", str(REPO_ROOT), "ls-files", "-co", "--exclude-standard"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.split()
-    clone = tmp_path / "clone"
     for name in listed:
         if (REPO_ROOT / name).is_file():
-            (clone / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO_ROOT / name, clone / name)
-    workdir = tmp_path / "work"
-    shutil.copytree(finished / "models", workdir / "models")
-    shutil.copy2(finished / "prompts.txt", workdir / "prompts.txt")
-    shutil.copy2(finished / "config.yaml", workdir / "config.yaml")
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, destination / name)
+    return destination
+
+
+def run_clone(clone: Path, workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """The clone's workflow run in ``workdir`` with this checkout's environment."""
     command = [
         str(SNAKEMAKE),
         "--snakefile",
@@ -211,9 +211,46 @@ def test_a_second_clone_runs_its_own_package_in_one_environment(finished, tmp_pa
         str(workdir / "config.yaml"),
         "--cores",
         "1",
-        "resources/models/tiny",
+        *args,
     ]
     result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ), timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+def test_a_second_clone_runs_its_own_package_in_one_environment(finished, tmp_path):
+    """A clone using this checkout's environment (an editable install of this checkout's src/)."""
+    clone = clone_repository(tmp_path / "clone")
+    workdir = tmp_path / "work"
+    shutil.copytree(finished / "models", workdir / "models")
+    shutil.copy2(finished / "prompts.txt", workdir / "prompts.txt")
+    shutil.copy2(finished / "config.yaml", workdir / "config.yaml")
+    run_clone(clone, workdir, "resources/models/tiny")
     provenance = json.loads((workdir / "resources" / "models" / "tiny" / "provenance.json").read_text())
     assert provenance["environment"]["code"]["package"] == str(clone / "src" / "mi_oracle")
+
+
+def test_a_package_change_reruns_the_stages_that_import_it(finished, tmp_path):
+    clone = clone_repository(tmp_path / "clone")
+    workdir = copy_of(finished, tmp_path / "work")
+    unchanged = run_clone(clone, workdir, "-n")
+    assert "Nothing to be done" in unchanged.stdout + unchanged.stderr
+    encoder = clone / "src" / "mi_oracle" / "encoding" / "compute.py"
+    encoder.write_text(encoder.read_text() + "\n# a change in the encoder\n")
+    planned = run_clone(clone, workdir, "-n")
+    output = planned.stdout + planned.stderr
+    assert "rule encode_features:" in output and "rule crossval_encoders:" in output
+    assert "rule capture_activations:" not in output and "checkpoint plan_capture:" not in output
+
+
+def test_resources_are_not_params_and_output_settings_are(finished, tmp_path):
+    workdir = copy_of(finished, tmp_path / "work")
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["capture"].update(runtime=240, mem_mb=12345)
+    config["encoding"] = {"runtime": 99, "mem_mb": 4321}
+    write_config(workdir / "config.yaml", config)
+    assert "Nothing to be done" in dry_run(workdir)
+    config["capture"]["layers"] = [0, 1, 2]
+    write_config(workdir / "config.yaml", config)
+    planned = dry_run(workdir)
+    assert "rule capture_activations:" in planned and "checkpoint plan_capture:" not in planned

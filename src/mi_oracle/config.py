@@ -105,6 +105,19 @@ def resolve_inside_roots(
     return resolved
 
 
+# What each job's params carry: only settings that change its outputs. Snakemake reruns a job
+# when a param changes, so resources (threads, mem_mb, runtime) stay out of them.
+PLAN_KEYS = ("max_length", "add_special_tokens", "shard_tokens")
+CAPTURE_KEYS = ("device", "dtype", "batch_tokens", "row_group_rows", "compression")
+CALIBRATION_KEYS = ("layers", "device", "dtype", "batch_tokens")
+ENCODING_KEYS = ("device", "dtype", "batch_rows", "compression", "row_group_rows")
+
+
+def settings_for(section: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    """The keys of a config section a job's outputs depend on (its params)."""
+    return {key: section[key] for key in keys}
+
+
 def relative_to_workdir(path: Path, workdir: Path) -> str:
     """``path`` relative to ``workdir`` when it lies inside it (a moved or copied workdir stays up
     to date: Snakemake records input paths as written), else absolute."""

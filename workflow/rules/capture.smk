@@ -12,8 +12,9 @@ checkpoint plan_capture:
         mem_mb=4000,
         runtime=30,
     params:
-        capture=CAPTURE,
+        capture=settings_for(CAPTURE, PLAN_KEYS),
         text_field=config["prompts"]["text_field"],
+        code=code_version("mi_oracle.capture.plan"),
     script:
         "../scripts/plan_capture.py"
 
@@ -38,7 +39,8 @@ rule capture_activations:
         runtime=CAPTURE["runtime"],
         gpu=1 if CAPTURE["device"].startswith("cuda") else 0,
     params:
-        capture=CAPTURE,
+        capture=settings_for(CAPTURE, CAPTURE_KEYS),
         points=POINTS,
+        code=code_version("mi_oracle.capture.run"),
     script:
         "../scripts/capture_activations.py"

@@ -3,7 +3,16 @@
 import functools
 
 from mi_oracle.capture.plan import PLAN_FILE
-from mi_oracle.config import relative_to_workdir, resolve_inside_roots
+from mi_oracle.code_version import code_version
+from mi_oracle.config import (
+    CALIBRATION_KEYS,
+    CAPTURE_KEYS,
+    ENCODING_KEYS,
+    PLAN_KEYS,
+    relative_to_workdir,
+    resolve_inside_roots,
+    settings_for,
+)
 from mi_oracle.dictionaries.set_files import local_set_files
 from mi_oracle.encoding.plan import encoding_points
 from mi_oracle.models.folder import read_json

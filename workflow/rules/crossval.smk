@@ -16,6 +16,7 @@ rule crossval_capture:
     params:
         points=POINTS,
         prompts=CROSSVAL["capture_prompts"],
+        code=code_version("mi_oracle.crossval.capture"),
     script:
         "../scripts/crossval_capture.py"
 
@@ -39,6 +40,7 @@ rule crossval_encoders:
         runtime=30,
     params:
         points=lambda wildcards: encoding_files(wildcards.set, first_shard()),
+        code=code_version("mi_oracle.crossval.encoders"),
     script:
         "../scripts/crossval_encoders.py"
 
@@ -71,5 +73,6 @@ rule crossval_report:
         kinds={name: item["kind"] for name, item in REFERENCE_ITEMS.items()},
         report_only=CROSSVAL["report_only"],
         candidates=lambda wildcards: candidates_folder(),
+        code=code_version("mi_oracle.crossval.report"),
     script:
         "../scripts/crossval_report.py"

@@ -18,9 +18,10 @@ if SYNTHETIC:
             runtime=60,
         params:
             definitions={name: SETS[name]["synthetic"] for name in SYNTHETIC},
-            capture=CAPTURE,
+            capture=settings_for(CAPTURE, CALIBRATION_KEYS),
             calibration_tokens=config["synthetic_calibration_tokens"],
-            numerics=NUMERICS,
+            numerics={key: NUMERICS[key] for key in ("synthetic", "threads")},
+            code=code_version("mi_oracle.dictionaries.synthetic"),
         script:
             "../scripts/build_synthetic_dictionaries.py"
 
@@ -47,5 +48,6 @@ checkpoint resolve_dictionary_set:
         capture_layers=CAPTURE["layers"],
         references=lambda wildcards: references_of_set(wildcards.set),
         local_roots=config["local_roots"],
+        code=code_version("mi_oracle.dictionaries.resolve"),
     script:
         "../scripts/resolve_dictionary_set.py"

@@ -18,8 +18,9 @@ rule encode_features:
         runtime=encoding_runtime,
         gpu=1 if ENCODING["device"].startswith("cuda") else 0,
     params:
-        encoding=ENCODING,
+        encoding=settings_for(ENCODING, ENCODING_KEYS),
         points=lambda wildcards: encoding_files(wildcards.set, wildcards.shard),
+        code=code_version("mi_oracle.encoding.run"),
     script:
         "../scripts/encode_features.py"
 
@@ -45,5 +46,7 @@ rule encoding_metrics:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        code=code_version("mi_oracle.encoding.summary"),
     script:
         "../scripts/encoding_metrics.py"

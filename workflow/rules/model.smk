@@ -14,5 +14,6 @@ rule fetch_model:
     params:
         model=config["model"],
         local_roots=config["local_roots"],
+        code=code_version("mi_oracle.models.fetch"),
     script:
         "../scripts/fetch_model.py"

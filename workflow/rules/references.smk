@@ -20,7 +20,8 @@ rule generate_reference:
     params:
         item=lambda wildcards: REFERENCE_ITEMS[wildcards.reference],
         options=REFERENCE_OPTIONS,
-        numerics=NUMERICS["references"],
+        numerics={"mode": NUMERICS["references"], "threads": NUMERICS["threads"]},
+        code=code_version("mi_oracle.references.generate"),
     script:
         "../scripts/generate_reference.py"
 
@@ -42,7 +43,8 @@ use rule generate_reference as generate_native_reference with:
     params:
         item=lambda wildcards: REFERENCE_ITEMS[wildcards.reference],
         options=REFERENCE_OPTIONS,
-        numerics="native",
+        numerics={"mode": "native", "threads": NUMERICS["threads"]},
+        code=code_version("mi_oracle.references.generate"),
 
 
 rule references:
@@ -68,5 +70,6 @@ rule check_references:
     params:
         kinds={name: item["kind"] for name, item in REFERENCE_ITEMS.items()},
         committed=lambda wildcards: committed_folder(),
+        code=code_version("mi_oracle.references.check"),
     script:
         "../scripts/check_references.py"

@@ -17,5 +17,5 @@ with logged_to(snakemake.log[0]):
         Path(manifest) if manifest else None,
         Path(snakemake.output.reference),
         Path(snakemake.output.provenance),
-        numerics=Numerics(snakemake.params.numerics, snakemake.threads),
+        numerics=Numerics(snakemake.params.numerics["mode"], snakemake.params.numerics["threads"]),
     )
