@@ -326,3 +326,21 @@ def test_detection_reads_headers_only(tmp_path):
     detected = detect([path], 0, N_LAYERS)
     assert (detected.schema, detected.d_model, detected.d_sae) == ("PltBundle", D_MODEL, D_SAE)
     assert detected.tensors["layer_0.safetensors"]["W_skip"].shape == (D_MODEL, D_MODEL)
+
+
+def test_a_manifest_is_read_with_its_format_checked_and_names_missing_layers(work):
+    from mi_oracle.dictionaries.manifest import layer_record, read_manifest
+
+    yaml_path = write_yaml(work / "tc" / "config.yaml", curation(npz_set(work)))
+    resolve(work, yaml_path)
+    manifest = read_manifest(work / "results" / "manifest.json")
+    assert layer_record(manifest, 2)["layer"] == 2
+    with pytest.raises(DictionaryError, match=r"set set: layer 1 was not resolved \(resolved: \[0, 2\]\)"):
+        layer_record(manifest, 1)
+    other = work / "other.json"
+    other.write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(DictionaryError, match=r"other\.json: format 'something-else' version None; expected"):
+        read_manifest(other)
+    other.write_text("{not json")
+    with pytest.raises(DictionaryError, match=r"other\.json: cannot read as JSON"):
+        read_manifest(other)

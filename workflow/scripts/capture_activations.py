@@ -6,7 +6,7 @@ import _src_path  # noqa: F401
 
 from mi_oracle.capture.plan import PLAN_FILE
 from mi_oracle.capture.run import capture_shard
-from mi_oracle.models.folder import read_json
+from mi_oracle.json_files import read_json
 from mi_oracle.rule_logging import logged_to
 
 with logged_to(snakemake.log[0]):

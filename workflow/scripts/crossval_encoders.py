@@ -6,12 +6,12 @@ import _src_path  # noqa: F401
 
 from mi_oracle.atomic import write_json_atomic
 from mi_oracle.crossval.encoders import compare_layer
+from mi_oracle.dictionaries.manifest import read_manifest
 from mi_oracle.encoding.layout import features_file
-from mi_oracle.models.folder import read_json
 from mi_oracle.rule_logging import logged_to
 
 with logged_to(snakemake.log[0]):
-    manifest = read_json(Path(snakemake.input.manifest))
+    manifest = read_manifest(Path(snakemake.input.manifest))
     results = [
         compare_layer(
             manifest, layer, features_file(snakemake.input.features, layer), Path(inputs), Path.cwd()

@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 
 from mi_oracle.atomic import atomic_directory, write_json_atomic
 from mi_oracle.capture.prompts import describe_prompt_set, read_prompts
-from mi_oracle.models.folder import read_json
+from mi_oracle.errors import ModelFolderError
+from mi_oracle.json_files import read_json
 from mi_oracle.parquet_files import WRITE_OPTIONS
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def make_plan(
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     token_ids, truncated = tokenize(tokenizer, prompts, capture["max_length"], capture["add_special_tokens"])
     shards = split_into_shards([len(ids) for ids in token_ids], capture["shard_tokens"])
-    provenance = read_json(Path(model_dir) / "provenance.json")
+    provenance = read_json(Path(model_dir) / "provenance.json", ModelFolderError)
     plan = {
         "prompt_set": describe_prompt_set(prompts_path, prompt_set),
         "model": {

@@ -15,7 +15,8 @@ from tqdm import tqdm
 from mi_oracle.capture.hooks import HOOK_POINTS, ActivationRecorder, hf_module_name, locate
 from mi_oracle.capture.writer import ShardWriters, activation_schema
 from mi_oracle.environment import describe_environment
-from mi_oracle.models.folder import read_json
+from mi_oracle.errors import ModelFolderError
+from mi_oracle.json_files import read_json
 from mi_oracle.models.provenance import verify_model_files
 from mi_oracle.parquet_files import read_parquet
 
@@ -128,7 +129,7 @@ def capture_shard(
     """Capture every (hook, layer) in ``outputs`` for the prompts of one shard's tokens table."""
     model, recorder, device = load_recording_model(model_dir, outputs.keys(), settings, threads)
     model_type = model.config.model_type
-    provenance = read_json(Path(model_dir) / "provenance.json")
+    provenance = read_json(Path(model_dir) / "provenance.json", ModelFolderError)
     d_model = model.config.hidden_size
 
     tokens = read_parquet(tokens_path, "tokens table", ["prompt_id", "token_ids"]).to_pydict()

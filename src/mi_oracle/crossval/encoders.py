@@ -13,6 +13,7 @@ import torch
 
 from mi_oracle.capture.hooks import HOOK_POINTS
 from mi_oracle.crossval.oracle import agreement, dense, load_canonical, oracle
+from mi_oracle.dictionaries.manifest import layer_record
 from mi_oracle.parquet_files import read_parquet
 
 MAX_TOKENS = 512  # tokens per (set, layer): enough for every feature's statistics, cheap in float64
@@ -72,7 +73,7 @@ def compare_layer(
     return {
         "set": manifest["set"],
         "layer": layer,
-        "schema": next(r["schema"] for r in manifest["layers"] if r["layer"] == layer),
+        "schema": layer_record(manifest, layer)["schema"],
         "activation": activation,
         "synthetic": bool(manifest.get("synthetic")),
         "n_tokens": len(x),

@@ -13,7 +13,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from mi_oracle.models.folder import read_json
+from mi_oracle.json_files import read_json
 from mi_oracle.references.compare import PROVENANCE_KEYS
 
 

@@ -18,7 +18,7 @@ from mi_oracle.crossval.svg import bar_chart
 from mi_oracle.environment import describe_environment
 from mi_oracle.errors import CrossValidationError
 from mi_oracle.hashing import digest_file
-from mi_oracle.models.folder import read_json
+from mi_oracle.json_files import read_json
 
 log = logging.getLogger(__name__)
 FORMAT = "mi-oracle/crossval-report"

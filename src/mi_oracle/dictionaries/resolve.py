@@ -19,18 +19,18 @@ from mi_oracle.dictionaries.curation import SetSpec, parse_set
 from mi_oracle.dictionaries.formats import SAELENS_CONFIG, detect
 from mi_oracle.dictionaries.hub_files import HubFiles
 from mi_oracle.dictionaries.locations import HubFile
+from mi_oracle.dictionaries.manifest import FORMAT, FORMAT_VERSION
 from mi_oracle.dictionaries.set_files import Context, Origin, load_document, local_path, set_files
 from mi_oracle.environment import describe_environment
-from mi_oracle.errors import DictionaryError
+from mi_oracle.errors import DictionaryError, ModelFolderError
 from mi_oracle.hashing import digest_file
-from mi_oracle.models.folder import read_json, summarize_config
+from mi_oracle.json_files import read_json
+from mi_oracle.models.folder import summarize_config
 from mi_oracle.models.provenance import link_or_copy
 from mi_oracle.references.plan import layers_needed
 
 log = logging.getLogger(__name__)
 
-FORMAT = "mi-oracle/dictionary-manifest"
-FORMAT_VERSION = 1
 SYNTHETIC_PROVENANCE = "provenance.json"
 
 
@@ -126,7 +126,7 @@ def resolve_set(
     resolved too (and listed apart from ``encode_layers``).
     """
     base = (base or Path.cwd()).resolve()
-    provenance = read_json(Path(model_dir) / "provenance.json")
+    provenance = read_json(Path(model_dir) / "provenance.json", ModelFolderError)
     model = {**summarize_config(model_dir), "name": provenance.get("name"), "repo": provenance.get("repo")}
     model["resolved_revision"] = provenance.get("resolved_revision")
     with atomic_directory(Path(files_dir)) as staging:

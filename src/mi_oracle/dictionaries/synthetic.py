@@ -31,8 +31,9 @@ from mi_oracle.dictionaries.resolve import SYNTHETIC_PROVENANCE
 from mi_oracle.dictionaries.synthetic_fit import fit_layer
 from mi_oracle.dictionaries.writers import write_npz, write_safetensors
 from mi_oracle.environment import describe_environment
-from mi_oracle.errors import DictionaryError
-from mi_oracle.models.folder import read_json, summarize_config
+from mi_oracle.errors import DictionaryError, ModelFolderError
+from mi_oracle.json_files import read_json
+from mi_oracle.models.folder import summarize_config
 from mi_oracle.numerics.mode import PORTABLE, Numerics
 from mi_oracle.parquet_files import read_parquet
 
@@ -278,7 +279,7 @@ def _build_synthetic_sets(
     model_dir, tokens_dir = Path(model_dir), Path(tokens_dir)
     summary = summarize_config(model_dir)
     n_layers = int(summary["num_hidden_layers"])
-    provenance = read_json(Path(model_dir) / "provenance.json")
+    provenance = read_json(Path(model_dir) / "provenance.json", ModelFolderError)
     model = {
         "name": provenance.get("name"),
         "repo": provenance.get("repo"),

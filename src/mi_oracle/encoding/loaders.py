@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
+from mi_oracle.dictionaries.manifest import layer_record
 from mi_oracle.dictionaries.verify import verified_layer_files
 from mi_oracle.errors import DictionaryError
 
@@ -106,10 +107,7 @@ def load_layer(
     manifest: Mapping[str, Any], layer: int, base: Path, compute_dtype: torch.dtype = torch.float32
 ) -> Dictionary:
     """Layer ``layer`` of a resolved set (its manifest), validated and canonicalised."""
-    record = next((r for r in manifest["layers"] if r["layer"] == layer), None)
-    if record is None:
-        resolved = [r["layer"] for r in manifest["layers"]]
-        raise DictionaryError(f"set {manifest['set']}: layer {layer} was not resolved (resolved: {resolved})")
+    record = layer_record(manifest, layer)
     paths = verified_layer_files(record, base, manifest["set"])
     schema, d_model, d_sae = record["schema"], record["d_model"], record["d_sae"]
     n_layers = manifest["model"]["num_hidden_layers"]

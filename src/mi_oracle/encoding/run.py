@@ -20,6 +20,7 @@ from tqdm import tqdm
 from mi_oracle.atomic import atomic_directory, write_json_atomic
 from mi_oracle.capture.run import DTYPES, resolve_device
 from mi_oracle.capture.writer import METADATA_KEY, read_metadata
+from mi_oracle.dictionaries.manifest import layer_record
 from mi_oracle.encoding.compute import decode, encode, sparse_rows
 from mi_oracle.encoding.layout import SUMS_FILE, features_file
 from mi_oracle.encoding.loaders import load_layer
@@ -95,7 +96,7 @@ def encode_layer(
     dictionary = load_layer(manifest, layer, Path(base or Path.cwd()), dtype).to(device)
     capture_meta = read_metadata(inputs)
     d_model = dictionary.W_enc.shape[0]
-    record = next(r for r in manifest["layers"] if r["layer"] == layer)
+    record = layer_record(manifest, layer)
     metadata = {
         "set": manifest["set"],
         "kind": manifest["kind"],

@@ -7,7 +7,8 @@ import struct
 from collections.abc import Iterable
 from pathlib import Path
 
-from mi_oracle.errors import MiOracleError, ModelFolderError
+from mi_oracle.errors import ModelFolderError
+from mi_oracle.json_files import read_json
 
 CONFIG_FILES = ("config.json", "generation_config.json")
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -75,17 +76,6 @@ def index_weight_map(index: object, where: str) -> dict[str, str]:
     return weight_map
 
 
-def read_json(path: Path, error_type: type[MiOracleError] = ModelFolderError) -> dict:
-    """Parse a JSON object file; on failure raise ``error_type`` naming the file."""
-    try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise error_type(f"{path}: cannot read as JSON ({error})") from error
-    if not isinstance(value, dict):
-        raise error_type(f"{path}: expected a JSON object, found {type(value).__name__}")
-    return value
-
-
 def read_safetensors_header(path: Path) -> dict:
     """The JSON header of a safetensors file, read without loading any tensor."""
     path = Path(path)
@@ -110,10 +100,10 @@ def required_files(folder: Path) -> list[str]:
     names = [entry.name for entry in folder.iterdir() if entry.is_file()]
     if "config.json" not in names:
         raise ModelFolderError(f"{folder}: config.json is missing; expected a Hugging Face model folder")
-    config = read_json(folder / "config.json")
+    config = read_json(folder / "config.json", ModelFolderError)
     if "model_type" not in config:
         raise ModelFolderError(f"{folder}/config.json: key 'model_type' is missing")
-    index = read_json(folder / SAFETENSORS_INDEX) if SAFETENSORS_INDEX in names else None
+    index = read_json(folder / SAFETENSORS_INDEX, ModelFolderError) if SAFETENSORS_INDEX in names else None
     weights = weight_files(names, index, str(folder))
     for name in weights:
         if name.endswith(".safetensors"):
@@ -125,7 +115,7 @@ def required_files(folder: Path) -> list[str]:
 
 def summarize_config(folder: Path) -> dict[str, object]:
     """The few config fields later stages and reports show."""
-    config = read_json(Path(folder) / "config.json")
+    config = read_json(Path(folder) / "config.json", ModelFolderError)
     text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
     return {
         "model_type": config.get("model_type"),

@@ -22,11 +22,11 @@ from huggingface_hub.errors import (
     RevisionResolutionError,
 )
 
-from mi_oracle.errors import FetchError, HashMismatchError, TransientFetchError
+from mi_oracle.errors import FetchError, HashMismatchError, ModelFolderError, TransientFetchError
 from mi_oracle.hashing import digest_file
+from mi_oracle.json_files import read_json
 from mi_oracle.models.folder import (
     SAFETENSORS_INDEX,
-    read_json,
     required_files,
     select_small_files,
     weight_files,
@@ -91,7 +91,7 @@ def choose_files(repo: str, commit: str, names: list[str], token: str | None) ->
     index = None
     if SAFETENSORS_INDEX in names:
         index_path = hf_hub_download(repo, SAFETENSORS_INDEX, revision=commit, token=token)
-        index = read_json(Path(index_path))
+        index = read_json(Path(index_path), ModelFolderError)
     weights = weight_files(names, index, f"{repo}@{commit}")
     small = select_small_files(names)
     if "config.json" not in small:

@@ -12,7 +12,8 @@ from mi_oracle.atomic import atomic_directory, write_json_atomic
 from mi_oracle.environment import describe_environment
 from mi_oracle.errors import ModelFolderError
 from mi_oracle.hashing import digest_file, sha256_file
-from mi_oracle.models.folder import read_json, summarize_config
+from mi_oracle.json_files import read_json
+from mi_oracle.models.folder import summarize_config
 
 PROVENANCE_FILE = "provenance.json"
 FORMAT = "mi-oracle/model-provenance"
@@ -50,7 +51,7 @@ def verify_model_files(model_dir: Path, suffixes: tuple[str, ...] = WEIGHT_SUFFI
     error naming the file and both hashes, so no output records the hash of other weights.
     """
     provenance_path = Path(model_dir) / PROVENANCE_FILE
-    provenance = read_json(provenance_path)
+    provenance = read_json(provenance_path, ModelFolderError)
     for record in provenance.get("files", []):
         if not record["path"].endswith(suffixes):
             continue

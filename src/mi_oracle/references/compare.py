@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mi_oracle.errors import ReferenceDataError
-from mi_oracle.models.folder import read_json
+from mi_oracle.json_files import read_json
 
 
 @dataclass(frozen=True)

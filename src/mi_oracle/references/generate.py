@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from mi_oracle.atomic import write_json_atomic
+from mi_oracle.dictionaries.manifest import read_manifest
 from mi_oracle.environment import describe_environment
 from mi_oracle.errors import NumericsError
 from mi_oracle.hashing import sha256_file
-from mi_oracle.models.folder import read_json
 from mi_oracle.numerics.mode import PORTABLE, Numerics
 from mi_oracle.references.forward_reference import forward_reference
 from mi_oracle.references.plan import transcoder_layers
@@ -93,7 +93,7 @@ def _write_reference(
     base: str | Path,
     numerics: Mapping[str, Any],
 ) -> dict[str, Any]:
-    manifest = read_json(Path(manifest_path)) if manifest_path is not None else None
+    manifest = read_manifest(Path(manifest_path)) if manifest_path is not None else None
     document = build_reference(item, options, Path(model_dir), manifest, Path(base))
     document[ENVIRONMENT_KEY]["numerics"] = dict(numerics)
     write_json_atomic(Path(output), document, sort_keys=False, ensure_ascii=True, allow_nan=False)

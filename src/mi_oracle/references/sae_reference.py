@@ -17,6 +17,7 @@ import torch
 
 from mi_oracle.capture.hooks import HOOK_POINTS
 from mi_oracle.capture.run import collect_activations, resolve_device
+from mi_oracle.dictionaries.manifest import layer_record
 from mi_oracle.encoding.compute import decode, encode
 from mi_oracle.encoding.loaders import load_layer
 from mi_oracle.errors import ReferenceDataError
@@ -74,7 +75,7 @@ def sae_reference(
     last_x, last_acts, last_rec = (t[-1].numpy() for t in (x, acts, reconstruction))
     positive = last_acts > 0
     top = top_indices(last_acts, TOP_K, keep=positive)
-    record = next(r for r in manifest["layers"] if r["layer"] == layer)
+    record = layer_record(manifest, layer)
     model = model_record(model_dir)
     return {
         "model_id": model["repo"] or model["name"],
