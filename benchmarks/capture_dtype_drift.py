@@ -31,7 +31,8 @@ from capture_throughput import MODEL, PROMPTS  # noqa: E402
 
 from mi_oracle.capture.plan import make_plan  # noqa: E402
 from mi_oracle.capture.run import capture_shard  # noqa: E402
-from mi_oracle.crossval.capture import DTYPES, captured_rows, diff_stats  # noqa: E402
+from mi_oracle.crossval.capture import captured_rows, diff_stats  # noqa: E402
+from mi_oracle.devices import DTYPES  # noqa: E402
 
 LAYERS = [0, 9, 16]  # resid_post of 16 is hidden_states[17]; the last layer's carries the final norm
 SETTINGS = {**capture_throughput.SETTINGS, "device": "cpu"}

@@ -34,9 +34,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mi_oracle.capture.hooks import HOOK_POINTS, StopForward  # noqa: E402
 from mi_oracle.capture.plan import make_plan  # noqa: E402
+from mi_oracle.capture.recorder import StopForward  # noqa: E402
 from mi_oracle.capture.run import capture_shard, length_grouped_batches, right_padded  # noqa: E402
+from mi_oracle.hook_points import HOOK_POINTS  # noqa: E402
 
 MODEL = ROOT / "resources" / "models" / "gemma-3-270m"
 PROMPTS = ROOT / "config" / "prompts" / "default.jsonl"

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from mi_oracle.capture.hooks import HOOK_POINTS
 from mi_oracle.capture.plan import TOKENS_SCHEMA
 from mi_oracle.capture.run import capture_shard
+from mi_oracle.hook_points import HOOK_POINTS
 
 SETTINGS = {
     "device": "cpu",

@@ -12,24 +12,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mi_oracle.capture.hooks import HOOK_POINTS, ActivationRecorder, hf_module_name, locate
+from mi_oracle.capture.recorder import ActivationRecorder
 from mi_oracle.capture.writer import ShardWriters, activation_schema
+from mi_oracle.devices import DTYPES, resolve_device
 from mi_oracle.environment import describe_environment
 from mi_oracle.errors import ModelFolderError
+from mi_oracle.hook_points import HOOK_POINTS, hf_module_name, locate
 from mi_oracle.json_files import read_json
 from mi_oracle.models.provenance import verify_model_files
 from mi_oracle.parquet_files import read_parquet
 
 log = logging.getLogger(__name__)
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def resolve_device(requested: str) -> torch.device:
-    """``auto`` is CUDA when present, else CPU; anything else is taken as given."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
 
 
 def length_grouped_batches(lengths: list[int], batch_tokens: int) -> Iterator[list[int]]:
@@ -68,10 +61,10 @@ def load_recording_model(
     from transformers import AutoConfig, AutoModelForCausalLM
 
     points = list(points)
-    verify_model_files(model_dir)  # the weights its metadata will name, not others
     model_type = AutoConfig.from_pretrained(model_dir).model_type
     for hook, _layer in points:
         locate(model_type, hook)
+    verify_model_files(model_dir)  # the weights its metadata will name, not others
     if threads > 0:
         torch.set_num_threads(threads)
     device = resolve_device(settings["device"])

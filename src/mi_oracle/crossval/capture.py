@@ -21,8 +21,9 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 
-from mi_oracle.capture.hooks import HOOK_POINTS
 from mi_oracle.capture.writer import read_metadata
+from mi_oracle.devices import DTYPES
+from mi_oracle.hook_points import HOOK_POINTS
 from mi_oracle.parquet_files import read_parquet
 
 N_PROMPTS = 8
@@ -35,7 +36,6 @@ BARS = {
     "bfloat16": {"hf": 5e-2, "transformer_lens": 5e-2},
     "float16": {"hf": 1e-2, "transformer_lens": 1e-2},
 }
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def diff_stats(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float]:

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from mi_oracle.capture.hooks import HOOK_POINTS
 from mi_oracle.crossval.oracle import agreement, dense, load_canonical, oracle
 from mi_oracle.dictionaries.manifest import layer_record
+from mi_oracle.hook_points import HOOK_POINTS
 from mi_oracle.parquet_files import read_parquet
 
 MAX_TOKENS = 512  # tokens per (set, layer): enough for every feature's statistics, cheap in float64

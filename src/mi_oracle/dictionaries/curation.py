@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from mi_oracle.capture.hooks import UnsupportedModelError, project_hook
 from mi_oracle.errors import DictionaryError
+from mi_oracle.hook_points import UnsupportedModelError, project_hook
 
 KINDS = ("transcoder_set", "cross_layer_transcoder", "sae")
 ACTIVATIONS = ("relu", "topk")

@@ -22,7 +22,6 @@ import torch
 import yaml
 
 from mi_oracle.atomic import atomic_directory, write_json_atomic
-from mi_oracle.capture.hooks import HOOK_POINTS
 from mi_oracle.capture.plan import PLAN_FILE
 from mi_oracle.capture.run import collect_activations
 from mi_oracle.dictionaries import synthetic_fit
@@ -32,6 +31,7 @@ from mi_oracle.dictionaries.synthetic_fit import fit_layer
 from mi_oracle.dictionaries.writers import write_npz, write_safetensors
 from mi_oracle.environment import describe_environment
 from mi_oracle.errors import DictionaryError, ModelFolderError
+from mi_oracle.hook_points import HOOK_POINTS
 from mi_oracle.json_files import read_json
 from mi_oracle.models.folder import summarize_config
 from mi_oracle.numerics.mode import PORTABLE, Numerics

@@ -18,8 +18,8 @@ import torch
 from tqdm import tqdm
 
 from mi_oracle.atomic import atomic_directory, write_json_atomic
-from mi_oracle.capture.run import DTYPES, resolve_device
 from mi_oracle.capture.writer import METADATA_KEY, read_metadata
+from mi_oracle.devices import DTYPES, resolve_device
 from mi_oracle.dictionaries.manifest import layer_record
 from mi_oracle.encoding.compute import decode, encode, sparse_rows
 from mi_oracle.encoding.layout import SUMS_FILE, features_file

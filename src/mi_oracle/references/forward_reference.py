@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from mi_oracle.capture.run import DTYPES, resolve_device
+from mi_oracle.devices import DTYPES, resolve_device
 from mi_oracle.references.numbers import TOP_K, deterministic_torch, f32, f32_list, top_indices
 from mi_oracle.references.provenance import ENVIRONMENT_KEY, environment_block, model_record, platform_label
 

@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from mi_oracle.capture.hooks import HOOK_POINTS
-from mi_oracle.capture.run import collect_activations, resolve_device
+from mi_oracle.capture.run import collect_activations
+from mi_oracle.devices import resolve_device
 from mi_oracle.dictionaries.manifest import layer_record
 from mi_oracle.encoding.compute import decode, encode
 from mi_oracle.encoding.loaders import load_layer
 from mi_oracle.errors import ReferenceDataError
+from mi_oracle.hook_points import HOOK_POINTS
 from mi_oracle.references.numbers import TOP_K, deterministic_torch, f32, f32_list, top_indices
 from mi_oracle.references.origins import weight_path, weights_repo
 from mi_oracle.references.provenance import (

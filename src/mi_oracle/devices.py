@@ -1,0 +1,14 @@
+"""Device and dtype settings as the config spells them, for every stage that runs torch."""
+
+from __future__ import annotations
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(requested: str) -> torch.device:
+    """``auto`` is CUDA when present, else CPU; anything else is taken as given."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
