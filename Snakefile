@@ -48,6 +48,6 @@ rule all:
         model_dir(),
         all_activations,
         [manifest_path(name) for name in SETS],
-        [f"results/features/{RUN}/{name}/metrics.json" for name in SETS],
+        [metrics_path(name) for name in SETS],
         all_references(),
-        "results/reports/crossval.html",
+        layout.REPORT_HTML,

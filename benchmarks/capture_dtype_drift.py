@@ -74,7 +74,9 @@ def main() -> None:
                 for hook in ("resid_pre", "resid_post")
                 for layer in LAYERS
             }
-            capture_shard(MODEL, work / "part-00000.parquet", outputs, {**SETTINGS, "dtype": name}, plan)
+            capture_shard(
+                MODEL, work / "part-00000.parquet", outputs, {**SETTINGS, "dtype": name}, plan, "00000"
+            )
             worst = {}
             for against in {name, "float32"}:
                 diffs = []

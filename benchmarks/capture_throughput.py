@@ -83,6 +83,7 @@ def mi_oracle_capture(tokens_path, out_dir, plan, device) -> float:
         outputs,
         {**SETTINGS, "device": device.type},
         plan,
+        "00000",
         threads=torch.get_num_threads(),
     )
     return time.perf_counter() - start

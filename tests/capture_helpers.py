@@ -49,7 +49,7 @@ def capture(model_dir: Path, token_rows: list[list[int]], layers: list[int], out
         for h in HOOK_POINTS
         for layer in layers
     }
-    capture_shard(model_dir, tokens, outputs, {**SETTINGS, **settings}, PLAN, threads=2)
+    capture_shard(model_dir, tokens, outputs, {**SETTINGS, **settings}, PLAN, "00000", threads=2)
     result = {}
     for key, path in outputs.items():
         table = pq.read_table(path).to_pydict()

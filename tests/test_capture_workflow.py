@@ -141,6 +141,7 @@ def test_the_capture_cross_check_passes_and_catches_a_planted_difference(tmp_pat
         tmp_path / "resources" / "models" / "tiny",
         tmp_path / "results" / "tokens" / "t" / "part-00000.parquet",
         root,
+        "00000",
         points,
     )
     verdicts = {

@@ -283,9 +283,9 @@ def test_a_bf16_capture_is_held_in_bf16_and_a_misplaced_hook_still_fails(tmp_pat
     points = [("resid_post", 0), ("resid_post", 1), ("mlp_out", 1)]
     outputs = {(h, lay): root / f"hook={h}" / f"layer={lay}" / "part-00000.parquet" for h, lay in points}
     settings = {**CAPTURE_SETTINGS, "dtype": "bfloat16", "batch_tokens": 16}
-    capture_shard(model_dir, tokens, outputs, settings, CAPTURE_PLAN)
+    capture_shard(model_dir, tokens, outputs, settings, CAPTURE_PLAN, "00000")
 
-    result = compare_capture(model_dir, tokens, root, points)
+    result = compare_capture(model_dir, tokens, root, "00000", points)
     assert result["model_dtype"] == "bfloat16" and result["n_prompts"] == 8
     for point in result["points"]:
         for peer in ("hf", "transformer_lens"):
@@ -294,7 +294,10 @@ def test_a_bf16_capture_is_held_in_bf16_and_a_misplaced_hook_still_fails(tmp_pat
 
     # layer 0's output stored as layer 1's: what a hook one layer off would write
     shutil.copy(outputs[("resid_post", 0)], outputs[("resid_post", 1)])
-    planted = {(p["hook"], p["layer"]): p for p in compare_capture(model_dir, tokens, root, points)["points"]}
+    planted = {
+        (p["hook"], p["layer"]): p
+        for p in compare_capture(model_dir, tokens, root, "00000", points)["points"]
+    }
     assert planted[("resid_post", 1)]["hf"]["pass"] is False
     assert planted[("resid_post", 1)]["transformer_lens"]["pass"] is False
     assert planted[("resid_post", 0)]["hf"]["pass"] is True

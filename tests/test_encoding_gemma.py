@@ -14,8 +14,8 @@ import torch
 from safetensors.torch import save_file
 
 from mi_oracle.dictionaries.resolve import resolve_set
-from mi_oracle.encoding.layout import features_file
 from mi_oracle.encoding.run import encode_shard
+from mi_oracle.layout import features_file
 from tests.encoding_oracle import compare, dense, load_canonical, oracle, read_table
 
 pytestmark = pytest.mark.slow

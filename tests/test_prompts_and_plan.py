@@ -8,8 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mi_oracle.capture.plan import PLAN_FILE, make_plan, split_into_shards
+from mi_oracle.capture.plan import make_plan, split_into_shards
 from mi_oracle.capture.prompts import PromptSetError, read_prompts
+from mi_oracle.layout import PLAN_FILE
 from tests.capture_helpers import fetched_tiny
 
 PROMPTS = ["the capital of france", "is paris", "a city in europe"]

@@ -3,7 +3,7 @@ checkpoint plan_capture:
         model=model_dir(),
         prompts=PROMPTS,
     output:
-        directory(f"results/tokens/{RUN}"),
+        directory(tokens_dir()),
     log:
         f"results/logs/plan_capture/{RUN}.log",
     conda:
@@ -22,7 +22,7 @@ checkpoint plan_capture:
 rule capture_activations:
     input:
         model=model_dir(),
-        tokens=f"results/tokens/{RUN}",
+        tokens=tokens_dir(),
     output:
         [activation_path(hook, layer, "{shard}") for hook, layer in POINTS],
     log:

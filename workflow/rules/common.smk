@@ -2,7 +2,6 @@
 
 import functools
 
-from mi_oracle.capture.plan import PLAN_FILE
 from mi_oracle.code_version import code_version
 from mi_oracle.config import (
     CALIBRATION_KEYS,
@@ -14,6 +13,7 @@ from mi_oracle.config import (
     settings_for,
 )
 from mi_oracle.dictionaries.set_files import local_set_files
+from mi_oracle import layout
 from mi_oracle.encoding.plan import encoding_points
 from mi_oracle.json_files import read_json
 from mi_oracle.references.plan import reference_items
@@ -40,12 +40,17 @@ PROMPTS = local_input(config["prompts"]["path"], "prompts.path")
 
 def model_dir():
     """The fetched model folder every stage reads."""
-    return f"resources/models/{MODEL}"
+    return layout.model_dir(MODEL)
+
+
+def tokens_dir():
+    """The capture plan's folder (one tokens table per shard)."""
+    return layout.tokens_dir(RUN)
 
 
 def activation_path(hook, layer, shard):
     """One (hook, layer) file of one shard, in the hive-partitioned activation dataset."""
-    return f"results/activations/{RUN}/hook={hook}/layer={layer}/part-{shard}.parquet"
+    return layout.activation_path(RUN, hook, layer, shard)
 
 
 @functools.cache
@@ -61,7 +66,7 @@ def cached_json(path):
 def planned_shards():
     """The shards the capture plan lists, once the plan checkpoint has run."""
     plan = Path(checkpoints.plan_capture.get().output[0])
-    return [shard["shard"] for shard in cached_json(plan / PLAN_FILE)["shards"]]
+    return [shard["shard"] for shard in cached_json(plan / layout.PLAN_FILE)["shards"]]
 
 
 def all_activations(wildcards):
@@ -75,14 +80,9 @@ if len(SETS) != len(config["dictionaries"]):
 SYNTHETIC = [name for name, definition in SETS.items() if "synthetic" in definition]
 
 
-def synthetic_dir(name):
-    """The folder the workflow writes a synthetic set into (its config.yaml and weights)."""
-    return f"results/synthetic/{name}"
-
-
-def manifest_path(name):
-    """The resolved manifest of one dictionary set."""
-    return f"results/curation/{name}/manifest.json"
+synthetic_dir = layout.synthetic_dir
+manifest_path = layout.manifest_path
+dictionary_files_dir = layout.dictionary_files_dir
 
 
 def curation_inputs(wildcards):
@@ -102,7 +102,12 @@ ENCODING = config["encoding"]
 
 def features_dir(name, shard):
     """One shard's features of one set: a file per encoded layer and the metric sums, in one folder."""
-    return f"results/features/{RUN}/{name}/shard={shard}"
+    return layout.features_dir(RUN, name, shard)
+
+
+def metrics_path(name, table=False):
+    """A set's metrics over every shard (``metrics.json``; ``metrics.tsv`` with ``table``)."""
+    return layout.metrics_path(RUN, name, table)
 
 
 def resolved_manifest(name):
@@ -124,7 +129,7 @@ def encoding_inputs(wildcards):
     points = encoding_files(wildcards.set, wildcards.shard)
     inputs = {
         "manifest": manifest_path(wildcards.set),
-        "files": f"resources/dictionaries/{wildcards.set}",
+        "files": dictionary_files_dir(wildcards.set),
         "activations": sorted({path for _, *paths in points for path in paths}),
     }
     if wildcards.set in SYNTHETIC:
@@ -150,14 +155,8 @@ REFERENCE_ITEMS = reference_items(REFERENCES, list(SETS))
 REFERENCE_OPTIONS = {key: REFERENCES[key] for key in ("device", "dtype", "seeds_per_layer")}
 
 
-def reference_path(name, numerics="portable"):
-    """One generated reference, in the schema candle-mi's tests read (its native copy under native/)."""
-    return f"results/references/{'native/' if numerics == 'native' else ''}{name}.json"
-
-
-def reference_provenance_path(name, numerics="portable"):
-    """Where a reference's provenance goes: the machine it ran on and the reference's sha256."""
-    return f"results/references/{'native/' if numerics == 'native' else ''}provenance/{name}.json"
+reference_path = layout.reference_path
+reference_provenance_path = layout.reference_provenance_path
 
 
 def all_references(numerics="portable"):
@@ -176,7 +175,7 @@ def reference_inputs(wildcards):
     inputs = {"model": model_dir()}
     if "set" in item:
         inputs["manifest"] = manifest_path(item["set"])
-        inputs["files"] = f"resources/dictionaries/{item['set']}"
+        inputs["files"] = dictionary_files_dir(item["set"])
         if item["set"] in SYNTHETIC:
             inputs["synthetic"] = synthetic_dir(item["set"])
     return inputs
@@ -207,7 +206,7 @@ def crossval_capture_inputs(wildcards):
     shard = first_shard()
     return {
         "model": model_dir(),
-        "tokens": f"results/tokens/{RUN}",
+        "tokens": tokens_dir(),
         "activations": [activation_path(hook, layer, shard) for hook, layer in POINTS],
     }
 
@@ -217,7 +216,7 @@ def crossval_encoder_inputs(wildcards):
     points = encoding_files(wildcards.set, first_shard())
     inputs = {
         "manifest": manifest_path(wildcards.set),
-        "files": f"resources/dictionaries/{wildcards.set}",
+        "files": dictionary_files_dir(wildcards.set),
         "features": features_dir(wildcards.set, first_shard()),
         "activations": [inputs for _, inputs, _ in points],
     }

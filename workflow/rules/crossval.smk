@@ -2,7 +2,7 @@ rule crossval_capture:
     input:
         unpack(crossval_capture_inputs),
     output:
-        "results/reports/crossval/capture.json",
+        layout.CAPTURE_CHECK,
     log:
         "results/logs/crossval_capture.log",
     benchmark:
@@ -16,6 +16,8 @@ rule crossval_capture:
     params:
         points=POINTS,
         prompts=CROSSVAL["capture_prompts"],
+        shard=lambda wildcards: first_shard(),
+        activations=lambda wildcards: layout.activations_dir(RUN),
         code=code_version("mi_oracle.crossval.capture"),
     script:
         "../scripts/crossval_capture.py"
@@ -25,7 +27,7 @@ rule crossval_encoders:
     input:
         unpack(crossval_encoder_inputs),
     output:
-        "results/reports/crossval/encoders/{set}.json",
+        layout.encoder_check_path("{set}"),
     log:
         "results/logs/crossval_encoders/{set}.log",
     benchmark:
@@ -47,19 +49,19 @@ rule crossval_encoders:
 
 rule crossval_report:
     input:
-        capture="results/reports/crossval/capture.json",
-        encoders=[f"results/reports/crossval/encoders/{name}.json" for name in SETS],
-        metrics=[f"results/features/{RUN}/{name}/metrics.json" for name in SETS],
+        capture=layout.CAPTURE_CHECK,
+        encoders=[layout.encoder_check_path(name) for name in SETS],
+        metrics=[metrics_path(name) for name in SETS],
         references=all_references(),
         native=all_references("native"),
         candidates=crossval_candidates(),
     output:
         html=report(
-            "results/reports/crossval.html",
+            layout.REPORT_HTML,
             caption="../report/crossval.rst",
             category="Cross-validation",
         ),
-        json="results/reports/crossval.json",
+        json=layout.REPORT_JSON,
     log:
         "results/logs/crossval_report.log",
     localrule: True

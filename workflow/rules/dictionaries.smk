@@ -3,7 +3,7 @@ if SYNTHETIC:
     rule build_synthetic_dictionaries:
         input:
             model=model_dir(),
-            tokens=f"results/tokens/{RUN}",
+            tokens=tokens_dir(),
         output:
             [directory(synthetic_dir(name)) for name in SYNTHETIC],
         log:
@@ -31,7 +31,7 @@ checkpoint resolve_dictionary_set:
         unpack(curation_inputs),
     output:
         manifest=manifest_path("{set}"),
-        files=directory("resources/dictionaries/{set}"),
+        files=directory(dictionary_files_dir("{set}")),
     log:
         "results/logs/resolve_dictionary_set/{set}.log",
     wildcard_constraints:

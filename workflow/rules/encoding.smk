@@ -30,9 +30,9 @@ rule encoding_metrics:
         manifest=manifest_path("{set}"),
         shards=set_feature_shards,
     output:
-        metrics=f"results/features/{RUN}/{{set}}/metrics.json",
+        metrics=metrics_path("{set}"),
         table=report(
-            f"results/features/{RUN}/{{set}}/metrics.tsv",
+            metrics_path("{set}", table=True),
             caption="../report/encoding_metrics.rst",
             category="Encoding",
         ),

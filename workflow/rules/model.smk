@@ -1,6 +1,6 @@
 rule fetch_model:
     output:
-        directory("resources/models/{model}"),
+        directory(layout.model_dir("{model}")),
     log:
         "results/logs/fetch_model/{model}.log",
     benchmark:

@@ -58,7 +58,7 @@ rule check_references:
         references=all_references(),
         committed=committed_references(),
     output:
-        "results/reports/reference_check.json",
+        layout.REFERENCE_CHECK,
     log:
         "results/logs/check_references.log",
     localrule: True

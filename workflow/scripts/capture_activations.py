@@ -4,9 +4,9 @@ from pathlib import Path
 
 import _src_path  # noqa: F401
 
-from mi_oracle.capture.plan import PLAN_FILE
 from mi_oracle.capture.run import capture_shard
 from mi_oracle.json_files import read_json
+from mi_oracle.layout import PLAN_FILE, tokens_file
 from mi_oracle.rule_logging import logged_to
 
 with logged_to(snakemake.log[0]):
@@ -14,9 +14,10 @@ with logged_to(snakemake.log[0]):
     points = [tuple(point) for point in snakemake.params.points]
     capture_shard(
         Path(snakemake.input.model),
-        tokens_dir / f"part-{snakemake.wildcards.shard}.parquet",
+        tokens_file(tokens_dir, snakemake.wildcards.shard),
         dict(zip(points, map(Path, snakemake.output), strict=True)),
         snakemake.params.capture,
         read_json(tokens_dir / PLAN_FILE),
+        shard=snakemake.wildcards.shard,
         threads=snakemake.threads,
     )

@@ -7,7 +7,7 @@ import _src_path  # noqa: F401
 from mi_oracle.atomic import write_json_atomic
 from mi_oracle.crossval.encoders import compare_layer
 from mi_oracle.dictionaries.manifest import read_manifest
-from mi_oracle.encoding.layout import features_file
+from mi_oracle.layout import features_file
 from mi_oracle.rule_logging import logged_to
 
 with logged_to(snakemake.log[0]):

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import _src_path  # noqa: F401
 
-from mi_oracle.dictionaries.locations import CURATION_FILE
 from mi_oracle.dictionaries.resolve import resolve_set
+from mi_oracle.layout import CURATION_FILE
 from mi_oracle.retry import retry_transient
 from mi_oracle.rule_logging import logged_to
 

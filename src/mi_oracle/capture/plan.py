@@ -20,11 +20,11 @@ from mi_oracle.atomic import atomic_directory, write_json_atomic
 from mi_oracle.capture.prompts import describe_prompt_set, read_prompts
 from mi_oracle.errors import ModelFolderError
 from mi_oracle.json_files import read_json
+from mi_oracle.layout import PLAN_FILE, PROVENANCE_FILE, shard_name, tokens_file
 from mi_oracle.parquet_files import WRITE_OPTIONS
 
 log = logging.getLogger(__name__)
 
-PLAN_FILE = "_plan.json"
 TOKENS_SCHEMA = pa.schema(
     [
         ("prompt_id", pa.int64()),
@@ -35,10 +35,6 @@ TOKENS_SCHEMA = pa.schema(
         ("truncated", pa.bool_()),
     ]
 )
-
-
-def shard_name(index: int) -> str:
-    return f"{index:05d}"
 
 
 def tokenize(
@@ -82,7 +78,7 @@ def make_plan(
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     token_ids, truncated = tokenize(tokenizer, prompts, capture["max_length"], capture["add_special_tokens"])
     shards = split_into_shards([len(ids) for ids in token_ids], capture["shard_tokens"])
-    provenance = read_json(Path(model_dir) / "provenance.json", ModelFolderError)
+    provenance = read_json(Path(model_dir) / PROVENANCE_FILE, ModelFolderError)
     plan = {
         "prompt_set": describe_prompt_set(prompts_path, prompt_set),
         "model": {
@@ -124,7 +120,7 @@ def make_plan(
                 },
                 schema=TOKENS_SCHEMA,
             )
-            pq.write_table(table, staging / f"part-{shard_name(i)}.parquet", **WRITE_OPTIONS)
+            pq.write_table(table, tokens_file(staging, shard_name(i)), **WRITE_OPTIONS)
         write_json_atomic(staging / PLAN_FILE, plan)
     log.info("%d prompts, %d tokens, %d shards", len(prompts), plan["n_tokens"], len(shards))
     return plan

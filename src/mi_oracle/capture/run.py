@@ -19,6 +19,7 @@ from mi_oracle.environment import describe_environment
 from mi_oracle.errors import ModelFolderError
 from mi_oracle.hook_points import HOOK_POINTS, hf_module_name, locate
 from mi_oracle.json_files import read_json
+from mi_oracle.layout import PROVENANCE_FILE
 from mi_oracle.models.provenance import verify_model_files
 from mi_oracle.parquet_files import read_parquet
 
@@ -117,12 +118,13 @@ def capture_shard(
     outputs: Mapping[tuple[str, int], Path],
     settings: Mapping[str, Any],
     plan: Mapping[str, Any],
+    shard: str,
     threads: int = 1,
 ) -> dict[str, Any]:
-    """Capture every (hook, layer) in ``outputs`` for the prompts of one shard's tokens table."""
+    """Capture every (hook, layer) in ``outputs`` for the prompts of shard ``shard``'s tokens table."""
     model, recorder, device = load_recording_model(model_dir, outputs.keys(), settings, threads)
     model_type = model.config.model_type
-    provenance = read_json(Path(model_dir) / "provenance.json", ModelFolderError)
+    provenance = read_json(Path(model_dir) / PROVENANCE_FILE, ModelFolderError)
     d_model = model.config.hidden_size
 
     tokens = read_parquet(tokens_path, "tokens table", ["prompt_id", "token_ids"]).to_pydict()
@@ -144,7 +146,7 @@ def capture_shard(
         "device": device.type,
         "prompt_set": plan["prompt_set"],
         "tokenization": plan["tokenization"],
-        "shard": Path(tokens_path).stem.removeprefix("part-"),
+        "shard": shard,
         "environment": describe_environment(),
     }
     schemas = {

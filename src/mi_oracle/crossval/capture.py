@@ -24,6 +24,7 @@ import torch
 from mi_oracle.capture.writer import read_metadata
 from mi_oracle.devices import DTYPES
 from mi_oracle.hook_points import HOOK_POINTS
+from mi_oracle.layout import activation_file
 from mi_oracle.parquet_files import read_parquet
 
 N_PROMPTS = 8
@@ -50,7 +51,7 @@ def diff_stats(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float]:
 
 def captured_rows(root: Path, hook: str, layer: int, shard: str, prompt_ids: Sequence[int]) -> np.ndarray:
     """The captured rows of ``prompt_ids`` (in that order, positions ascending) at one point."""
-    table = read_parquet(_part(root, hook, layer, shard), "activation file")
+    table = read_parquet(activation_file(root, hook, layer, shard), "activation file")
     parts = []
     for prompt_id in prompt_ids:
         rows = table.filter(pc.equal(table["prompt_id"], prompt_id)).sort_by("position")
@@ -76,16 +77,18 @@ def compare_capture(
     model_dir: Path,
     tokens_path: Path,
     activations_root: Path,
+    shard: str,
     points: Sequence[tuple[str, int]],
     n_prompts: int = N_PROMPTS,
 ) -> dict[str, Any]:
     """Per (hook, layer): max abs and max relative diff against HF and TransformerLens, with bars."""
     from transformers import AutoModelForCausalLM
 
-    shard = Path(tokens_path).stem.removeprefix("part-")
     table = read_parquet(tokens_path, "tokens table", ["prompt_id", "token_ids"])
     tokens = table.slice(0, n_prompts).to_pydict()
-    metadata = [read_metadata(_part(activations_root, hook, layer, shard)) for hook, layer in points]
+    metadata = [
+        read_metadata(activation_file(activations_root, hook, layer, shard)) for hook, layer in points
+    ]
     dtype = metadata[0]["model_dtype"]
     bars = BARS[dtype]
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=DTYPES[dtype]).eval()
@@ -128,10 +131,6 @@ def compare_capture(
         "model_dtype": dtype,
         "points": rows,
     }
-
-
-def _part(root: Path, hook: str, layer: int, shard: str) -> Path:
-    return Path(root) / f"hook={hook}" / f"layer={layer}" / f"part-{shard}.parquet"
 
 
 def _transformer_lens_caches(model, model_dir: Path, token_rows, points: Sequence):

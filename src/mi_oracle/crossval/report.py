@@ -7,9 +7,11 @@ import json
 import logging
 import shutil
 from collections.abc import Mapping, Sequence
-from html import escape
 from pathlib import Path
 from typing import Any
+
+import jinja2
+from markupsafe import Markup, escape
 
 from mi_oracle.atomic import write_json_atomic
 from mi_oracle.crossval.candidates import grade_candidates
@@ -110,152 +112,110 @@ code{font-size:90%}li.failure{font-family:monospace;font-size:90%}
 """
 
 
-def _verdict(passed: bool | None) -> str:
+def _verdict(passed: bool | None) -> Markup:
     if passed is None:
-        return '<span class="muted">not run</span>'
-    return '<span class="pass">pass</span>' if passed else '<span class="fail">FAIL</span>'
+        return Markup('<span class="muted">not run</span>')
+    return Markup('<span class="pass">pass</span>' if passed else '<span class="fail">FAIL</span>')
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -> str:
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -> Markup:
+    """A table; cells are escaped unless already markup (a verdict)."""
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    body = "".join("<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>" for row in rows)
+    return Markup(f'<table class="{escape(cls)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
 
 
 def _g(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else escape(str(value))
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def _peer_cells(result: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
+def _peer_cells(result: Mapping[str, Any], keys: Sequence[str]) -> list[Any]:
     if "pass" not in result:
-        return [f'<span class="muted">{escape(result.get("status", ""))}</span>'] + [""] * len(keys)
+        return [Markup('<span class="muted">{}</span>').format(result.get("status", ""))] + [""] * len(keys)
     return [_verdict(result["pass"])] + [_g(result[key]) for key in keys]
 
 
-def render_html(report: Mapping[str, Any]) -> str:
-    """The self-contained page: summary first, then each comparison, plots and provenance."""
-    overall = "PASS" if report["pass"] else "FAIL"
-    parts = [
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>mi-oracle cross-validation: "
-        f"{overall}</title><style>{STYLE}</style></head><body>",
-        f"<h1>mi-oracle cross-validation: {_verdict(report['pass'])}</h1>",
-        "<h2>Summary</h2>",
-        _table(
-            ["comparison", "result", "detail"],
-            [[escape(r["comparison"]), _verdict(r["pass"]), escape(r["detail"])] for r in report["summary"]],
-            "summary",
-        ),
-    ]
-    capture = report["capture"]
-    parts.append(
-        f"<h2>Capture</h2><p>{capture['n_prompts']} prompts of shard {escape(capture['shard'])}, "
-        f"each run alone on CPU in {escape(capture['model_dtype'])}, the dtype the capture ran in "
-        "(relative differences are to the row's norm).</p>"
-    )
-    keys = ["max_abs_diff", "max_rel_diff", "bar"]
-    parts.append(
-        _table(
-            ["hook", "layer", "tokens", "HF", *keys, "TransformerLens", *keys],
-            [
-                [
-                    escape(p["hook"]),
-                    p["layer"],
-                    p["n_tokens"],
-                    *_peer_cells(p["hf"], keys),
-                    *_peer_cells(p["transformer_lens"], keys),
-                ]
-                for p in capture["points"]
-            ],
-        )
-    )
-    with_lens = [p for p in capture["points"] if "max_rel_diff" in p["transformer_lens"]]
-    parts.append(
-        bar_chart(
-            "capture vs TransformerLens: max relative diff per hook point (log10)",
-            [f"{p['hook']}@{p['layer']}" for p in with_lens],
-            [p["transformer_lens"]["max_rel_diff"] for p in with_lens],
-            log=True,
-            limit=with_lens[0]["transformer_lens"]["bar"] if with_lens else None,
-        )
-    )
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
+CAPTURE_KEYS = ["max_abs_diff", "max_rel_diff", "bar"]
+ENCODER_KEYS = ["flips", "flips_away_from_threshold", "max_abs_diff", "value_excess", "top10_set_agreement"]
+
+
+def _charts(report: Mapping[str, Any]) -> dict[str, Markup]:
+    """The page's SVG bar charts (already markup)."""
+    points = [p for p in report["capture"]["points"] if "max_rel_diff" in p["transformer_lens"]]
     encoders = report["encoders"]
-    keys = ["flips", "flips_away_from_threshold", "max_abs_diff", "value_excess", "top10_set_agreement"]
-    parts.append("<h2>Encoders against the float64 oracle</h2>")
-    parts.append(
-        _table(
-            ["set", "layer", "schema", "tokens", "mi-oracle", *keys, "SAELens", *keys],
-            [
-                [
-                    escape(e["set"]),
-                    e["layer"],
-                    escape(e["schema"]),
-                    e["n_tokens"],
-                    *_peer_cells(e["project"], keys),
-                    *_peer_cells(e["saelens"], keys),
-                ]
-                for e in encoders
-            ],
-        )
-    )
-    labels = [f"{e['set']}@{e['layer']}" for e in encoders]
-    parts.append(
-        bar_chart(
-            "mi-oracle encoder: active-set flips per layer", labels, [e["project"]["flips"] for e in encoders]
-        )
-    )
-    if encoders:
-        parts.append(f"<p class='muted'>{escape(encoders[0]['circuit_tracer'])}</p>")
     metrics = report["metrics"]
-    l0_labels = [f"{name}@{layer}" for name, m in metrics.items() for layer in sorted(m["layers"], key=int)]
-    parts.append(
-        bar_chart(
-            "mean L0 per layer",
-            l0_labels,
-            [m["layers"][k]["mean_l0"] for m in metrics.values() for k in sorted(m["layers"], key=int)],
-        )
-    )
-    parts.append(
-        bar_chart(
-            "FVU per layer",
-            l0_labels,
-            [m["layers"][k]["fvu"] for m in metrics.values() for k in sorted(m["layers"], key=int)],
-        )
-    )
-    parts.append("<h2>Candidates</h2>")
-    if not report["candidates"]:
-        parts.append("<p class='muted'>no candidate folder configured (crossval.candidates)</p>")
-    for c in report["candidates"]:
-        verdict = _verdict(c["grade"] != "fail") + (" (exact)" if c["grade"] == "exact" else "")
-        parts.append(f"<h3>{escape(c['reference'])} ({escape(c.get('kind', '?'))}): {verdict}</h3>")
-        parts.append(f"<p><code>{escape(c['candidate'])}</code>. Bars: {escape(c.get('bars', ''))}</p>")
-        if c["failures"]:
-            parts.append(
-                "<ul>"
-                + "".join(f"<li class='failure'>{escape(f)}</li>" for f in c["failures"][:200])
-                + "</ul>"
-            )
-    parts.append(f"<h2>Devices</h2><p>{escape(report['devices']['status'])}</p>")
-    parts.append("<h3>Native kernels against portable numerics</h3>")
-    parts.append(kernels_html(report["devices"].get("kernels", [])))
-    parts.append("<h2>Provenance of every input</h2>")
-    parts.append(
-        _table(
-            ["input", "sha256"],
-            [[f"<code>{escape(i['path'])}</code>", f"<code>{i['sha256']}</code>"] for i in report["inputs"]],
-        )
-    )
-    env = report["environment"]
-    versions = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
-    hardware = env["hardware"]
-    parts.append(
-        f"<p class='muted'>Python {escape(env['python'])} on {escape(env['platform'])}; "
-        f"{escape(versions)}. CPU {escape(str(hardware['cpu']['vendor']))} "
-        f"{escape(str(hardware['cpu']['model']))} ({escape(', '.join(hardware['cpu']['flags']))}); "
-        f"torch dispatches to {escape(str(hardware['torch_cpu_capability']))}, "
-        f"MKL branch {escape(str(hardware['mkl_branch']))}.</p>"
-    )
-    parts.append("</body></html>\n")
-    return "".join(parts)
+    layers = [(m, k) for m in metrics.values() for k in sorted(m["layers"], key=int)]
+    labels = [f"{name}@{layer}" for name, m in metrics.items() for layer in sorted(m["layers"], key=int)]
+    charts = {
+        "capture_chart": bar_chart(
+            "capture vs TransformerLens: max relative diff per hook point (log10)",
+            [f"{p['hook']}@{p['layer']}" for p in points],
+            [p["transformer_lens"]["max_rel_diff"] for p in points],
+            log=True,
+            limit=points[0]["transformer_lens"]["bar"] if points else None,
+        ),
+        "flips_chart": bar_chart(
+            "mi-oracle encoder: active-set flips per layer",
+            [f"{e['set']}@{e['layer']}" for e in encoders],
+            [e["project"]["flips"] for e in encoders],
+        ),
+        "l0_chart": bar_chart("mean L0 per layer", labels, [m["layers"][k]["mean_l0"] for m, k in layers]),
+        "fvu_chart": bar_chart("FVU per layer", labels, [m["layers"][k]["fvu"] for m, k in layers]),
+    }
+    return {name: Markup(svg) for name, svg in charts.items()}
+
+
+def render_html(report: Mapping[str, Any]) -> str:
+    """The self-contained page (``templates/report.html.j2``): summary first, then each comparison,
+    plots and provenance."""
+    capture, encoders, env = report["capture"], report["encoders"], report["environment"]
+    context = {
+        "report": report,
+        "style": Markup(STYLE),
+        "verdict": _verdict,
+        "table": _table,
+        "summary_rows": [[r["comparison"], _verdict(r["pass"]), r["detail"]] for r in report["summary"]],
+        "capture": capture,
+        "capture_headers": ["hook", "layer", "tokens", "HF", *CAPTURE_KEYS, "TransformerLens", *CAPTURE_KEYS],
+        "capture_rows": [
+            [
+                p["hook"],
+                p["layer"],
+                p["n_tokens"],
+                *_peer_cells(p["hf"], CAPTURE_KEYS),
+                *_peer_cells(p["transformer_lens"], CAPTURE_KEYS),
+            ]
+            for p in capture["points"]
+        ],
+        "encoder_headers": [
+            *["set", "layer", "schema", "tokens", "mi-oracle", *ENCODER_KEYS],
+            *["SAELens", *ENCODER_KEYS],
+        ],
+        "encoder_rows": [
+            [
+                e["set"],
+                e["layer"],
+                e["schema"],
+                e["n_tokens"],
+                *_peer_cells(e["project"], ENCODER_KEYS),
+                *_peer_cells(e["saelens"], ENCODER_KEYS),
+            ]
+            for e in encoders
+        ],
+        "circuit_tracer": encoders[0]["circuit_tracer"] if encoders else None,
+        "kernels": Markup(kernels_html(report["devices"].get("kernels", []))),
+        "env": env,
+        "hardware": env["hardware"],
+        "versions": ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v),
+        **_charts(report),
+    }
+    return _TEMPLATES.get_template("report.html.j2").render(context)
 
 
 def write_report(report: Mapping[str, Any], html_path: Path, json_path: Path, report_only: bool) -> None:

@@ -8,12 +8,12 @@ from pathlib import PurePosixPath
 from urllib.parse import parse_qs, urlparse
 
 from mi_oracle.errors import DictionaryError, PathEscapeError
+from mi_oracle.layout import CURATION_FILE
 
 _REPO_PART = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 _HUB_REFERENCE = re.compile(
     rf"^(?P<repo>{_REPO_PART}/{_REPO_PART})(?:/(?P<subfolder>[^@]+?))?/?(?:@(?P<revision>[^@/][^@]*))?$"
 )
-CURATION_FILE = "config.yaml"
 
 
 @dataclass(frozen=True)

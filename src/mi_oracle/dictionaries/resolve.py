@@ -25,13 +25,12 @@ from mi_oracle.environment import describe_environment
 from mi_oracle.errors import DictionaryError, ModelFolderError
 from mi_oracle.hashing import digest_file
 from mi_oracle.json_files import read_json
+from mi_oracle.layout import PROVENANCE_FILE
 from mi_oracle.models.folder import summarize_config
 from mi_oracle.models.provenance import link_or_copy
 from mi_oracle.references.plan import layers_needed
 
 log = logging.getLogger(__name__)
-
-SYNTHETIC_PROVENANCE = "provenance.json"
 
 
 def _materialise(file: str | HubFile, layer: int, origin: Origin, ctx: Context) -> tuple[Path, dict]:
@@ -126,7 +125,7 @@ def resolve_set(
     resolved too (and listed apart from ``encode_layers``).
     """
     base = (base or Path.cwd()).resolve()
-    provenance = read_json(Path(model_dir) / "provenance.json", ModelFolderError)
+    provenance = read_json(Path(model_dir) / PROVENANCE_FILE, ModelFolderError)
     model = {**summarize_config(model_dir), "name": provenance.get("name"), "repo": provenance.get("repo")}
     model["resolved_revision"] = provenance.get("resolved_revision")
     with atomic_directory(Path(files_dir)) as staging:
@@ -164,7 +163,7 @@ def resolve_set(
         "environment": describe_environment(),
     }
     if curation_path is not None:
-        manifest["synthetic_provenance"] = read_json(Path(curation_path).parent / SYNTHETIC_PROVENANCE)
+        manifest["synthetic_provenance"] = read_json(Path(curation_path).parent / PROVENANCE_FILE)
     write_json_atomic(Path(manifest_path), manifest)
     log.info("%s: %d of %d layers resolved (%s)", name, len(resolved), len(entries), spec.kind)
     return manifest

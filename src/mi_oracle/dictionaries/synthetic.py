@@ -22,17 +22,15 @@ import torch
 import yaml
 
 from mi_oracle.atomic import atomic_directory, write_json_atomic
-from mi_oracle.capture.plan import PLAN_FILE
 from mi_oracle.capture.run import collect_activations
 from mi_oracle.dictionaries import synthetic_fit
-from mi_oracle.dictionaries.locations import CURATION_FILE
-from mi_oracle.dictionaries.resolve import SYNTHETIC_PROVENANCE
 from mi_oracle.dictionaries.synthetic_fit import fit_layer
 from mi_oracle.dictionaries.writers import write_npz, write_safetensors
 from mi_oracle.environment import describe_environment
 from mi_oracle.errors import DictionaryError, ModelFolderError
 from mi_oracle.hook_points import HOOK_POINTS
 from mi_oracle.json_files import read_json
+from mi_oracle.layout import CURATION_FILE, PLAN_FILE, PROVENANCE_FILE
 from mi_oracle.models.folder import summarize_config
 from mi_oracle.numerics.mode import PORTABLE, Numerics
 from mi_oracle.parquet_files import read_parquet
@@ -235,7 +233,7 @@ def build_set(
             "numerics": dict(numerics or {"mode": "native", "threads": torch.get_num_threads()}),
             "environment": describe_environment(),
         }
-        write_json_atomic(staging / SYNTHETIC_PROVENANCE, provenance)
+        write_json_atomic(staging / PROVENANCE_FILE, provenance)
     return provenance
 
 
@@ -279,7 +277,7 @@ def _build_synthetic_sets(
     model_dir, tokens_dir = Path(model_dir), Path(tokens_dir)
     summary = summarize_config(model_dir)
     n_layers = int(summary["num_hidden_layers"])
-    provenance = read_json(Path(model_dir) / "provenance.json", ModelFolderError)
+    provenance = read_json(Path(model_dir) / PROVENANCE_FILE, ModelFolderError)
     model = {
         "name": provenance.get("name"),
         "repo": provenance.get("repo"),

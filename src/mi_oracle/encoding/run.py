@@ -22,11 +22,11 @@ from mi_oracle.capture.writer import METADATA_KEY, read_metadata
 from mi_oracle.devices import DTYPES, resolve_device
 from mi_oracle.dictionaries.manifest import layer_record
 from mi_oracle.encoding.compute import decode, encode, sparse_rows
-from mi_oracle.encoding.layout import SUMS_FILE, features_file
 from mi_oracle.encoding.loaders import load_layer
 from mi_oracle.encoding.metrics import MetricSums
 from mi_oracle.environment import describe_environment
 from mi_oracle.errors import DataFileError, DictionaryError
+from mi_oracle.layout import SUMS_FILE, features_file
 from mi_oracle.memory import pin_mmap_threshold
 from mi_oracle.parquet_files import WRITE_OPTIONS, check_finite, iter_batches, open_parquet
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from mi_oracle.atomic import write_json_atomic
-from mi_oracle.encoding.layout import SUMS_FILE
 from mi_oracle.encoding.metrics import MetricSums, summarise
 from mi_oracle.environment import describe_environment
+from mi_oracle.layout import SUMS_FILE
 
 TABLE_COLUMNS = (
     "set",

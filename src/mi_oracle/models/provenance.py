@@ -13,9 +13,9 @@ from mi_oracle.environment import describe_environment
 from mi_oracle.errors import ModelFolderError
 from mi_oracle.hashing import digest_file, sha256_file
 from mi_oracle.json_files import read_json
+from mi_oracle.layout import PROVENANCE_FILE
 from mi_oracle.models.folder import summarize_config
 
-PROVENANCE_FILE = "provenance.json"
 FORMAT = "mi-oracle/model-provenance"
 FORMAT_VERSION = 1
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")

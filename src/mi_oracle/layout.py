@@ -1,0 +1,109 @@
+"""Every path and file name under ``resources/`` and ``results/``: the rule files and the package
+build paths here and nowhere else (no torch: the Snakefile imports it).
+
+Activations, tokens and features are hive-partitioned Parquet datasets: ``hook=<H>/layer=<L>/
+part-<S>.parquet`` per shard ``S`` of the capture plan; a shard's features are one folder,
+``shard=<S>/``, holding ``layer=<L>/features.parquet`` per layer and ``_sums.json`` (the metric
+sums), so a set's folder reads as one dataset with columns ``shard`` and ``layer`` (files starting
+with ``_`` or ``.`` are not data).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PROVENANCE_FILE = "provenance.json"  # beside a fetched model's files, and a synthetic set's
+PLAN_FILE = "_plan.json"  # in the tokens folder: Parquet readers skip it
+SUMS_FILE = "_sums.json"  # in a shard's features folder
+CURATION_FILE = "config.yaml"  # a curation YAML, as circuit-tracer names it
+
+
+def shard_name(index: int) -> str:
+    """The name of the ``index``-th shard of a capture plan: ``00000``, ``00001``, ..."""
+    return f"{index:05d}"
+
+
+def part_file(shard: str) -> str:
+    """The file name of one shard's part of a dataset."""
+    return f"part-{shard}.parquet"
+
+
+def model_dir(name: str) -> str:
+    """The fetched model folder every stage reads."""
+    return f"resources/models/{name}"
+
+
+def tokens_dir(run: str) -> str:
+    """The capture plan: one tokens table per shard and ``_plan.json``."""
+    return f"results/tokens/{run}"
+
+
+def tokens_file(tokens_folder: str | Path, shard: str) -> Path:
+    """One shard's tokens table inside the plan folder."""
+    return Path(tokens_folder) / part_file(shard)
+
+
+def activations_dir(run: str) -> str:
+    """The root of a run's activation dataset."""
+    return f"results/activations/{run}"
+
+
+def activation_file(root: str | Path, hook: str, layer: int, shard: str) -> Path:
+    """One (hook, layer) file of one shard inside an activation dataset rooted at ``root``."""
+    return Path(root) / f"hook={hook}" / f"layer={layer}" / part_file(shard)
+
+
+def activation_path(run: str, hook: str, layer: int, shard: str) -> str:
+    """One (hook, layer) file of one shard of run ``run``, relative to the workdir."""
+    return str(activation_file(activations_dir(run), hook, layer, shard))
+
+
+def synthetic_dir(name: str) -> str:
+    """The folder the workflow writes a synthetic set into (its config.yaml and weights)."""
+    return f"results/synthetic/{name}"
+
+
+def manifest_path(name: str) -> str:
+    """The resolved manifest of one dictionary set."""
+    return f"results/curation/{name}/manifest.json"
+
+
+def dictionary_files_dir(name: str) -> str:
+    """Where resolution stages a set's hub files (``<repo>/<path>``)."""
+    return f"resources/dictionaries/{name}"
+
+
+def features_dir(run: str, name: str, shard: str) -> str:
+    """One shard's features of one set: a file per encoded layer and the metric sums."""
+    return f"results/features/{run}/{name}/shard={shard}"
+
+
+def features_file(shard_dir: str | Path, layer: int) -> Path:
+    """The features of one layer inside a shard's folder."""
+    return Path(shard_dir) / f"layer={layer}" / "features.parquet"
+
+
+def metrics_path(run: str, name: str, table: bool = False) -> str:
+    """A set's metrics over every shard: ``metrics.json``, or ``metrics.tsv`` with ``table``."""
+    return f"results/features/{run}/{name}/metrics.{'tsv' if table else 'json'}"
+
+
+def reference_path(name: str, numerics: str = "portable") -> str:
+    """One generated reference (its native copy under ``native/``)."""
+    return f"results/references/{'native/' if numerics == 'native' else ''}{name}.json"
+
+
+def reference_provenance_path(name: str, numerics: str = "portable") -> str:
+    """A reference's provenance: the machine it ran on and the reference's sha256."""
+    return f"results/references/{'native/' if numerics == 'native' else ''}provenance/{name}.json"
+
+
+REFERENCE_CHECK = "results/reports/reference_check.json"
+CAPTURE_CHECK = "results/reports/crossval/capture.json"
+REPORT_HTML = "results/reports/crossval.html"
+REPORT_JSON = "results/reports/crossval.json"
+
+
+def encoder_check_path(name: str) -> str:
+    """The cross-checks of one set's encoders (the report's input)."""
+    return f"results/reports/crossval/encoders/{name}.json"
