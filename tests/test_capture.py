@@ -14,8 +14,8 @@ from transformers import AutoModelForCausalLM
 
 from mi_oracle.capture.recorder import ActivationRecorder
 from mi_oracle.capture.run import length_grouped_batches
-from mi_oracle.capture.writer import read_metadata
 from mi_oracle.hook_points import UnsupportedModelError, hf_module_name, locate
+from mi_oracle.parquet_files import read_metadata
 from tests.capture_helpers import capture, fetched_tiny, reference_forward, tokenize
 
 PROMPTS = [

@@ -14,8 +14,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from mi_oracle.capture.writer import read_metadata
 from mi_oracle.crossval.capture import compare_capture
+from mi_oracle.parquet_files import read_metadata
 from tests.builders import WORDS, save_tiny_causal_lm
 from tests.conftest import run_snakemake, snakemake_command, write_config
 

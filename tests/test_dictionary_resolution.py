@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
-from mi_oracle.dictionaries.formats import detect
 from mi_oracle.dictionaries.resolve import resolve_set
 from mi_oracle.errors import DictionaryError, PathEscapeError
+from mi_oracle.formats import detect
 from tests.dictionary_files import (
     clt_split,
     gemma_scope_2,

@@ -14,7 +14,6 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from mi_oracle.capture.writer import METADATA_KEY
 from mi_oracle.dictionaries.resolve import resolve_set
 from mi_oracle.encoding.compute import decode, encode, sparse_rows
 from mi_oracle.encoding.loaders import Dictionary, load_layer
@@ -23,7 +22,7 @@ from mi_oracle.encoding.run import encode_shard
 from mi_oracle.encoding.summary import write_metrics
 from mi_oracle.errors import DataFileError, DictionaryError
 from mi_oracle.layout import features_file
-from mi_oracle.parquet_files import WRITE_OPTIONS
+from mi_oracle.parquet_files import METADATA_KEY, WRITE_OPTIONS
 from tests.dictionary_files import (
     clt_split,
     gemma_scope_2,

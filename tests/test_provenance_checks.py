@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from mi_oracle.capture.run import load_recording_model
-from mi_oracle.capture.writer import METADATA_KEY
 from mi_oracle.encoding.run import encode_shard
 from mi_oracle.errors import DictionaryError, ModelFolderError
+from mi_oracle.parquet_files import METADATA_KEY
 from mi_oracle.references.provenance import model_record
 from tests.builders import WORDS, save_tiny_causal_lm
 from tests.conftest import REPO_ROOT, SNAKEMAKE, run_snakemake, write_config

@@ -17,10 +17,10 @@ from mi_oracle.dictionaries.resolve import resolve_set
 from mi_oracle.dictionaries.synthetic import plan_set
 from mi_oracle.encoding.plan import encoding_points
 from mi_oracle.errors import ConfigError, DictionaryError, ReferenceDataError
+from mi_oracle.reference_plan import ends_and_middle, reference_items
 from mi_oracle.references.check import check_references
 from mi_oracle.references.compare import compare_documents
 from mi_oracle.references.generate import write_reference
-from mi_oracle.references.plan import ends_and_middle, reference_items
 from tests.dictionary_files import clt_split, gemma_scope_npz, model_folder, plt_bundle
 from tests.planted import PLANTS
 from tests.reference_checks import assert_matches_float64_oracle, assert_same_shape, fixture

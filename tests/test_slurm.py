@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from mi_oracle.capture.writer import METADATA_KEY, read_metadata
+from mi_oracle.parquet_files import METADATA_KEY, read_metadata
 from tests.conftest import REPO_ROOT, run_snakemake, snakemake_command
 from tests.slurm_cluster import slurm_cluster, unavailable_reason
 from tests.test_capture_workflow import tiny_workflow

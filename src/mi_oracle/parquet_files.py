@@ -7,8 +7,10 @@ file, a foreign one and a non-finite value are errors naming the file (and row a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -17,6 +19,7 @@ import pyarrow.parquet as pq
 from mi_oracle.errors import DataFileError
 
 WRITE_OPTIONS = {"write_page_checksum": True}
+METADATA_KEY = b"mi_oracle"  # the key-value metadata (JSON) of every data file mi-oracle writes
 _REWRITE = "rerun the step that wrote it (snakemake --forcerun <rule>) or restore the file"
 
 
@@ -76,3 +79,11 @@ def check_finite(values: np.ndarray, path: Path, column: str, first_row: int) ->
         f"({count} non-finite values in rows {first_row}..{first_row + len(values) - 1}); "
         "activations must be finite (a float16/bfloat16 overflow at capture, or a corrupt file)"
     )
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    """The mi-oracle key-value metadata of an activation file."""
+    metadata = read_schema(path, "activation file").metadata or {}
+    if METADATA_KEY not in metadata:
+        raise DataFileError(f"{path}: no mi_oracle metadata; not an activation file of mi-oracle")
+    return json.loads(metadata[METADATA_KEY])

@@ -16,7 +16,7 @@ from mi_oracle.dictionaries.set_files import local_set_files
 from mi_oracle import layout
 from mi_oracle.encoding.plan import encoding_points
 from mi_oracle.json_files import read_json
-from mi_oracle.references.plan import reference_items
+from mi_oracle.reference_plan import reference_items
 
 ENV = "../../envs/mi-oracle.yaml"
 MODEL = config["model"]["name"]

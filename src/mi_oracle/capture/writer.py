@@ -19,9 +19,8 @@ import pyarrow.parquet as pq
 import torch
 
 from mi_oracle.errors import DataFileError
-from mi_oracle.parquet_files import WRITE_OPTIONS, check_finite, read_schema
+from mi_oracle.parquet_files import METADATA_KEY, WRITE_OPTIONS, check_finite
 
-METADATA_KEY = b"mi_oracle"
 # Activations are not dictionary-encoded: distinct floats never fit a dictionary page, and the
 # encoder would buffer a whole column chunk before giving up (repeated prompts delay that).
 DICTIONARY_COLUMNS = ["prompt_id", "position", "token_id"]
@@ -38,14 +37,6 @@ def activation_schema(d_model: int, metadata: Mapping[str, Any]) -> pa.Schema:
         ],
         metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()},
     )
-
-
-def read_metadata(path: Path) -> dict[str, Any]:
-    """The mi-oracle key-value metadata of an activation file."""
-    metadata = read_schema(path, "activation file").metadata or {}
-    if METADATA_KEY not in metadata:
-        raise DataFileError(f"{path}: no mi_oracle metadata; not an activation file of mi-oracle")
-    return json.loads(metadata[METADATA_KEY])
 
 
 class ShardWriters:

@@ -21,11 +21,10 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 
-from mi_oracle.capture.writer import read_metadata
 from mi_oracle.devices import DTYPES
 from mi_oracle.hook_points import HOOK_POINTS
 from mi_oracle.layout import activation_file
-from mi_oracle.parquet_files import read_parquet
+from mi_oracle.parquet_files import read_metadata, read_parquet
 
 N_PROMPTS = 8
 # Relative to the row norm, per model dtype. float32: the same arithmetic in another call order

@@ -16,19 +16,19 @@ from typing import Any
 from mi_oracle.atomic import atomic_directory, write_json_atomic
 from mi_oracle.config import relative_to_workdir
 from mi_oracle.dictionaries.curation import SetSpec, parse_set
-from mi_oracle.dictionaries.formats import SAELENS_CONFIG, detect
 from mi_oracle.dictionaries.hub_files import HubFiles
 from mi_oracle.dictionaries.locations import HubFile
 from mi_oracle.dictionaries.manifest import FORMAT, FORMAT_VERSION
 from mi_oracle.dictionaries.set_files import Context, Origin, load_document, local_path, set_files
 from mi_oracle.environment import describe_environment
 from mi_oracle.errors import DictionaryError, ModelFolderError
+from mi_oracle.formats import detect, saelens_native
 from mi_oracle.hashing import digest_file
 from mi_oracle.json_files import read_json
 from mi_oracle.layout import PROVENANCE_FILE
 from mi_oracle.models.folder import summarize_config
 from mi_oracle.models.provenance import link_or_copy
-from mi_oracle.references.plan import layers_needed
+from mi_oracle.reference_plan import layers_needed
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def _layer_record(
         record.update(size=digest.size, sha256=digest.sha256)
         paths.append(path)
         records.append(record)
-    weights = [p for p in paths if p.name != SAELENS_CONFIG]
+    weights = [p for p in paths if p.name != saelens_native.CONFIG]
     detected = detect(weights, layer, model["num_hidden_layers"])
     if detected.d_model != model["hidden_size"]:
         raise DictionaryError(

@@ -7,7 +7,6 @@ input of its resolution job, so changing one reruns resolution and what follows.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -15,7 +14,6 @@ from typing import Any
 
 from mi_oracle.config import relative_to_workdir, resolve_inside_roots
 from mi_oracle.dictionaries.curation import SetSpec, parse_set, read_curation_yaml, sae_document
-from mi_oracle.dictionaries.formats import SAELENS_CONFIG, SAELENS_WEIGHTS
 from mi_oracle.dictionaries.hub_files import HubFiles
 from mi_oracle.dictionaries.locations import (
     HubFile,
@@ -25,10 +23,8 @@ from mi_oracle.dictionaries.locations import (
     parse_hf_uri,
 )
 from mi_oracle.errors import DictionaryError
+from mi_oracle.formats import FORMATS, companions
 from mi_oracle.hashing import digest_file
-
-_LAYER_FILE = re.compile(r"^layer_(\d+)\.safetensors$")
-_CLT_ENCODER = re.compile(r"^W_enc_(\d+)\.safetensors$")
 
 
 @dataclass(frozen=True)
@@ -79,15 +75,6 @@ def load_document(name: str, definition: Mapping[str, Any], curation_path: Path 
     return read_curation_yaml(cached), Origin(yaml_file.uri, hub_folder=hub_folder), record
 
 
-def _companions(name: str, layer: int) -> list[str]:
-    """Files that travel with an entry's file: a CLT's decoder, a SAELens cfg.json."""
-    if name == f"W_enc_{layer}.safetensors":
-        return [f"W_dec_{layer}.safetensors"]
-    if name == SAELENS_WEIGHTS:
-        return [SAELENS_CONFIG]
-    return []
-
-
 def _listed_entries(spec: SetSpec, origin: Origin, ctx: Context) -> dict[int, list[str]]:
     """layer -> file names beside the YAML, for a set without a ``transcoders`` list."""
     if origin.local_folder is not None:
@@ -99,7 +86,7 @@ def _listed_entries(spec: SetSpec, origin: Origin, ctx: Context) -> dict[int, li
         names = [
             n.removeprefix(prefix) for n in every if n.startswith(prefix) and "/" not in n[len(prefix) :]
         ]
-    pattern = _CLT_ENCODER if spec.kind == "cross_layer_transcoder" else _LAYER_FILE
+    pattern = FORMATS["CltSplit" if spec.kind == "cross_layer_transcoder" else "PltBundle"].beside_yaml
     layers = sorted(int(m[1]) for n in names if (m := pattern.match(n)))
     if not layers:
         expected = (
@@ -111,7 +98,7 @@ def _listed_entries(spec: SetSpec, origin: Origin, ctx: Context) -> dict[int, li
     entries = {}
     for layer in layers:
         files = [n for n in names if pattern.match(n) and int(pattern.match(n)[1]) == layer]
-        entries[layer] = files + _companions(files[0], layer)
+        entries[layer] = files + companions(files[0], layer)
     missing = sorted(set(range(max(layers) + 1)) - set(layers))
     if missing:
         raise DictionaryError(f"{origin.where}: layers {missing} are missing beside the YAML")
@@ -125,14 +112,14 @@ def _entry_files(location: str, layer: int, origin: Origin, ctx: Context) -> lis
         file = parse_hf_uri(location, where)
         parent = str(PurePosixPath(file.path).parent)
         siblings = [
-            f"{parent}/{c}" if parent != "." else c for c in _companions(PurePosixPath(file.path).name, layer)
+            f"{parent}/{c}" if parent != "." else c for c in companions(PurePosixPath(file.path).name, layer)
         ]
         return [file, *(HubFile(file.repo, path, file.revision) for path in siblings)]
     if origin.local_folder is None:
         raise DictionaryError(f"{where}: {location!r} is a local path in a curation YAML from the hub")
-    companions = _companions(PurePosixPath(location).name, layer)
+    travelling = companions(PurePosixPath(location).name, layer)
     parent = PurePosixPath(location).parent
-    return [location, *(str(parent / c) for c in companions)]
+    return [location, *(str(parent / c) for c in travelling)]
 
 
 def set_files(

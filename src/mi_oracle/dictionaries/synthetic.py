@@ -25,9 +25,9 @@ from mi_oracle.atomic import atomic_directory, write_json_atomic
 from mi_oracle.capture.run import collect_activations
 from mi_oracle.dictionaries import synthetic_fit
 from mi_oracle.dictionaries.synthetic_fit import fit_layer
-from mi_oracle.dictionaries.writers import write_npz, write_safetensors
 from mi_oracle.environment import describe_environment
 from mi_oracle.errors import DictionaryError, ModelFolderError
+from mi_oracle.formats import FORMATS, WriteOptions, format_of
 from mi_oracle.hook_points import HOOK_POINTS
 from mi_oracle.json_files import read_json
 from mi_oracle.layout import CURATION_FILE, PLAN_FILE, PROVENANCE_FILE
@@ -112,16 +112,8 @@ def calibration_rows(tokens_dir: Path, n_tokens: int) -> list[list[int]]:
     return rows
 
 
-def _width_label(d_sae: int) -> str:
-    return f"{d_sae // 1024}k" if d_sae % 1024 == 0 else str(d_sae)
-
-
-def _tensor(value: torch.Tensor | np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-    return torch.as_tensor(value).contiguous().to(dtype)
-
-
 class _Writer:
-    """Writes one set's files in its schema's layout and collects the YAML's entries."""
+    """Writes one set's layers through its format (``mi_oracle.formats``) and collects the YAML's entries."""
 
     def __init__(self, spec: SyntheticSet, folder: Path, n_layers: int, seed_rng: np.random.Generator):
         self.spec, self.folder, self.n_layers, self.rng = spec, folder, n_layers, seed_rng
@@ -134,33 +126,17 @@ class _Writer:
 
     def write(self, layer: int, weights: dict[str, torch.Tensor], mean_l0: float) -> None:
         spec = self.spec
-        if spec.schema == "GemmaScopeNpz":
-            relative = (
-                f"layer_{layer}/width_{_width_label(spec.d_sae)}/average_l0_{round(mean_l0)}/params.npz"
-            )
-            write_npz(self.folder / relative, {k: v.to(torch.float32).numpy() for k, v in weights.items()})
-            self.entries.append({"id": f"{spec.name}-{layer}", "layer": layer, "filepath": relative})
-        elif spec.schema == "PltBundle":
-            tensors = {k: _tensor(v.T if k == "W_enc" else v, self.dtype) for k, v in weights.items()}
-            write_safetensors(self.folder / f"layer_{layer}.safetensors", tensors, self.metadata)
-        else:
-            encoder = {
-                f"W_enc_{layer}": _tensor(weights["W_enc"].T, self.dtype),
-                f"b_enc_{layer}": _tensor(weights["b_enc"], self.dtype),
-                f"b_dec_{layer}": _tensor(weights["b_dec"], self.dtype),
-            }
-            if "threshold" in weights:
-                encoder[f"threshold_{layer}"] = _tensor(weights["threshold"], self.dtype)
-            write_safetensors(self.folder / f"W_enc_{layer}.safetensors", encoder, self.metadata)
+        canonical = {**weights, "W_dec": weights["W_dec"][:, None, :]}
+        if spec.schema in FORMATS["CltSplit"].schemas:  # later layers' slices: small random directions
             shape = (spec.d_sae, self.n_layers - layer, weights["W_dec"].shape[1])
             decoder = torch.from_numpy(self.rng.standard_normal(shape))
             decoder *= CROSS_LAYER_NORM / torch.linalg.vector_norm(decoder, dim=2, keepdim=True)
             decoder[:, 0] = weights["W_dec"]
-            write_safetensors(
-                self.folder / f"W_dec_{layer}.safetensors",
-                {f"W_dec_{layer}": _tensor(decoder, self.dtype)},
-                self.metadata,
-            )
+            canonical["W_dec"] = decoder
+        options = WriteOptions(self.dtype, self.metadata, {"average_l0": mean_l0})
+        relative = format_of(spec.schema).write(self.folder, layer, canonical, options)
+        if spec.schema == "GemmaScopeNpz":  # listed in the YAML; the other layouts are found by name
+            self.entries.append({"id": f"{spec.name}-{layer}", "layer": layer, "filepath": relative})
 
     def curation(self, model_repo: str | None) -> dict[str, Any]:
         spec = self.spec

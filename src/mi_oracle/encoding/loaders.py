@@ -11,28 +11,17 @@ files are read with ``allow_pickle=False``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from safetensors import safe_open
 
 from mi_oracle.dictionaries.manifest import layer_record
 from mi_oracle.dictionaries.verify import verified_layer_files
 from mi_oracle.errors import DictionaryError
-
-STORED_DTYPES = {  # what each schema may hold on disk
-    "GemmaScopeNpz": {torch.float32},
-    "GemmaScope2": {torch.float32},
-    "SaeLensNative": {torch.float32, torch.bfloat16, torch.float16},
-    "PltBundle": {torch.float32, torch.bfloat16},
-    "CltSplit": {torch.float32, torch.bfloat16},
-    "CltSplitJumpReLU": {torch.float32, torch.bfloat16},
-}
+from mi_oracle.formats import Sizes, format_of
 
 
 @dataclass
@@ -62,47 +51,6 @@ class Dictionary:
         return self
 
 
-def _read_npz(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {name: torch.from_numpy(np.array(archive[name])) for name in archive.files}
-    except ValueError as error:
-        raise DictionaryError(f"{path}: refused ({error}); expected numeric arrays, never pickles") from error
-    except (OSError, EOFError) as error:
-        raise DictionaryError(f"{path}: not a readable NPZ archive ({error})") from error
-
-
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
-    except Exception as error:  # safetensors raises its own error types
-        raise DictionaryError(f"{path}: not a readable safetensors file ({error})") from error
-
-
-def _take(path: Path, tensors: Mapping[str, torch.Tensor], name: str, shape: tuple[int, ...], schema: str):
-    """The tensor ``name`` with ``shape``, in an allowed stored dtype and finite, or a clear error."""
-    if name not in tensors:
-        raise DictionaryError(
-            f"{path}: tensor {name!r} is missing (expected shape {list(shape)}; "
-            f"found {', '.join(sorted(tensors))})"
-        )
-    tensor = tensors[name]
-    if tuple(tensor.shape) != shape:
-        raise DictionaryError(
-            f"{path}: tensor {name!r} has shape {list(tensor.shape)}, expected {list(shape)}"
-        )
-    allowed = STORED_DTYPES[schema]
-    if tensor.dtype not in allowed:
-        names = ", ".join(sorted(str(d).removeprefix("torch.") for d in allowed))
-        found = str(tensor.dtype).removeprefix("torch.")
-        raise DictionaryError(f"{path}: tensor {name!r} is {found}, but {schema} stores {names}")
-    if not torch.isfinite(tensor).all():
-        bad = int((~torch.isfinite(tensor)).sum())
-        raise DictionaryError(f"{path}: tensor {name!r} has {bad} non-finite values (NaN or inf)")
-    return tensor
-
-
 def load_layer(
     manifest: Mapping[str, Any], layer: int, base: Path, compute_dtype: torch.dtype = torch.float32
 ) -> Dictionary:
@@ -117,7 +65,7 @@ def load_layer(
             f"{paths[0]}: d_model {d_model} but the model's hidden_size is {expected_d_model}"
         )
     activation = manifest["activation"]["kind"]
-    loaded = _LOADERS[schema](paths, layer, d_model, d_sae, n_layers, schema)
+    loaded = format_of(schema).load(paths, layer, Sizes(d_model, d_sae, n_layers, schema))
     if activation == "jumprelu" and loaded.get("threshold") is None:
         raise DictionaryError(f"{paths[0]}: JumpReLU needs a threshold tensor and this file has none")
     apply_b_dec = bool(record["details"].get("apply_b_dec_to_input", False))
@@ -134,89 +82,3 @@ def load_layer(
         apply_b_dec_to_input=apply_b_dec,
         **tensors,
     )
-
-
-def _gemma_scope_npz(paths, layer, d_model, d_sae, n_layers, schema):
-    (path,) = paths
-    t = _read_npz(path)
-    return {
-        "W_enc": _take(path, t, "W_enc", (d_model, d_sae), schema),
-        "b_enc": _take(path, t, "b_enc", (d_sae,), schema),
-        "threshold": _take(path, t, "threshold", (d_sae,), schema),
-        "W_dec": _take(path, t, "W_dec", (d_sae, d_model), schema)[:, None, :],
-        "b_dec": _take(path, t, "b_dec", (d_model,), schema),
-        "W_skip": None,
-    }
-
-
-def _gemma_scope_2(paths, layer, d_model, d_sae, n_layers, schema):
-    (path,) = paths
-    t = _read_safetensors(path)
-    skip = (
-        _take(path, t, "affine_skip_connection", (d_model, d_model), schema)
-        if "affine_skip_connection" in t
-        else None
-    )
-    return {
-        "W_enc": _take(path, t, "w_enc", (d_model, d_sae), schema),
-        "b_enc": _take(path, t, "b_enc", (d_sae,), schema),
-        "threshold": _take(path, t, "threshold", (d_sae,), schema),
-        "W_dec": _take(path, t, "w_dec", (d_sae, d_model), schema)[:, None, :],
-        "b_dec": _take(path, t, "b_dec", (d_model,), schema),
-        # Gemma Scope 2 computes x @ A; canonical W_skip is applied as W_skip @ x, so W_skip = A.T
-        "W_skip": None if skip is None else skip.T,
-    }
-
-
-def _saelens_native(paths, layer, d_model, d_sae, n_layers, schema):
-    path = next(p for p in paths if p.suffix == ".safetensors")
-    t = _read_safetensors(path)
-    config = json.loads((path.parent / "cfg.json").read_text(encoding="utf-8"))
-    threshold = (
-        _take(path, t, "threshold", (d_sae,), schema) if config.get("architecture") == "jumprelu" else None
-    )
-    return {
-        "W_enc": _take(path, t, "W_enc", (d_model, d_sae), schema),
-        "b_enc": _take(path, t, "b_enc", (d_sae,), schema),
-        "threshold": threshold,
-        "W_dec": _take(path, t, "W_dec", (d_sae, d_model), schema)[:, None, :],
-        "b_dec": _take(path, t, "b_dec", (d_model,), schema),
-        "W_skip": None,
-    }
-
-
-def _plt_bundle(paths, layer, d_model, d_sae, n_layers, schema):
-    (path,) = paths
-    t = _read_safetensors(path)
-    return {
-        "W_enc": _take(path, t, "W_enc", (d_sae, d_model), schema).T,
-        "b_enc": _take(path, t, "b_enc", (d_sae,), schema),
-        "threshold": None,
-        "W_dec": _take(path, t, "W_dec", (d_sae, d_model), schema)[:, None, :],
-        "b_dec": _take(path, t, "b_dec", (d_model,), schema),
-        "W_skip": _take(path, t, "W_skip", (d_model, d_model), schema) if "W_skip" in t else None,
-    }
-
-
-def _clt_split(paths, layer, d_model, d_sae, n_layers, schema):
-    enc_path, dec_path = paths
-    enc, dec = _read_safetensors(enc_path), _read_safetensors(dec_path)
-    jump = schema == "CltSplitJumpReLU"
-    return {
-        "W_enc": _take(enc_path, enc, f"W_enc_{layer}", (d_sae, d_model), schema).T,
-        "b_enc": _take(enc_path, enc, f"b_enc_{layer}", (d_sae,), schema),
-        "threshold": _take(enc_path, enc, f"threshold_{layer}", (d_sae,), schema) if jump else None,
-        "W_dec": _take(dec_path, dec, f"W_dec_{layer}", (d_sae, n_layers - layer, d_model), schema),
-        "b_dec": _take(enc_path, enc, f"b_dec_{layer}", (d_model,), schema),
-        "W_skip": None,
-    }
-
-
-_LOADERS = {
-    "GemmaScopeNpz": _gemma_scope_npz,
-    "GemmaScope2": _gemma_scope_2,
-    "SaeLensNative": _saelens_native,
-    "PltBundle": _plt_bundle,
-    "CltSplit": _clt_split,
-    "CltSplitJumpReLU": _clt_split,
-}

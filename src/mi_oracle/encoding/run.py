@@ -18,7 +18,6 @@ import torch
 from tqdm import tqdm
 
 from mi_oracle.atomic import atomic_directory, write_json_atomic
-from mi_oracle.capture.writer import METADATA_KEY, read_metadata
 from mi_oracle.devices import DTYPES, resolve_device
 from mi_oracle.dictionaries.manifest import layer_record
 from mi_oracle.encoding.compute import decode, encode, sparse_rows
@@ -28,7 +27,14 @@ from mi_oracle.environment import describe_environment
 from mi_oracle.errors import DataFileError, DictionaryError
 from mi_oracle.layout import SUMS_FILE, features_file
 from mi_oracle.memory import pin_mmap_threshold
-from mi_oracle.parquet_files import WRITE_OPTIONS, check_finite, iter_batches, open_parquet
+from mi_oracle.parquet_files import (
+    METADATA_KEY,
+    WRITE_OPTIONS,
+    check_finite,
+    iter_batches,
+    open_parquet,
+    read_metadata,
+)
 
 log = logging.getLogger(__name__)
 KEYS = ("prompt_id", "position", "token_id")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import struct
 from collections.abc import Iterable
 from pathlib import Path
 
 from mi_oracle.errors import ModelFolderError
+from mi_oracle.formats.base import read_safetensors_header
 from mi_oracle.json_files import read_json
 
 CONFIG_FILES = ("config.json", "generation_config.json")
@@ -76,22 +75,6 @@ def index_weight_map(index: object, where: str) -> dict[str, str]:
     return weight_map
 
 
-def read_safetensors_header(path: Path) -> dict:
-    """The JSON header of a safetensors file, read without loading any tensor."""
-    path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            if length <= 0 or length > 100 * 1024 * 1024:
-                raise ValueError(f"header length {length} is implausible")
-            header = json.loads(handle.read(length))
-    except (OSError, struct.error, ValueError) as error:
-        raise ModelFolderError(f"{path}: not a readable safetensors file ({error})") from error
-    if not isinstance(header, dict):
-        raise ModelFolderError(f"{path}: safetensors header is not a JSON object")
-    return header
-
-
 def required_files(folder: Path) -> list[str]:
     """Check ``folder`` holds a loadable causal LM; return the files it needs, relative names."""
     folder = Path(folder)
@@ -107,7 +90,7 @@ def required_files(folder: Path) -> list[str]:
     weights = weight_files(names, index, str(folder))
     for name in weights:
         if name.endswith(".safetensors"):
-            read_safetensors_header(folder / name)
+            read_safetensors_header(folder / name, ModelFolderError)
     if not any(name in names for name in TOKENIZER_CORE):
         raise ModelFolderError(f"{folder}: no tokenizer; expected one of {', '.join(TOKENIZER_CORE)}")
     return sorted(set(select_small_files(names)) | set(weights))

@@ -19,8 +19,8 @@ from mi_oracle.environment import describe_environment
 from mi_oracle.errors import NumericsError
 from mi_oracle.hashing import sha256_file
 from mi_oracle.numerics.mode import PORTABLE, Numerics
+from mi_oracle.reference_plan import transcoder_layers
 from mi_oracle.references.forward_reference import forward_reference
-from mi_oracle.references.plan import transcoder_layers
 from mi_oracle.references.provenance import ENVIRONMENT_KEY
 from mi_oracle.references.sae_reference import sae_reference
 from mi_oracle.references.transcoder_reference import transcoder_reference
