@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mi_oracle.dictionaries.resolve import resolve_set
+from mi_oracle.dictionaries.resolve import ResolveRequest, resolve_set
 from mi_oracle.errors import DictionaryError, PathEscapeError
 from mi_oracle.formats import detect
 from tests.dictionary_files import (
@@ -53,15 +53,17 @@ def curation(transcoders=None, **overrides) -> dict:
 
 def resolve(work: Path, yaml_path: Path, layers=None, default_layers=(0, 2), roots=(".",)) -> dict:
     return resolve_set(
-        "set",
-        {"name": "set", "curation": str(yaml_path.relative_to(work))},
-        work / "model",
-        layers,
-        list(default_layers),
-        list(roots),
-        work / "results" / "manifest.json",
-        work / "resources" / "set",
-        base=work,
+        ResolveRequest(
+            "set",
+            {"name": "set", "curation": str(yaml_path.relative_to(work))},
+            work / "model",
+            layers,
+            list(default_layers),
+            list(roots),
+            work / "results" / "manifest.json",
+            work / "resources" / "set",
+            base=work,
+        )
     )
 
 
@@ -153,7 +155,9 @@ def test_topk_activation_and_inline_sae_set(work):
         },
     }
     manifest = resolve_set(
-        "set", definition, work / "model", None, [0, 2], ["."], work / "m.json", work / "files", base=work
+        ResolveRequest(
+            "set", definition, work / "model", None, [0, 2], ["."], work / "m.json", work / "files", base=work
+        )
     )
     assert [layer["schema"] for layer in manifest["layers"]] == ["SaeLensNative", "GemmaScope2"]
     assert [f["source"].rsplit("/", 1)[1] for f in manifest["layers"][0]["files"]] == [
@@ -235,15 +239,17 @@ def test_paths_escaping_their_root_are_refused(work, tmp_path_factory):
         resolve(work, yaml_path, default_layers=[0])
     with pytest.raises(PathEscapeError, match=r"dictionaries\[set\]\.curation"):
         resolve_set(
-            "set",
-            {"name": "set", "curation": str(outside.with_suffix(".yaml"))},
-            work / "model",
-            None,
-            [0],
-            ["."],
-            work / "m.json",
-            work / "files",
-            base=work,
+            ResolveRequest(
+                "set",
+                {"name": "set", "curation": str(outside.with_suffix(".yaml"))},
+                work / "model",
+                None,
+                [0],
+                ["."],
+                work / "m.json",
+                work / "files",
+                base=work,
+            )
         )
     assert_nothing_written(work)
 
@@ -329,12 +335,13 @@ def test_detection_reads_headers_only(tmp_path):
 
 
 def test_a_manifest_is_read_with_its_format_checked_and_names_missing_layers(work):
-    from mi_oracle.dictionaries.manifest import layer_record, read_manifest
+    from mi_oracle.dictionaries.manifest import Manifest, layer_record, read_manifest
 
     yaml_path = write_yaml(work / "tc" / "config.yaml", curation(npz_set(work)))
     resolve(work, yaml_path)
-    manifest = read_manifest(work / "results" / "manifest.json")
-    assert layer_record(manifest, 2)["layer"] == 2
+    manifest = Manifest.read(work / "results" / "manifest.json")
+    assert manifest.layer(2) == layer_record(manifest, 2) and manifest.layer(2)["layer"] == 2
+    assert manifest.resolved_layers == [0, 2] == manifest.encode_layers
     with pytest.raises(DictionaryError, match=r"set set: layer 1 was not resolved \(resolved: \[0, 2\]\)"):
         layer_record(manifest, 1)
     other = work / "other.json"

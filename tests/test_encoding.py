@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from mi_oracle.dictionaries.resolve import resolve_set
+from mi_oracle.dictionaries.resolve import ResolveRequest, resolve_set
 from mi_oracle.encoding.compute import decode, encode, sparse_rows
 from mi_oracle.encoding.loaders import Dictionary, load_layer
 from mi_oracle.encoding.metrics import MetricSums, summarise
@@ -41,15 +41,17 @@ def resolved(tmp_path: Path, entries: list[dict], hook: str = "resid_post", **sa
     definition = {"name": "s", "sae": {"hook": hook, "entries": entries, **sae}}
     layers = [e["layer"] for e in entries]
     return resolve_set(
-        "s",
-        definition,
-        tmp_path / "model",
-        None,
-        layers,
-        ["."],
-        tmp_path / "m.json",
-        tmp_path / "files",
-        base=tmp_path,
+        ResolveRequest(
+            "s",
+            definition,
+            tmp_path / "model",
+            None,
+            layers,
+            ["."],
+            tmp_path / "m.json",
+            tmp_path / "files",
+            base=tmp_path,
+        )
     )
 
 
@@ -64,15 +66,17 @@ def curated(tmp_path: Path, folder: str, kind: str, **extra: object) -> dict:
     }
     (tmp_path / folder / "config.yaml").write_text(json.dumps(document))
     return resolve_set(
-        "s",
-        {"name": "s", "curation": f"{folder}/config.yaml"},
-        tmp_path / "model",
-        None,
-        [0, 2],
-        ["."],
-        tmp_path / "m.json",
-        tmp_path / "files",
-        base=tmp_path,
+        ResolveRequest(
+            "s",
+            {"name": "s", "curation": f"{folder}/config.yaml"},
+            tmp_path / "model",
+            None,
+            [0, 2],
+            ["."],
+            tmp_path / "m.json",
+            tmp_path / "files",
+            base=tmp_path,
+        )
     )
 
 
@@ -344,15 +348,20 @@ def test_the_encoder_gives_candle_mis_script_bits_and_its_accuracy_at_gemmascope
         b_dec=np.zeros(d_model, np.float32),
     )
     manifest = resolve_set(
-        "s",
-        {"name": "s", "sae": {"hook": "resid_post", "entries": [{"layer": 0, "filepath": "w/params.npz"}]}},
-        tmp_path / "model",
-        None,
-        [0],
-        ["."],
-        tmp_path / "m.json",
-        tmp_path / "files",
-        base=tmp_path,
+        ResolveRequest(
+            "s",
+            {
+                "name": "s",
+                "sae": {"hook": "resid_post", "entries": [{"layer": 0, "filepath": "w/params.npz"}]},
+            },
+            tmp_path / "model",
+            None,
+            [0],
+            ["."],
+            tmp_path / "m.json",
+            tmp_path / "files",
+            base=tmp_path,
+        )
     )
     dictionary = load_layer(manifest, 0, tmp_path)
     worst_ours = worst_d_model_major = 0.0

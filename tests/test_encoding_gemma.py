@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mi_oracle.dictionaries.resolve import resolve_set
+from mi_oracle.dictionaries.resolve import ResolveRequest, resolve_set
 from mi_oracle.encoding.run import encode_shard
 from mi_oracle.layout import features_file
 from tests.encoding_oracle import compare, dense, load_canonical, oracle, read_table
@@ -213,15 +213,17 @@ def test_other_schemas_encode_real_activations_like_the_oracle(embedded_workdir,
     x = captured(embedded_workdir, "resid_post", 9, shard)
     definitions = other_schemas(tmp_path, x.astype(np.float64), 640, 18)
     record = resolve_set(
-        name,
-        {"name": name, **definitions[name]},
-        model_dir,
-        None,
-        [9],
-        [str(tmp_path)],
-        tmp_path / "manifest.json",
-        tmp_path / "files",
-        base=tmp_path,
+        ResolveRequest(
+            name,
+            {"name": name, **definitions[name]},
+            model_dir,
+            None,
+            [9],
+            [str(tmp_path)],
+            tmp_path / "manifest.json",
+            tmp_path / "files",
+            base=tmp_path,
+        )
     )
     assert record["schema"] == schema
     sums = encode_shard(

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from mi_oracle.config import load_schema, validate_config
-from mi_oracle.dictionaries.resolve import resolve_set
+from mi_oracle.dictionaries.resolve import ResolveRequest, resolve_set
 from mi_oracle.dictionaries.synthetic import plan_set
 from mi_oracle.encoding.plan import encoding_points
 from mi_oracle.errors import ConfigError, DictionaryError, ReferenceDataError
@@ -39,16 +39,18 @@ def write_yaml(path: Path, document: dict) -> Path:
 def resolve(work: Path, yaml_path: Path, references: list[dict], encode=(0,)) -> Path:
     manifest = work / "results" / "manifest.json"
     resolve_set(
-        "set",
-        {"name": "set", "curation": str(yaml_path.relative_to(work))},
-        work / "model",
-        None,
-        list(encode),
-        ["."],
-        manifest,
-        work / "resources" / "set",
-        base=work,
-        references=references,
+        ResolveRequest(
+            "set",
+            {"name": "set", "curation": str(yaml_path.relative_to(work))},
+            work / "model",
+            None,
+            list(encode),
+            ["."],
+            manifest,
+            work / "resources" / "set",
+            base=work,
+            references=references,
+        )
     )
     return manifest
 

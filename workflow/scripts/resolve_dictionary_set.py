@@ -4,15 +4,14 @@ from pathlib import Path
 
 import _src_path  # noqa: F401
 
-from mi_oracle.dictionaries.resolve import resolve_set
+from mi_oracle.dictionaries.resolve import ResolveRequest, resolve_set
 from mi_oracle.layout import CURATION_FILE
 from mi_oracle.retry import retry_transient
 from mi_oracle.rule_logging import logged_to
 
 with logged_to(snakemake.log[0]):
     synthetic = snakemake.input.get("synthetic")
-    retry_transient(
-        resolve_set,
+    request = ResolveRequest(
         snakemake.wildcards.set,
         snakemake.params.definition,
         Path(snakemake.input.model),
@@ -24,3 +23,4 @@ with logged_to(snakemake.log[0]):
         curation_path=Path(synthetic) / CURATION_FILE if synthetic else None,
         references=snakemake.params.references,
     )
+    retry_transient(resolve_set, request)

@@ -18,9 +18,8 @@ import pyarrow.parquet as pq
 
 from mi_oracle.atomic import atomic_directory, write_json_atomic
 from mi_oracle.capture.prompts import describe_prompt_set, read_prompts
-from mi_oracle.errors import ModelFolderError
-from mi_oracle.json_files import read_json
-from mi_oracle.layout import PLAN_FILE, PROVENANCE_FILE, shard_name, tokens_file
+from mi_oracle.layout import PLAN_FILE, shard_name, tokens_file
+from mi_oracle.models.provenance import model_identity
 from mi_oracle.parquet_files import WRITE_OPTIONS
 
 log = logging.getLogger(__name__)
@@ -78,14 +77,9 @@ def make_plan(
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     token_ids, truncated = tokenize(tokenizer, prompts, capture["max_length"], capture["add_special_tokens"])
     shards = split_into_shards([len(ids) for ids in token_ids], capture["shard_tokens"])
-    provenance = read_json(Path(model_dir) / PROVENANCE_FILE, ModelFolderError)
     plan = {
         "prompt_set": describe_prompt_set(prompts_path, prompt_set),
-        "model": {
-            "name": provenance["name"],
-            "repo": provenance["repo"],
-            "resolved_revision": provenance["resolved_revision"],
-        },
+        "model": model_identity(model_dir),
         "tokenization": {
             "tokenizer_class": type(tokenizer).__name__,
             "add_special_tokens": capture["add_special_tokens"],

@@ -16,11 +16,8 @@ from mi_oracle.capture.recorder import ActivationRecorder
 from mi_oracle.capture.writer import ShardWriters, activation_schema
 from mi_oracle.devices import DTYPES, resolve_device
 from mi_oracle.environment import describe_environment
-from mi_oracle.errors import ModelFolderError
 from mi_oracle.hook_points import HOOK_POINTS, hf_module_name, locate
-from mi_oracle.json_files import read_json
-from mi_oracle.layout import PROVENANCE_FILE
-from mi_oracle.models.provenance import verify_model_files
+from mi_oracle.models.provenance import model_identity, verify_model_files
 from mi_oracle.parquet_files import read_parquet
 
 log = logging.getLogger(__name__)
@@ -124,22 +121,12 @@ def capture_shard(
     """Capture every (hook, layer) in ``outputs`` for the prompts of shard ``shard``'s tokens table."""
     model, recorder, device = load_recording_model(model_dir, outputs.keys(), settings, threads)
     model_type = model.config.model_type
-    provenance = read_json(Path(model_dir) / PROVENANCE_FILE, ModelFolderError)
     d_model = model.config.hidden_size
 
     tokens = read_parquet(tokens_path, "tokens table", ["prompt_id", "token_ids"]).to_pydict()
     rows, prompt_ids = tokens["token_ids"], tokens["prompt_id"]
     common = {
-        "model": {
-            "name": provenance["name"],
-            "repo": provenance["repo"],
-            "resolved_revision": provenance["resolved_revision"],
-            "source": provenance["source"],
-            "weights_sha256": {
-                f["path"]: f["sha256"] for f in provenance["files"] if ".safetensors" in f["path"]
-            },
-            "model_type": model_type,
-        },
+        "model": {**model_identity(model_dir, with_weights=True), "model_type": model_type},
         "model_dtype": settings["dtype"],
         "stored_dtype": "float32",
         "stored_dtype_note": "activations are upcast to float32 when the model runs in bf16/fp16",

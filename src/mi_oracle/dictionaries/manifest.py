@@ -14,7 +14,30 @@ FORMAT_VERSION = 1
 REQUIRED = ("set", "kind", "model", "input_hook", "output_hook", "activation", "layers", "encode_layers")
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
+class Manifest(dict):
+    """A resolved set's manifest: the JSON document as written, plus typed access to its layers."""
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        """Read and check ``path`` once (see ``read_manifest``)."""
+        return read_manifest(path)
+
+    def layer(self, layer: int) -> dict[str, Any]:
+        """The resolved record of ``layer`` (a DictionaryError names the resolved ones)."""
+        return layer_record(self, layer)
+
+    @property
+    def resolved_layers(self) -> list[int]:
+        """Every layer resolved (encoded layers and those references read)."""
+        return sorted(record["layer"] for record in self["layers"])
+
+    @property
+    def encode_layers(self) -> list[int]:
+        """The layers the run encodes."""
+        return list(self["encode_layers"])
+
+
+def read_manifest(path: Path) -> Manifest:
     """A manifest ``resolve_set`` wrote; another file, version or a missing key is a DictionaryError."""
     manifest = read_json(path, DictionaryError)
     if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
@@ -25,7 +48,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
     missing = [key for key in REQUIRED if key not in manifest]
     if missing:
         raise DictionaryError(f"{path}: keys {missing} are missing; resolve the set again")
-    return manifest
+    return Manifest(manifest)
 
 
 def layer_record(manifest: Mapping[str, Any], layer: int) -> dict[str, Any]:

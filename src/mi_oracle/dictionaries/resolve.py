@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,13 @@ from mi_oracle.dictionaries.locations import HubFile
 from mi_oracle.dictionaries.manifest import FORMAT, FORMAT_VERSION
 from mi_oracle.dictionaries.set_files import Context, Origin, load_document, local_path, set_files
 from mi_oracle.environment import describe_environment
-from mi_oracle.errors import DictionaryError, ModelFolderError
+from mi_oracle.errors import DictionaryError
 from mi_oracle.formats import detect, saelens_native
 from mi_oracle.hashing import digest_file
 from mi_oracle.json_files import read_json
 from mi_oracle.layout import PROVENANCE_FILE
 from mi_oracle.models.folder import summarize_config
-from mi_oracle.models.provenance import link_or_copy
+from mi_oracle.models.provenance import link_or_copy, model_identity
 from mi_oracle.reference_plan import layers_needed
 
 log = logging.getLogger(__name__)
@@ -103,31 +104,38 @@ def _layer_record(
     }
 
 
-def resolve_set(
-    name: str,
-    definition: Mapping[str, Any],
-    model_dir: Path,
-    layers: Sequence[int] | None,
-    default_layers: Sequence[int],
-    local_roots: Sequence[str],
-    manifest_path: Path,
-    files_dir: Path,
-    curation_path: Path | None = None,
-    base: Path | None = None,
-    references: Sequence[Mapping[str, Any]] = (),
-) -> dict[str, Any]:
-    """Resolve dictionary set ``name`` for the model in ``model_dir``; write its manifest and files.
+@dataclass(frozen=True)
+class ResolveRequest:
+    """What to resolve: set ``name`` (its config ``definition``) for the model in ``model_dir``.
 
     ``layers``: the layers to download, inspect and encode; ``None``: those of ``default_layers``
-    (the captured layers) the set has.
-    ``curation_path``: the YAML of a synthetic set, built by the workflow.
+    (the captured layers) the set has. ``local_roots``: where local files may lie (relative to
+    ``base``, the workdir). ``curation_path``: the YAML of a synthetic set, built by the workflow.
     ``references``: the configured references that read this set; the layers they read are
     resolved too (and listed apart from ``encode_layers``).
     """
+
+    name: str
+    definition: Mapping[str, Any]
+    model_dir: Path
+    layers: Sequence[int] | None
+    default_layers: Sequence[int]
+    local_roots: Sequence[str]
+    manifest_path: Path
+    files_dir: Path
+    curation_path: Path | None = None
+    base: Path | None = None
+    references: Sequence[Mapping[str, Any]] = ()
+
+
+def resolve_set(request: ResolveRequest) -> dict[str, Any]:
+    """Resolve a dictionary set; write its manifest and stage its hub files (see ResolveRequest)."""
+    name, definition, model_dir = request.name, request.definition, request.model_dir
+    layers, default_layers, local_roots = request.layers, request.default_layers, request.local_roots
+    manifest_path, files_dir, curation_path = request.manifest_path, request.files_dir, request.curation_path
+    base, references = request.base, request.references
     base = (base or Path.cwd()).resolve()
-    provenance = read_json(Path(model_dir) / PROVENANCE_FILE, ModelFolderError)
-    model = {**summarize_config(model_dir), "name": provenance.get("name"), "repo": provenance.get("repo")}
-    model["resolved_revision"] = provenance.get("resolved_revision")
+    model = {**summarize_config(model_dir), **model_identity(model_dir)}
     with atomic_directory(Path(files_dir)) as staging:
         ctx = Context(local_roots, base, HubFiles(f"the revision of dictionaries[{name}]"), staging)
         document, origin, curation = load_document(name, definition, curation_path, ctx)

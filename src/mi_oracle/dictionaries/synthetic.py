@@ -26,12 +26,13 @@ from mi_oracle.capture.run import collect_activations
 from mi_oracle.dictionaries import synthetic_fit
 from mi_oracle.dictionaries.synthetic_fit import fit_layer
 from mi_oracle.environment import describe_environment
-from mi_oracle.errors import DictionaryError, ModelFolderError
+from mi_oracle.errors import DictionaryError
 from mi_oracle.formats import FORMATS, WriteOptions, format_of
 from mi_oracle.hook_points import HOOK_POINTS
 from mi_oracle.json_files import read_json
 from mi_oracle.layout import CURATION_FILE, PLAN_FILE, PROVENANCE_FILE
 from mi_oracle.models.folder import summarize_config
+from mi_oracle.models.provenance import model_identity
 from mi_oracle.numerics.mode import PORTABLE, Numerics
 from mi_oracle.parquet_files import read_parquet
 
@@ -253,11 +254,8 @@ def _build_synthetic_sets(
     model_dir, tokens_dir = Path(model_dir), Path(tokens_dir)
     summary = summarize_config(model_dir)
     n_layers = int(summary["num_hidden_layers"])
-    provenance = read_json(Path(model_dir) / PROVENANCE_FILE, ModelFolderError)
     model = {
-        "name": provenance.get("name"),
-        "repo": provenance.get("repo"),
-        "resolved_revision": provenance.get("resolved_revision"),
+        **model_identity(model_dir),
         "hidden_size": summary["hidden_size"],
         "num_hidden_layers": n_layers,
     }

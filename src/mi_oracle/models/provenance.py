@@ -43,6 +43,24 @@ def file_records(folder: Path, names: Iterable[str]) -> list[dict[str, Any]]:
     return records
 
 
+IDENTITY = ("name", "repo", "resolved_revision")
+
+
+def model_identity(model_dir: Path, with_weights: bool = False) -> dict[str, Any]:
+    """What names a fetched model in every output: name, repo and resolved revision (``None`` where
+    the source has none); ``with_weights`` adds its source and each weight file's sha256."""
+    provenance = read_json(Path(model_dir) / PROVENANCE_FILE, ModelFolderError)
+    identity: dict[str, Any] = {key: provenance.get(key) for key in IDENTITY}
+    if with_weights:
+        identity["source"] = provenance.get("source")
+        identity["weights_sha256"] = {
+            record["path"]: record["sha256"]
+            for record in provenance.get("files", [])
+            if record["path"].endswith(WEIGHT_SUFFIXES)
+        }
+    return identity
+
+
 def verify_model_files(model_dir: Path, suffixes: tuple[str, ...] = WEIGHT_SUFFIXES) -> None:
     """Check the weight files of a fetched model against its provenance.json before they are used.
 

@@ -8,10 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mi_oracle.environment import package_versions
-from mi_oracle.errors import ModelFolderError
-from mi_oracle.json_files import read_json
-from mi_oracle.layout import PROVENANCE_FILE
-from mi_oracle.models.provenance import WEIGHT_SUFFIXES, verify_model_files
+from mi_oracle.models.provenance import model_identity, verify_model_files
 
 ENVIRONMENT_KEY = "environment"
 
@@ -20,18 +17,7 @@ def model_record(model_dir: Path) -> dict[str, Any]:
     """Repo, revision, source and the sha256 of every weight file of a fetched model folder, each
     checked against the file as it is now (a weight file changed after the fetch is an error)."""
     verify_model_files(model_dir)
-    provenance = read_json(Path(model_dir) / PROVENANCE_FILE, ModelFolderError)
-    return {
-        "name": provenance.get("name"),
-        "repo": provenance.get("repo"),
-        "resolved_revision": provenance.get("resolved_revision"),
-        "source": provenance.get("source"),
-        "weights_sha256": {
-            record["path"]: record["sha256"]
-            for record in provenance.get("files", [])
-            if record["path"].endswith(WEIGHT_SUFFIXES)
-        },
-    }
+    return model_identity(model_dir, with_weights=True)
 
 
 def dictionary_record(manifest: Mapping[str, Any], layers: list[int]) -> dict[str, Any]:
