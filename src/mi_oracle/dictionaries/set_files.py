@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mi_oracle.config import relative_to_workdir, resolve_inside_roots
 from mi_oracle.dictionaries.curation import SetSpec, parse_set, read_curation_yaml, sae_document
-from mi_oracle.dictionaries.hub_files import HubFiles
 from mi_oracle.dictionaries.locations import (
     HubFile,
     is_hf_uri,
@@ -25,6 +24,9 @@ from mi_oracle.dictionaries.locations import (
 from mi_oracle.errors import DictionaryError
 from mi_oracle.formats import FORMATS, companions
 from mi_oracle.hashing import digest_file
+
+if TYPE_CHECKING:  # the hub client is imported by the job that downloads, not by the Snakefile
+    from mi_oracle.dictionaries.hub_files import HubFiles
 
 
 @dataclass(frozen=True)

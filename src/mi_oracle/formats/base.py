@@ -10,13 +10,14 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import torch
-from safetensors import safe_open
 
 from mi_oracle.errors import DictionaryError, MiOracleError
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: the Snakefile imports this module
+    import torch
 
 _NPY_HEADER_READERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
@@ -119,6 +120,8 @@ def shape_of(where: str, tensors: Mapping[str, Tensor], name: str, rank: int) ->
 
 
 def read_npz(path: Path) -> dict[str, torch.Tensor]:
+    import torch
+
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {name: torch.from_numpy(np.array(archive[name])) for name in archive.files}
@@ -129,6 +132,8 @@ def read_npz(path: Path) -> dict[str, torch.Tensor]:
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import safe_open
+
     try:
         with safe_open(str(path), framework="pt") as handle:
             return {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
@@ -150,12 +155,13 @@ def take(
         raise DictionaryError(
             f"{path}: tensor {name!r} has shape {list(tensor.shape)}, expected {list(shape)}"
         )
-    if tensor.dtype not in allowed:
-        names = ", ".join(sorted(str(d).removeprefix("torch.") for d in allowed))
-        found = str(tensor.dtype).removeprefix("torch.")
+    found = str(tensor.dtype).removeprefix("torch.")
+    if found not in allowed:
+        names = ", ".join(sorted(allowed))
         raise DictionaryError(f"{path}: tensor {name!r} is {found}, but {schema} stores {names}")
-    if not torch.isfinite(tensor).all():
-        bad = int((~torch.isfinite(tensor)).sum())
+    finite = tensor.isfinite()
+    if not finite.all():
+        bad = int((~finite).sum())
         raise DictionaryError(f"{path}: tensor {name!r} has {bad} non-finite values (NaN or inf)")
     return tensor
 
@@ -169,7 +175,7 @@ class DictionaryFormat(Protocol):
     """
 
     schemas: tuple[str, ...]
-    stored_dtypes: frozenset[torch.dtype]
+    stored_dtypes: frozenset[str]
     beside_yaml: re.Pattern[str] | None
 
     def detect(self, files: list[Path], layer: int, n_layers: int) -> Detected | None:
@@ -207,6 +213,9 @@ class WriteOptions:
     hints: Mapping[str, Any] = field(default_factory=dict)
 
 
-def stored(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """A contiguous copy in the stored dtype."""
-    return torch.as_tensor(value).contiguous().to(dtype)
+def stored(value: torch.Tensor, dtype: torch.dtype | str) -> torch.Tensor:
+    """A contiguous copy in the stored dtype (a torch dtype or its name, e.g. ``"float32"``)."""
+    import torch
+
+    target = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    return torch.as_tensor(value).contiguous().to(target)

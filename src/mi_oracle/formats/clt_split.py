@@ -7,8 +7,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where tensors are made: the Snakefile imports this module
+    import torch
+
 
 from mi_oracle.formats.base import (
     Detected,
@@ -26,7 +29,7 @@ from mi_oracle.formats.writers import write_safetensors
 
 class CltSplit:
     schemas = ("CltSplit", "CltSplitJumpReLU")
-    stored_dtypes = frozenset({torch.float32, torch.bfloat16})
+    stored_dtypes = frozenset({"float32", "bfloat16"})
     beside_yaml = re.compile(r"^W_enc_(\d+)\.safetensors$")
 
     def detect(self, files: list[Path], layer: int, n_layers: int) -> Detected | None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where tensors are made: the Snakefile imports this module
+    import torch
+
 
 from mi_oracle.formats.base import (
     Detected,
@@ -26,7 +29,7 @@ SCHEMA = "GemmaScope2"
 
 class GemmaScope2:
     schemas = (SCHEMA,)
-    stored_dtypes = frozenset({torch.float32})
+    stored_dtypes = frozenset({"float32"})
     beside_yaml = None
 
     def detect(self, files: list[Path], layer: int, n_layers: int) -> Detected | None:
@@ -87,7 +90,7 @@ class GemmaScope2:
         relative = f"layer_{layer}/params.safetensors"
         write_safetensors(
             Path(folder) / relative,
-            {k: stored(v, torch.float32) for k, v in tensors.items()},
+            {k: stored(v, "float32") for k, v in tensors.items()},
             options.metadata,
         )
         return relative

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where tensors are made: the Snakefile imports this module
+    import torch
+
 
 from mi_oracle.formats.base import (
     Detected,
@@ -25,7 +28,7 @@ SCHEMA = "GemmaScopeNpz"
 
 class GemmaScopeNpz:
     schemas = (SCHEMA,)
-    stored_dtypes = frozenset({torch.float32})
+    stored_dtypes = frozenset({"float32"})
     beside_yaml = None
 
     def detect(self, files: list[Path], layer: int, n_layers: int) -> Detected | None:
@@ -71,6 +74,6 @@ class GemmaScopeNpz:
         d_sae = weights["W_enc"].shape[1]
         width = f"{d_sae // 1024}k" if d_sae % 1024 == 0 else str(d_sae)
         relative = f"layer_{layer}/width_{width}/average_l0_{round(options.hints['average_l0'])}/params.npz"
-        arrays = {k: (v[:, 0] if k == "W_dec" else v).to(torch.float32).numpy() for k, v in weights.items()}
+        arrays = {k: (v[:, 0] if k == "W_dec" else v).float().numpy() for k, v in weights.items()}
         write_npz(Path(folder) / relative, arrays)
         return relative

@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where tensors are made: the Snakefile imports this module
+    import torch
+
 
 from mi_oracle.atomic import write_json_atomic
 from mi_oracle.errors import DictionaryError
@@ -38,7 +41,7 @@ def _config(path: Path) -> dict:
 
 class SaeLensNative:
     schemas = (SCHEMA,)
-    stored_dtypes = frozenset({torch.float32, torch.bfloat16, torch.float16})
+    stored_dtypes = frozenset({"float32", "bfloat16", "float16"})
     beside_yaml = None
 
     def detect(self, files: list[Path], layer: int, n_layers: int) -> Detected | None:

@@ -9,10 +9,12 @@ import zipfile
 from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: the Snakefile imports this module
+    import torch
 
 import numpy as np
-import torch
-from safetensors.torch import save_file
 
 from mi_oracle.atomic import readable_by_umask
 
@@ -49,6 +51,8 @@ def write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata:
     The metadata goes in as one sorted JSON string under ``mi_oracle``: safetensors serialises a
     metadata map in hash order, which would make the bytes differ from run to run.
     """
+    from safetensors.torch import save_file
+
     header = {"mi_oracle": json.dumps(dict(metadata), sort_keys=True)}
     with _temporary_beside(Path(path)) as tmp:
         save_file({name: t.contiguous() for name, t in tensors.items()}, str(tmp), metadata=header)
