@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import subprocess
 import sys
@@ -34,9 +35,11 @@ def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str
     return versions
 
 
+@functools.cache
 def code_origin() -> dict[str, object]:
     """Where the running mi_oracle package was imported from, and that checkout's git commit
-    (``dirty``: tracked files differ from it); both ``None`` outside a git checkout."""
+    (``dirty``: tracked files differ from it); both ``None`` outside a git checkout. Asked once per
+    process: encoding records it per layer."""
     package = Path(__file__).resolve().parent
     origin: dict[str, object] = {"package": str(package), "git_commit": None, "dirty": None}
     try:
@@ -66,6 +69,6 @@ def describe_environment(device: str = "cpu") -> dict[str, object]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "packages": package_versions(),
-        "code": code_origin(),
+        "code": dict(code_origin()),
         "hardware": hardware_fingerprint(device),
     }
