@@ -5,18 +5,28 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mi-oracle-installed
 PEERS_STAMP := $(VENV)/.mi-oracle-peers-installed
+# circuit-tracer and nnsight pin an older transformers: they get an environment of their own.
+PEER_VENV ?= .venv-peers
+PEER_VENV_STAMP := $(PEER_VENV)/.mi-oracle-peer-env-installed
 CORES ?= all
 
 .PHONY: install peers run test lint bench system-packages
 
 install: $(STAMP)
 
-# Peer implementations (TransformerLens, SAELens) the tests and benchmarks compare against.
-peers: $(PEERS_STAMP)
+# Peer implementations the report compares against: TransformerLens and SAELens in .venv (the
+# `peers` extra), circuit-tracer and nnsight in $(PEER_VENV) (envs/peers.txt, exact versions).
+peers: $(PEERS_STAMP) $(PEER_VENV_STAMP)
 
 $(PEERS_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		--constraint constraints.txt --editable '.[dev,peers]'
+	touch $@
+
+$(PEER_VENV_STAMP): envs/peers.txt
+	test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --requirement envs/peers.txt
+	$(PEER_VENV)/bin/python -m pip check
 	touch $@
 
 $(STAMP): pyproject.toml constraints.txt
@@ -25,8 +35,9 @@ $(STAMP): pyproject.toml constraints.txt
 		--constraint constraints.txt --editable '.[dev]'
 	touch $@
 
-# Install, then run the whole workflow on config/config.yaml (the embedded Gemma 3 270M).
-run: $(STAMP)
+# Install (with every peer the report compares against), then run the whole workflow on
+# config/config.yaml (the embedded Gemma 3 270M).
+run: $(STAMP) peers
 	$(BIN)/snakemake --cores $(CORES)
 
 lint: $(STAMP)

@@ -51,3 +51,7 @@ class NumericsError(MiOracleError):
 
 class DataFileError(MiOracleError):
     """A data file (activations, features, tokens) is unreadable, corrupt, or holds non-finite values."""
+
+
+class PeerError(MiOracleError):
+    """A peer implementation failed in its own environment (its output is in the rule's log)."""

@@ -102,6 +102,12 @@ REFERENCE_CHECK = "results/reports/reference_check.json"
 CAPTURE_CHECK = "results/reports/crossval/capture.json"
 REPORT_HTML = "results/reports/crossval.html"
 REPORT_JSON = "results/reports/crossval.json"
+PEERS_DIR = "results/peers"  # one folder per peer: what it computed in its own environment
+
+
+def peer_dir(peer: str) -> str:
+    """The folder a peer (``circuit-tracer``, ``nnsight``) writes its outputs to."""
+    return f"{PEERS_DIR}/{peer}"
 
 
 def encoder_check_path(name: str) -> str:

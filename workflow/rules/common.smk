@@ -16,6 +16,7 @@ from mi_oracle.dictionaries.set_files import local_set_files
 from mi_oracle import layout
 from mi_oracle.encoding.plan import encoding_points
 from mi_oracle.json_files import read_json
+from mi_oracle.peers.launch import peer_python
 from mi_oracle.reference_plan import reference_items
 
 ENV = "../../envs/mi-oracle.yaml"
@@ -201,13 +202,52 @@ def first_shard():
     return planned_shards()[0]
 
 
+PEERS = CROSSVAL["peers"]
+PEER_PYTHON = str(peer_python(PEERS["python"], Path(workflow.basedir)))
+PEER_SCRIPTS = Path(workflow.basedir) / "workflow" / "peers"
+# peer name -> its output folder, for the peers the config runs
+PEER_DIRS = {
+    peer: layout.peer_dir(peer)
+    for peer, key in (("circuit-tracer", "circuit_tracer"), ("nnsight", "nnsight"))
+    if PEERS[key]
+}
+
+
+def peer_capture_job(wildcards):
+    """What a capture peer traces: the first prompts of the first shard, at every captured point."""
+    return {
+        "model_dir": str(Path(model_dir()).resolve()),
+        "tokens": str(layout.tokens_file(Path(tokens_dir()).resolve(), first_shard())),
+        "n_prompts": CROSSVAL["capture_prompts"],
+        "layers": sorted(CAPTURE["layers"]),
+        "hooks": list(CAPTURE["hooks"]),
+    }
+
+
+def peer_circuit_tracer_inputs(wildcards):
+    """Every set's manifest and files, the input activations of each encoded layer (first shard),
+    the transcoder references it re-encodes, the model and the tokens."""
+    inputs = {
+        "script": str(PEER_SCRIPTS / "circuit_tracer_peer.py"),
+        "model": model_dir(),
+        "tokens": tokens_dir(),
+        "manifests": [manifest_path(name) for name in SETS],
+        "files": [dictionary_files_dir(name) for name in SETS],
+        "synthetic": [synthetic_dir(name) for name in SYNTHETIC],
+        "activations": sorted({inputs for name in SETS for _, inputs, _ in encoding_files(name, first_shard())}),
+        "references": [reference_path(name) for name, item in REFERENCE_ITEMS.items() if item["kind"] in ("plt", "clt")],
+    }
+    return inputs
+
+
 def crossval_capture_inputs(wildcards):
-    """The model, the token tables and every captured point of the first shard."""
+    """The model, the token tables, every captured point of the first shard, and the capture peers' outputs."""
     shard = first_shard()
     return {
         "model": model_dir(),
         "tokens": tokens_dir(),
         "activations": [activation_path(hook, layer, shard) for hook, layer in POINTS],
+        "peers": list(PEER_DIRS.values()),
     }
 
 
@@ -219,6 +259,7 @@ def crossval_encoder_inputs(wildcards):
         "files": dictionary_files_dir(wildcards.set),
         "features": features_dir(wildcards.set, first_shard()),
         "activations": [inputs for _, inputs, _ in points],
+        "peers": [PEER_DIRS[peer] for peer in ("circuit-tracer",) if peer in PEER_DIRS],
     }
     if wildcards.set in SYNTHETIC:
         inputs["synthetic"] = synthetic_dir(wildcards.set)

@@ -18,6 +18,7 @@ rule crossval_capture:
         prompts=CROSSVAL["capture_prompts"],
         shard=lambda wildcards: first_shard(),
         activations=lambda wildcards: layout.activations_dir(RUN),
+        peers=PEER_DIRS,
         code=code_version("mi_oracle.crossval.capture"),
     script:
         "../scripts/crossval_capture.py"
@@ -42,6 +43,7 @@ rule crossval_encoders:
         runtime=30,
     params:
         points=lambda wildcards: encoding_files(wildcards.set, first_shard()),
+        peers=PEER_DIRS,
         code=code_version("mi_oracle.crossval.encoders"),
     script:
         "../scripts/crossval_encoders.py"
@@ -55,6 +57,7 @@ rule crossval_report:
         references=all_references(),
         native=all_references("native"),
         candidates=crossval_candidates(),
+        peers=list(PEER_DIRS.values()),
     output:
         html=report(
             layout.REPORT_HTML,
@@ -75,6 +78,56 @@ rule crossval_report:
         kinds={name: item["kind"] for name, item in REFERENCE_ITEMS.items()},
         report_only=CROSSVAL["report_only"],
         candidates=lambda wildcards: candidates_folder(),
+        peers=PEER_DIRS,
         code=code_version("mi_oracle.crossval.report"),
     script:
         "../scripts/crossval_report.py"
+
+
+rule peer_circuit_tracer:
+    input:
+        unpack(peer_circuit_tracer_inputs),
+    output:
+        directory(layout.peer_dir("circuit-tracer")),
+    log:
+        "results/logs/peer_circuit_tracer.log",
+    benchmark:
+        "results/benchmarks/peer_circuit_tracer.tsv"
+    threads: ENCODING["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        python=PEER_PYTHON,
+        points=lambda wildcards: {name: encoding_files(name, first_shard()) for name in SETS},
+        references={
+            name: {"kind": item["kind"], "set": item.get("set"), "path": reference_path(name)}
+            for name, item in REFERENCE_ITEMS.items()
+        },
+        capture=peer_capture_job,
+        code=code_version("mi_oracle.peers.run"),
+    script:
+        "../scripts/peer_circuit_tracer.py"
+
+
+rule peer_nnsight:
+    input:
+        script=str(PEER_SCRIPTS / "nnsight_peer.py"),
+        model=model_dir(),
+        tokens=tokens_dir(),
+    output:
+        directory(layout.peer_dir("nnsight")),
+    log:
+        "results/logs/peer_nnsight.log",
+    benchmark:
+        "results/benchmarks/peer_nnsight.tsv"
+    threads: CAPTURE["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    params:
+        python=PEER_PYTHON,
+        capture=peer_capture_job,
+        code=code_version("mi_oracle.peers.run"),
+    script:
+        "../scripts/peer_nnsight.py"

@@ -18,5 +18,6 @@ with logged_to(snakemake.log[0]):
         shard,
         [tuple(point) for point in snakemake.params.points],
         n_prompts=snakemake.params.prompts,
+        peers={peer: Path(folder) for peer, folder in snakemake.params.peers.items()},
     )
     write_json_atomic(Path(snakemake.output[0]), result)

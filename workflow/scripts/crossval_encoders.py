@@ -14,7 +14,12 @@ with logged_to(snakemake.log[0]):
     manifest = read_manifest(Path(snakemake.input.manifest))
     results = [
         compare_layer(
-            manifest, layer, features_file(snakemake.input.features, layer), Path(inputs), Path.cwd()
+            manifest,
+            layer,
+            features_file(snakemake.input.features, layer),
+            Path(inputs),
+            Path.cwd(),
+            circuit_tracer=Path(peer) if (peer := snakemake.params.peers.get("circuit-tracer")) else None,
         )
         for layer, inputs, _ in snakemake.params.points
     ]

@@ -18,6 +18,7 @@ with logged_to(snakemake.log[0]):
         {name: (kind, Path(references[name])) for name, kind in kinds.items()},
         Path(candidates) if candidates else None,
         dict(zip(kinds, map(Path, snakemake.input.native), strict=True)),
+        peers={peer: Path(folder) for peer, folder in snakemake.params.peers.items()},
     )
     write_report(
         report, Path(snakemake.output.html), Path(snakemake.output.json), snakemake.params.report_only

@@ -13,7 +13,7 @@ the bars are per dtype (:data:`BARS`).
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow.compute as pc
 import torch
 
+from mi_oracle.crossval.peer_outputs import peer_capture
 from mi_oracle.devices import DTYPES
 from mi_oracle.hook_points import HOOK_POINTS
 from mi_oracle.layout import activation_file
@@ -32,10 +33,12 @@ N_PROMPTS = 8
 # batch vs each prompt alone reaches 2.2e-2 and 1.2e-3 on Gemma 3 270M
 # (benchmarks/capture_dtype_drift.py, results in benchmarks/RESULTS.md).
 BARS = {
-    "float32": {"hf": 1e-5, "transformer_lens": 1e-4},
-    "bfloat16": {"hf": 5e-2, "transformer_lens": 5e-2},
-    "float16": {"hf": 1e-2, "transformer_lens": 1e-2},
+    "float32": {"hf": 1e-5, "transformer_lens": 1e-4, "peers": 1e-4},
+    "bfloat16": {"hf": 5e-2, "transformer_lens": 5e-2, "peers": 5e-2},
+    "float16": {"hf": 1e-2, "transformer_lens": 1e-2, "peers": 1e-2},
 }
+# The peers in their own environment (nnsight, circuit-tracer) run transformers 4.57 in float32
+# against this environment's 5.x: the same model, other kernels' call order.
 
 
 def diff_stats(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float]:
@@ -79,8 +82,10 @@ def compare_capture(
     shard: str,
     points: Sequence[tuple[str, int]],
     n_prompts: int = N_PROMPTS,
+    peers: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
-    """Per (hook, layer): max abs and max relative diff against HF and TransformerLens, with bars."""
+    """Per (hook, layer): max abs and max relative diff against HF, TransformerLens and the capture
+    peers (``peers``: name -> output folder), with bars."""
     from transformers import AutoModelForCausalLM
 
     table = read_parquet(tokens_path, "tokens table", ["prompt_id", "token_ids"])
@@ -97,6 +102,7 @@ def compare_capture(
             states = model(torch.tensor([ids]), output_hidden_states=True, use_cache=False).hidden_states
             hidden.append([state[0].float() for state in states])
     lens = _transformer_lens_caches(model, model_dir, tokens["token_ids"], points)
+    peer_rows = {peer: peer_capture(Path(folder)) for peer, folder in (peers or {}).items()}
     rows = []
     for hook, layer in points:
         ours = captured_rows(activations_root, hook, layer, shard, tokens["prompt_id"])
@@ -122,8 +128,11 @@ def compare_capture(
             stats = diff_stats(ours, np.concatenate([cache[(hook, layer)] for cache in lens]))
             bar = bars["transformer_lens"]
             row["transformer_lens"] = {**stats, "bar": bar, "pass": stats["max_rel_diff"] <= bar}
+        for peer, captured in peer_rows.items():
+            row[peer] = _peer_point(peer, captured, hook, layer, ours, bars["peers"])
         rows.append(row)
     return {
+        "peers": sorted(peer_rows),
         "n_prompts": len(tokens["prompt_id"]),
         "shard": shard,
         "devices": sorted({meta["device"] for meta in metadata}),
@@ -154,3 +163,16 @@ def _transformer_lens_caches(model, model_dir: Path, token_rows, points: Sequenc
                 {point: cache[name][0].float().numpy() for name, point in names.items() if name in cache}
             )
     return caches
+
+
+def _peer_point(peer: str, captured: Mapping[str, np.ndarray] | str, hook: str, layer: int, ours, bar: float):
+    """One capture peer at one point: its stats against ours, or why it has none."""
+    if isinstance(captured, str):
+        return {"status": captured}
+    theirs = captured.get(f"{hook}@{layer}")
+    if theirs is None:
+        return {"status": f"not applicable: {peer} does not know {hook}"}
+    if theirs.shape != ours.shape:
+        return {"status": f"{peer}: {theirs.shape[0]} rows against {ours.shape[0]}", "pass": False}
+    stats = diff_stats(ours, theirs)
+    return {**stats, "bar": bar, "pass": stats["max_rel_diff"] <= bar}

@@ -1,5 +1,6 @@
 """Encoders side by side on the same captured activations: the project's (its feature Parquet),
-the float64 numpy oracle, and SAELens (a peer, when installed)."""
+the float64 numpy oracle, SAELens (a peer in this environment) and circuit-tracer (a peer in its
+own environment, whose encodings the rule peer_circuit_tracer wrote)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from mi_oracle.crossval.oracle import agreement, dense, load_canonical, oracle
+from mi_oracle.crossval.peer_outputs import peer_features
 from mi_oracle.dictionaries.manifest import layer_record
 from mi_oracle.hook_points import HOOK_POINTS
 from mi_oracle.parquet_files import read_parquet
@@ -54,10 +56,34 @@ def saelens_agreement(
     return {"status": "run", "library": "sae-lens", **stats, "pass": passes(stats)}
 
 
+def circuit_tracer_agreement(folder: Path | None, name: str, layer: int, rows: Mapping[str, list], judge):
+    """circuit-tracer's encoding of the same rows (from its own environment) held against the oracle."""
+    if folder is None:
+        return {"status": "not run: crossval.peers.circuit_tracer is off"}
+    encoded = peer_features(folder, name)
+    if isinstance(encoded, str):
+        return {"status": encoded}
+    if f"acts_{layer}" not in encoded:
+        return {"status": f"not run: circuit-tracer encoded no layer {layer} of {name}"}
+    if (
+        list(encoded[f"prompt_id_{layer}"]) != rows["prompt_id"]
+        or list(encoded[f"position_{layer}"]) != rows["position"]
+    ):
+        raise ValueError(f"{folder}: circuit-tracer's rows of {name} layer {layer} are not the captured ones")
+    stats = judge(encoded[f"acts_{layer}"].astype(np.float64))
+    return {"status": "run", "library": "circuit-tracer", **stats, "pass": passes(stats)}
+
+
 def compare_layer(
-    manifest: Mapping[str, Any], layer: int, features: Path, activations: Path, base: Path
+    manifest: Mapping[str, Any],
+    layer: int,
+    features: Path,
+    activations: Path,
+    base: Path,
+    circuit_tracer: Path | None = None,
 ) -> dict[str, Any]:
-    """One (set, layer): the project's and SAELens's encodings against the oracle, first MAX_TOKENS tokens."""
+    """One (set, layer): the project's, SAELens's and circuit-tracer's encodings against the oracle,
+    first MAX_TOKENS tokens (``circuit_tracer``: that peer's output folder, None when it is off)."""
     feature_rows = _rows(features, ["prompt_id", "position", "feature_ids", "feature_values"], MAX_TOKENS)
     captured = _rows(activations, ["prompt_id", "position", "activation"], MAX_TOKENS)
     if feature_rows["prompt_id"] != captured["prompt_id"] or feature_rows["position"] != captured["position"]:
@@ -80,7 +106,12 @@ def compare_layer(
         "oracle_mean_l0": float(l0.mean()) if len(l0) else 0.0,
         "project": {**project, "pass": passes(project)},
         "saelens": saelens_agreement(weights, x, activation, manifest, layer, pre, expected, threshold),
-        "circuit_tracer": "not run: circuit-tracer pins transformers<=4.57.3 and huggingface-hub<1.0, "
-        "so it stays out of this environment",
+        "circuit_tracer": circuit_tracer_agreement(
+            circuit_tracer,
+            manifest["set"],
+            layer,
+            captured,
+            lambda acts: agreement(acts, pre, expected, threshold, x, weights["W_enc"]),
+        ),
         "inputs": {"features": str(features), "activations": str(activations)},
     }

@@ -99,6 +99,10 @@ def agreement(
     both = (ours != 0) & (expected != 0)
     diff = np.abs(ours - expected)[both]
     bound = np.maximum(1e-4 * np.maximum(1.0, np.abs(expected[both])), 1e-5 * scale[both])
+    wrong = flipped & ~near
+    wrong[both] |= diff > bound
+    per_feature = wrong.sum(axis=0)
+    worst = np.argsort(-per_feature, kind="stable")[:5]
     top_ours = np.sort(np.argsort(-ours, axis=1, kind="stable")[:, :10], axis=1)
     top_oracle = np.sort(np.argsort(-expected, axis=1, kind="stable")[:, :10], axis=1)
     same_top10 = np.all(top_ours == top_oracle, axis=1) if len(ours) else np.ones(1, bool)
@@ -110,4 +114,8 @@ def agreement(
         "max_abs_diff": float(diff.max()) if diff.size else 0.0,
         "value_excess": float((diff / bound).max()) if diff.size else 0.0,
         "top10_set_agreement": float(np.mean(same_top10)),
+        # the features that disagree (a flip away from the threshold or a value outside the bound)
+        "worst_features": [
+            {"feature": int(f), "tokens": int(per_feature[f])} for f in worst if per_feature[f] > 0
+        ],
     }

@@ -16,6 +16,8 @@ from markupsafe import Markup, escape
 from mi_oracle.atomic import write_json_atomic
 from mi_oracle.crossval.candidates import grade_candidates
 from mi_oracle.crossval.kernels import kernel_spreads, kernels_html
+from mi_oracle.crossval.peer_outputs import peer_references
+from mi_oracle.crossval.summary import CAPTURE_PEERS, ENCODERS, summarise
 from mi_oracle.crossval.svg import bar_chart
 from mi_oracle.environment import describe_environment
 from mi_oracle.errors import CrossValidationError
@@ -26,42 +28,6 @@ log = logging.getLogger(__name__)
 FORMAT = "mi-oracle/crossval-report"
 
 
-def summarise(
-    capture: Mapping[str, Any], encoders: Sequence[Mapping[str, Any]], candidates: Sequence[Mapping]
-):
-    """One summary row per comparison: name, pass (True, False or None = not run), detail."""
-    rows = []
-    for peer, label in (("hf", "Hugging Face output_hidden_states"), ("transformer_lens", "TransformerLens")):
-        judged = [p[peer] for p in capture["points"] if "pass" in p[peer]]
-        status = next((p[peer]["status"] for p in capture["points"] if "status" in p[peer]), "")
-        failed = [f"{p['hook']}@{p['layer']}" for p in capture["points"] if p[peer].get("pass") is False]
-        detail = f"{len(judged)} hook points compared" + (f"; failed: {', '.join(failed)}" if failed else "")
-        rows.append(_row(f"capture vs {label}", not failed if judged else None, detail if judged else status))
-    for peer, label in (("project", "mi-oracle encoder"), ("saelens", "SAELens")):
-        judged = [layer for layer in encoders if "pass" in layer[peer]]
-        failed = [f"{layer['set']}@{layer['layer']}" for layer in judged if not layer[peer]["pass"]]
-        status = next((layer[peer]["status"] for layer in encoders if "pass" not in layer[peer]), "no sets")
-        detail = f"{len(judged)} (set, layer) pairs vs the float64 oracle" + (
-            f"; failed: {', '.join(failed)}" if failed else ""
-        )
-        rows.append(
-            _row(f"{label} vs float64 oracle", not failed if judged else None, detail if judged else status)
-        )
-    for kind in ("sae", "plt", "clt", "forward"):
-        graded = [c for c in candidates if c.get("kind") == kind]
-        failed = [c["reference"] for c in graded if c["grade"] == "fail"]
-        grades = ", ".join(f"{c['reference']}: {c['grade']}" for c in graded)
-        rows.append(_row(f"candidates ({kind})", not failed if graded else None, grades or "no candidate"))
-    strays = [c for c in candidates if "kind" not in c]
-    if strays:
-        rows.append(_row("candidates (unmatched)", False, "; ".join(c["failures"][0] for c in strays)))
-    return rows
-
-
-def _row(name: str, passed: bool | None, detail: str) -> dict[str, Any]:
-    return {"comparison": name, "pass": passed, "detail": detail}
-
-
 def build_report(
     capture_path: Path,
     encoder_paths: Sequence[Path],
@@ -69,12 +35,23 @@ def build_report(
     references: Mapping[str, tuple[str, Path]],
     candidates_dir: Path | None,
     native_references: Mapping[str, Path] | None = None,
+    peers: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
-    """The report document (what crossval.json holds); ``native_references``: native-kernel copies."""
+    """The report document (what crossval.json holds); ``native_references``: native-kernel copies;
+    ``peers``: peer name -> the folder it wrote in its own environment."""
     capture = read_json(capture_path)
     encoders = [layer for path in encoder_paths for layer in json.loads(Path(path).read_text())]
     candidates = grade_candidates(references, candidates_dir)
-    summary = summarise(capture, encoders, candidates)
+    graded, not_run = {"candidate": candidates} if candidates_dir else {}, {}
+    peer_outputs = {}
+    if peers and "circuit-tracer" in peers:
+        found = peer_references(Path(peers["circuit-tracer"]))
+        if isinstance(found, str):
+            not_run["circuit-tracer"] = found
+        else:
+            peer_outputs["circuit-tracer"] = graded["circuit-tracer"] = grade_candidates(references, found)
+    kinds = {name: kind for name, (kind, _) in references.items()}
+    summary = summarise(capture, encoders, kinds, graded, not_run)
     inputs = [
         capture_path,
         *encoder_paths,
@@ -90,6 +67,7 @@ def build_report(
         "capture": capture,
         "encoders": encoders,
         "candidates": candidates,
+        "peer_references": peer_outputs,
         "devices": {
             "devices": capture.get("devices", []),
             "status": "not run: CPU-against-GPU needs captures and encodings on both devices; "
@@ -103,9 +81,10 @@ def build_report(
 
 
 STYLE = """
-body{font-family:system-ui,sans-serif;margin:2rem;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:0.5rem 0 1.5rem}
-td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
+body{font-family:system-ui,sans-serif;margin:2rem auto;padding:0 1rem;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:0.5rem 0 1.5rem;max-width:100%}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;overflow-wrap:anywhere}
+svg{max-width:100%;height:auto}
 th{background:#f2f2f2}.pass{color:#17803d;font-weight:bold}.fail{color:#c62828;font-weight:bold}
 .muted{color:#777}.chart-title{font-size:13px;font-weight:bold}.tick{font-size:10px;fill:#444}
 code{font-size:90%}li.failure{font-family:monospace;font-size:90%}
@@ -129,10 +108,26 @@ def _g(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def _peer_cells(result: Mapping[str, Any], keys: Sequence[str]) -> list[Any]:
+def _cell(result: Mapping[str, Any], keys: Sequence[str]) -> Markup:
+    """One implementation's result in one cell: its verdict and numbers, 'n/a' where not applicable."""
     if "pass" not in result:
-        return [Markup('<span class="muted">{}</span>').format(result.get("status", ""))] + [""] * len(keys)
-    return [_verdict(result["pass"])] + [_g(result[key]) for key in keys]
+        status = result.get("status", "")
+        text = "n/a" if status.startswith("not applicable") else status
+        return Markup('<span class="muted" title="{}">{}</span>').format(status, text)
+    numbers = ", ".join(f"{key.replace('_', ' ')} {_g(result[key])}" for key in keys if key in result)
+    return Markup("{} <small>{}</small>").format(_verdict(result["pass"]), numbers)
+
+
+def _columns(rows: Sequence[Mapping[str, Any]], names: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """(implementations that ran somewhere, one 'not run' line for each that ran nowhere)."""
+    shown, folded = [], []
+    for key, label in names.items():
+        results = [r[key] for r in rows if isinstance(r.get(key), dict)]
+        if any("pass" in r for r in results):
+            shown.append(key)
+        elif results and not all(r.get("status", "").startswith("not applicable") for r in results):
+            folded.append(f"{label}: {next(r.get('status', '') for r in results)}")
+    return shown, folded
 
 
 _TEMPLATES = jinja2.Environment(
@@ -141,8 +136,8 @@ _TEMPLATES = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
 )
-CAPTURE_KEYS = ["max_abs_diff", "max_rel_diff", "bar"]
-ENCODER_KEYS = ["flips", "flips_away_from_threshold", "max_abs_diff", "value_excess", "top10_set_agreement"]
+CAPTURE_KEYS = ["max_rel_diff", "bar"]
+ENCODER_KEYS = ["flips_away_from_threshold", "max_abs_diff"]
 
 
 def _charts(report: Mapping[str, Any]) -> dict[str, Markup]:
@@ -175,40 +170,52 @@ def render_html(report: Mapping[str, Any]) -> str:
     """The self-contained page (``templates/report.html.j2``): summary first, then each comparison,
     plots and provenance."""
     capture, encoders, env = report["capture"], report["encoders"], report["environment"]
+    capture_shown, capture_folded = _columns(capture["points"], CAPTURE_PEERS)
+    encoder_shown, encoder_folded = _columns(encoders, ENCODERS)
     context = {
         "report": report,
         "style": Markup(STYLE),
         "verdict": _verdict,
         "table": _table,
-        "summary_rows": [[r["comparison"], _verdict(r["pass"]), r["detail"]] for r in report["summary"]],
+        "summary_rows": [
+            [
+                r["comparison"],
+                _verdict(r["pass"]),
+                r["agree"],
+                r["worst"],
+                Markup("{}{}").format(
+                    r["detail"],
+                    Markup('<br><span class="muted">not run: {}</span>').format("; ".join(r["not_run"]))
+                    if r["not_run"]
+                    else "",
+                ),
+            ]
+            for r in report["summary"]
+        ],
         "capture": capture,
-        "capture_headers": ["hook", "layer", "tokens", "HF", *CAPTURE_KEYS, "TransformerLens", *CAPTURE_KEYS],
+        "capture_headers": ["hook", "layer", "tokens", *(CAPTURE_PEERS[k] for k in capture_shown)],
         "capture_rows": [
             [
                 p["hook"],
                 p["layer"],
                 p["n_tokens"],
-                *_peer_cells(p["hf"], CAPTURE_KEYS),
-                *_peer_cells(p["transformer_lens"], CAPTURE_KEYS),
+                *(_cell(p.get(k, {}), CAPTURE_KEYS) for k in capture_shown),
             ]
             for p in capture["points"]
         ],
-        "encoder_headers": [
-            *["set", "layer", "schema", "tokens", "mi-oracle", *ENCODER_KEYS],
-            *["SAELens", *ENCODER_KEYS],
-        ],
+        "capture_not_run": capture_folded,
+        "encoder_headers": ["set", "layer", "schema", "tokens", *(ENCODERS[k] for k in encoder_shown)],
         "encoder_rows": [
             [
                 e["set"],
                 e["layer"],
                 e["schema"],
                 e["n_tokens"],
-                *_peer_cells(e["project"], ENCODER_KEYS),
-                *_peer_cells(e["saelens"], ENCODER_KEYS),
+                *(_cell(e.get(k, {}), ENCODER_KEYS) for k in encoder_shown),
             ]
             for e in encoders
         ],
-        "circuit_tracer": encoders[0]["circuit_tracer"] if encoders else None,
+        "encoder_not_run": encoder_folded,
         "kernels": Markup(kernels_html(report["devices"].get("kernels", []))),
         "env": env,
         "hardware": env["hardware"],

@@ -1,0 +1,98 @@
+"""What the peers in their own environment are asked to do: job documents built from the manifests,
+the capture plan and the references, so a peer's script reads plain files and imports nothing
+of mi-oracle."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mi_oracle.formats import companions
+from mi_oracle.hook_points import HOOK_POINTS
+
+TRANSCODER_KINDS = ("transcoder_set", "cross_layer_transcoder")
+REFERENCE_KINDS = ("plt", "clt")
+
+
+def tl_hook_name(hook: str) -> str:
+    """A hook's TransformerLens name inside a block (``mlp.hook_in``), as circuit-tracer writes it."""
+    return HOOK_POINTS[hook].transformer_lens.split("}.", 1)[1]
+
+
+def every_layer_files(manifest: Mapping[str, Any], base: Path) -> dict[int, list[str]] | str:
+    """Local files of every layer the set has (circuit-tracer loads all of a set's layers), or why
+    some are missing: resolved layers from the manifest, the others beside a local curation YAML."""
+    resolved = {
+        record["layer"]: [str(base / f["local_path"]) for f in record["files"]]
+        for record in manifest["layers"]
+    }
+    curation = manifest.get("curation", {}).get("local_path")
+    folder = (base / curation).parent if curation else None
+    files: dict[int, list[str]] = {}
+    missing = []
+    for entry in manifest["available_layers"]:
+        layer, source = entry["layer"], entry["source"]
+        if layer in resolved:
+            files[layer] = resolved[layer]
+        elif folder is not None and (folder / source).is_file():
+            names = [source, *companions(Path(source).name, layer)]
+            files[layer] = [str(folder / Path(source).parent / Path(name).name) for name in names]
+        else:
+            missing.append(layer)
+    if missing:
+        return (
+            f"circuit-tracer loads every layer of a transcoder set; layers {missing} are not "
+            "downloaded (list them in the set's `layers` to fetch them)"
+        )
+    return files
+
+
+def circuit_tracer_job(
+    manifests: Mapping[str, Mapping[str, Any]],
+    points: Mapping[str, Sequence[Sequence[Any]]],
+    references: Mapping[str, Mapping[str, Any]],
+    capture: Mapping[str, Any],
+    base: Path,
+    max_tokens: int,
+) -> dict[str, Any]:
+    """The circuit-tracer peer's job: every transcoder set it can load, with the activation file of
+    each encoded layer (``points[set]``: [layer, input file, target file]), the transcoder
+    references to re-encode, and the capture on the first prompts. ``skipped``: set -> why."""
+    sets, skipped = {}, {}
+    for name, manifest in manifests.items():
+        if manifest["kind"] not in TRANSCODER_KINDS:
+            skipped[name] = (
+                f"not applicable: circuit-tracer loads transcoders, and {name} is a {manifest['kind']}"
+            )
+            continue
+        files = every_layer_files(manifest, base)
+        if isinstance(files, str):
+            skipped[name] = f"not run: {files}"
+            continue
+        sets[name] = {
+            "set": name,
+            "model_kind": manifest["kind"],
+            "schema": manifest["layers"][0]["schema"],
+            **manifest["hooks_as_written"],
+            "files": {str(layer): paths for layer, paths in sorted(files.items())},
+            "activation_files": {str(layer): str(base / inputs) for layer, inputs, _ in points[name]},
+        }
+    job = {
+        "sets": sets,
+        "skipped": skipped,
+        "max_tokens": max_tokens,
+        "references": [
+            {"name": name, "path": str(base / item["path"]), "set": item["set"]}
+            for name, item in references.items()
+            if item["kind"] in REFERENCE_KINDS and item["set"] in sets
+        ],
+        "capture": None,
+    }
+    if sets:
+        job["capture"] = {
+            **capture,
+            "set": next(iter(sets)),
+            "hooks": [[hook, tl_hook_name(hook)] for hook in capture["hooks"]],  # forward order
+        }
+    return job

@@ -1,0 +1,34 @@
+"""The peer rules' entry points: build a peer's job from the workflow's files and run it in the
+peer environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mi_oracle.crossval.encoders import MAX_TOKENS
+from mi_oracle.dictionaries.manifest import read_manifest
+from mi_oracle.peers.jobs import circuit_tracer_job
+from mi_oracle.peers.launch import run_peer
+
+
+def run_circuit_tracer(
+    python: Path,
+    script: Path,
+    manifest_paths: Sequence[Path],
+    points: Mapping[str, Sequence[Sequence[Any]]],
+    references: Mapping[str, Mapping[str, Any]],
+    capture: Mapping[str, Any],
+    out_dir: Path,
+    threads: int,
+) -> dict[str, Any]:
+    """circuit-tracer on every transcoder set: reference residuals, captured activations, its capture."""
+    manifests = {manifest["set"]: manifest for manifest in map(read_manifest, manifest_paths)}
+    job = circuit_tracer_job(manifests, points, references, capture, Path.cwd(), MAX_TOKENS)
+    return run_peer("circuit-tracer", python, script, job, out_dir, threads)
+
+
+def run_nnsight(python: Path, script: Path, capture: Mapping[str, Any], out_dir: Path, threads: int):
+    """nnsight's capture of every hook point on the first prompts."""
+    return run_peer("nnsight", python, script, dict(capture), out_dir, threads)
