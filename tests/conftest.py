@@ -17,6 +17,8 @@ from tests.hub_standin import StandInHub
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+# The peers in their own environment cost about 35 s a run: tests about other stages leave them out.
+NO_PEERS = {"peers": {"circuit_tracer": False, "nnsight": False}}
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 from mi_oracle.crossval.capture import compare_capture
 from mi_oracle.parquet_files import read_metadata
 from tests.builders import WORDS, save_tiny_causal_lm
-from tests.conftest import run_snakemake, snakemake_command, write_config
+from tests.conftest import NO_PEERS, run_snakemake, snakemake_command, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +37,7 @@ def tiny_workflow(tmp_path: Path, n_prompts: int, **capture: object) -> Path:
             "threads": 1,
             **capture,
         },
+        "crossval": NO_PEERS,
     }
     return write_config(tmp_path / "config.yaml", config)
 

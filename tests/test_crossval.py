@@ -16,7 +16,7 @@ from mi_oracle.crossval.capture import BARS, compare_capture
 from mi_oracle.crossval.oracle import agreement
 from mi_oracle.crossval.report import build_report, write_report
 from mi_oracle.errors import CrossValidationError
-from tests.browser import render
+from tests.browser import layout_width, render
 from tests.capture_helpers import PLAN as CAPTURE_PLAN
 from tests.capture_helpers import SETTINGS as CAPTURE_SETTINGS
 from tests.capture_helpers import fetched_tiny, tokenize, write_tokens
@@ -202,7 +202,8 @@ def small_report_inputs(tmp_path: Path, plt: dict, candidate: dict) -> tuple:
     stats |= {"top10_set_agreement": 1.0, "values": 10, "compared": 4, "pass": True}
     encoders = [
         {"set": "s", "layer": 0, "schema": "GemmaScopeNpz", "n_tokens": 3, "project": stats, "saelens": stats}
-        | {"circuit_tracer": "not run", "activation": "jumprelu", "synthetic": True, "oracle_mean_l0": 2.0}
+        | {"activation": "jumprelu", "synthetic": True, "oracle_mean_l0": 2.0}
+        | {"circuit_tracer": {"status": "not run: the peer environment is missing"}}
     ]
     metrics = {"set": "s", "layers": {"0": {"mean_l0": 2.0, "fvu": 0.1}}}
     paths = {name: tmp_path / f"{name}.json" for name in ("capture", "encoders", "metrics", "reference")}
@@ -246,12 +247,13 @@ def test_a_failing_candidate_fails_the_report_but_keeps_it(tmp_path, plt):
     report = small_report_inputs(tmp_path, plt, planted)
     assert report["pass"] is False
     html, data = tmp_path / "out" / "crossval.html", tmp_path / "out" / "crossval.json"
-    with pytest.raises(CrossValidationError, match=r"candidates \(plt\): ref: fail") as raised:
+    with pytest.raises(CrossValidationError, match=r"reference ref \(plt\): candidate: test_cases") as raised:
         write_report(report, html, data, report_only=False)
     assert "test_cases[layer 0, seed 0].top_10[2].index: expected" in str(raised.value)
     assert (tmp_path / "out" / "crossval.failed.html").exists()
     write_report(report, html, data, report_only=True)
-    assert json.loads(data.read_text())["summary"][-3]["pass"] is False
+    rows = {row["comparison"]: row for row in json.loads(data.read_text())["summary"]}
+    assert rows["reference ref (plt)"]["pass"] is False and rows["reference ref (plt)"]["agree"] == "0 of 1"
 
 
 def test_the_page_renders_in_chromium_without_console_errors(tmp_path, plt):
@@ -262,8 +264,13 @@ def test_the_page_renders_in_chromium_without_console_errors(tmp_path, plt):
     assert "<script" not in text and "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
     dom, console = render(html, tmp_path / "page.png")
     assert console == []
-    assert '<table class="summary">' in dom and "candidates (plt)" in dom
+    assert '<table class="summary">' in dom and "reference ref (plt)" in dom
     assert (tmp_path / "page.png").stat().st_size > 10_000
+    # TransformerLens and circuit-tracer ran nowhere: one folded line each, no column of "not run"
+    assert "not run: TransformerLens: not run: transformer-lens is not installed" in dom
+    assert dom.count("transformer-lens is not installed") == 2  # the summary's line and the table's
+    scroll, viewport = layout_width(html, tmp_path)
+    assert scroll <= viewport, f"the page is {scroll} px wide in a {viewport} px window"
 
 
 def test_the_browser_check_sees_a_console_error(tmp_path):

@@ -14,7 +14,7 @@ from mi_oracle.errors import DictionaryError, NumericsError
 from mi_oracle.hardware import hardware_fingerprint
 from mi_oracle.numerics.mode import GLIBC_HWCAPS, PINNED_KERNELS, Numerics
 from tests.builders import WORDS, save_tiny_causal_lm
-from tests.conftest import run_snakemake, write_config
+from tests.conftest import NO_PEERS, run_snakemake, write_config
 
 # What another x86-64 machine may pick: older MKL and OpenBLAS kernels, ATen without AVX, and a
 # glibc that sees no FMA (its libm then runs other variants). Every x86-64 CPU has these paths,
@@ -140,6 +140,7 @@ def tiny_reference_workflow(workdir: Path, synthetic: str) -> Path:
                 {"name": "forward_reference", "kind": "forward", "prompts": ["the capital of", "a river in"]},
             ]
         },
+        "crossval": NO_PEERS,
     }
     return write_config(workdir / "config.yaml", config)
 

@@ -21,7 +21,7 @@ from mi_oracle.errors import DictionaryError, ModelFolderError
 from mi_oracle.parquet_files import METADATA_KEY
 from mi_oracle.references.provenance import model_record
 from tests.builders import WORDS, save_tiny_causal_lm
-from tests.conftest import REPO_ROOT, SNAKEMAKE, run_snakemake, write_config
+from tests.conftest import NO_PEERS, REPO_ROOT, SNAKEMAKE, run_snakemake, write_config
 from tests.dictionary_files import gemma_scope_npz
 
 pytestmark = pytest.mark.slow
@@ -67,7 +67,7 @@ def build_workdir(workdir: Path) -> Path:
             "committed": "committed",
             "items": [{"name": REFERENCE, "kind": "forward", "prompts": ["the capital of"]}],
         },
-        "crossval": {"candidates": "candidates"},
+        "crossval": {"candidates": "candidates", **NO_PEERS},
     }
     return write_config(workdir / "config.yaml", config)
 

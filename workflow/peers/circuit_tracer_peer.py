@@ -122,10 +122,7 @@ def capture(job: dict, transcoders, out: Path) -> None:
     )
     mapping = get_mapping(model._hf_config.architectures[0]).feature_hook_mapping
     points = [
-        (hook, name, layer)
-        for hook, name in spec["hooks"]
-        if name in mapping
-        for layer in spec["layers"]
+        (hook, name, layer) for hook, name in spec["hooks"] if name in mapping for layer in spec["layers"]
     ]
     tokens = pq.read_table(spec["tokens"], columns=["prompt_id", "token_ids"]).slice(0, spec["n_prompts"])
     arrays: dict[str, list[np.ndarray]] = {}

@@ -234,8 +234,12 @@ def peer_circuit_tracer_inputs(wildcards):
         "manifests": [manifest_path(name) for name in SETS],
         "files": [dictionary_files_dir(name) for name in SETS],
         "synthetic": [synthetic_dir(name) for name in SYNTHETIC],
-        "activations": sorted({inputs for name in SETS for _, inputs, _ in encoding_files(name, first_shard())}),
-        "references": [reference_path(name) for name, item in REFERENCE_ITEMS.items() if item["kind"] in ("plt", "clt")],
+        "activations": sorted(
+            {inputs for name in SETS for _, inputs, _ in encoding_files(name, first_shard())}
+        ),
+        "references": [
+            reference_path(name) for name, item in REFERENCE_ITEMS.items() if item["kind"] in ("plt", "clt")
+        ],
     }
     return inputs
 

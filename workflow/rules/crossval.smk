@@ -93,6 +93,8 @@ rule peer_circuit_tracer:
         "results/logs/peer_circuit_tracer.log",
     benchmark:
         "results/benchmarks/peer_circuit_tracer.tsv"
+    conda:
+        ENV
     threads: ENCODING["threads"]
     resources:
         mem_mb=8000,
@@ -121,6 +123,8 @@ rule peer_nnsight:
         "results/logs/peer_nnsight.log",
     benchmark:
         "results/benchmarks/peer_nnsight.tsv"
+    conda:
+        ENV
     threads: CAPTURE["threads"]
     resources:
         mem_mb=8000,

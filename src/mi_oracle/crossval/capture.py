@@ -118,7 +118,7 @@ def compare_capture(
             )
             row["hf"] = {**stats, "bar": bars["hf"], "pass": stats["max_rel_diff"] <= bars["hf"]}
         else:
-            row["hf"] = {"status": "not in hidden_states"}
+            row["hf"] = {"status": "not applicable: hidden_states holds resid_pre and resid_post only"}
         if isinstance(lens, str):
             row["transformer_lens"] = {"status": lens}
         elif (hook, layer) not in lens[0]:

@@ -83,7 +83,8 @@ def build_report(
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;padding:0 1rem;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:0.5rem 0 1.5rem;max-width:100%}
-td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;overflow-wrap:anywhere}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;overflow-wrap:break-word}
+td code{word-break:break-all}
 svg{max-width:100%;height:auto}
 th{background:#f2f2f2}.pass{color:#17803d;font-weight:bold}.fail{color:#c62828;font-weight:bold}
 .muted{color:#777}.chart-title{font-size:13px;font-weight:bold}.tick{font-size:10px;fill:#444}
@@ -118,6 +119,12 @@ def _cell(result: Mapping[str, Any], keys: Sequence[str]) -> Markup:
     return Markup("{} <small>{}</small>").format(_verdict(result["pass"]), numbers)
 
 
+def _with_bar(points: Sequence[Mapping[str, Any]], key: str) -> str:
+    """A capture column's header: the implementation and its bar."""
+    bar = next(p[key]["bar"] for p in points if "bar" in p.get(key, {}))
+    return f"{CAPTURE_PEERS[key]} (bar {bar:g})"
+
+
 def _columns(rows: Sequence[Mapping[str, Any]], names: Mapping[str, str]) -> tuple[list[str], list[str]]:
     """(implementations that ran somewhere, one 'not run' line for each that ran nowhere)."""
     shown, folded = [], []
@@ -136,7 +143,7 @@ _TEMPLATES = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
 )
-CAPTURE_KEYS = ["max_rel_diff", "bar"]
+CAPTURE_KEYS = ["max_rel_diff"]
 ENCODER_KEYS = ["flips_away_from_threshold", "max_abs_diff"]
 
 
@@ -193,7 +200,12 @@ def render_html(report: Mapping[str, Any]) -> str:
             for r in report["summary"]
         ],
         "capture": capture,
-        "capture_headers": ["hook", "layer", "tokens", *(CAPTURE_PEERS[k] for k in capture_shown)],
+        "capture_headers": [
+            "hook",
+            "layer",
+            "tokens",
+            *(_with_bar(capture["points"], k) for k in capture_shown),
+        ],
         "capture_rows": [
             [
                 p["hook"],

@@ -52,13 +52,14 @@ def circuit_tracer_job(
     manifests: Mapping[str, Mapping[str, Any]],
     points: Mapping[str, Sequence[Sequence[Any]]],
     references: Mapping[str, Mapping[str, Any]],
-    capture: Mapping[str, Any],
+    capture: Mapping[str, Any] | None,
     base: Path,
     max_tokens: int,
 ) -> dict[str, Any]:
     """The circuit-tracer peer's job: every transcoder set it can load, with the activation file of
     each encoded layer (``points[set]``: [layer, input file, target file]), the transcoder
-    references to re-encode, and the capture on the first prompts. ``skipped``: set -> why."""
+    references to re-encode, and the capture on the first prompts (None: no capture).
+    ``skipped``: set -> why."""
     sets, skipped = {}, {}
     for name, manifest in manifests.items():
         if manifest["kind"] not in TRANSCODER_KINDS:
@@ -89,7 +90,7 @@ def circuit_tracer_job(
         ],
         "capture": None,
     }
-    if sets:
+    if sets and capture:
         job["capture"] = {
             **capture,
             "set": next(iter(sets)),

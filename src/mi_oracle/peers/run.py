@@ -19,7 +19,7 @@ def run_circuit_tracer(
     manifest_paths: Sequence[Path],
     points: Mapping[str, Sequence[Sequence[Any]]],
     references: Mapping[str, Mapping[str, Any]],
-    capture: Mapping[str, Any],
+    capture: Mapping[str, Any] | None,
     out_dir: Path,
     threads: int,
 ) -> dict[str, Any]:

@@ -1,0 +1,107 @@
+"""Peer jobs and the launcher: what a peer is asked, and what its rule leaves behind."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from mi_oracle.errors import PeerError
+from mi_oracle.peers.jobs import circuit_tracer_job, tl_hook_name
+from mi_oracle.peers.launch import run_peer
+
+
+def manifest(name: str, kind: str, resolved: list[int], available: list[int], curation: str | None) -> dict:
+    return {
+        "set": name,
+        "kind": kind,
+        "hooks_as_written": {"feature_input_hook": "mlp.hook_in", "feature_output_hook": "hook_mlp_out"},
+        "curation": {"local_path": curation} if curation else {"source": "hf://org/repo/config.yaml"},
+        "available_layers": [{"layer": layer, "source": f"layer_{layer}.safetensors"} for layer in available],
+        "layers": [
+            {
+                "layer": layer,
+                "schema": "PltBundle",
+                "files": [{"local_path": f"dl/{name}/layer_{layer}.safetensors"}],
+            }
+            for layer in resolved
+        ],
+    }
+
+
+def test_circuit_tracer_is_asked_for_transcoders_with_every_layer_and_told_why_not_otherwise(tmp_path):
+    (tmp_path / "local").mkdir()
+    for layer in range(3):
+        (tmp_path / "local" / f"layer_{layer}.safetensors").write_bytes(b"")
+    manifests = {
+        "sae": manifest("sae", "sae", [0], [0], None),
+        "hub": manifest("hub", "transcoder_set", [0, 2], [0, 1, 2], None),
+        "local": manifest("local", "transcoder_set", [2], [0, 1, 2], "local/config.yaml"),
+    }
+    points = {name: [[2, f"acts/{name}.parquet", "target"]] for name in manifests}
+    references = {
+        "plt": {"kind": "plt", "set": "local", "path": "results/references/plt.json"},
+        "fwd": {"kind": "forward", "set": None, "path": "results/references/fwd.json"},
+    }
+    capture = {
+        "model_dir": "m",
+        "tokens": "t",
+        "n_prompts": 2,
+        "layers": [2],
+        "hooks": ["resid_mid", "mlp_in"],
+    }
+    job = circuit_tracer_job(manifests, points, references, capture, tmp_path, 64)
+
+    assert job["skipped"]["sae"].startswith("not applicable: circuit-tracer loads transcoders")
+    assert job["skipped"]["hub"] == (
+        "not run: circuit-tracer loads every layer of a transcoder set; layers [1] are not "
+        "downloaded (list them in the set's `layers` to fetch them)"
+    )
+    files = job["sets"]["local"]["files"]  # layer 2 resolved, 0 and 1 beside the local YAML
+    assert files["2"] == [str(tmp_path / "dl/local/layer_2.safetensors")]
+    assert files["0"] == [str(tmp_path / "local" / "layer_0.safetensors")]
+    assert job["sets"]["local"]["activation_files"] == {"2": str(tmp_path / "acts/local.parquet")}
+    assert [r["name"] for r in job["references"]] == ["plt"]
+    assert job["capture"]["hooks"] == [["resid_mid", "hook_resid_mid"], ["mlp_in", "mlp.hook_in"]]
+    assert tl_hook_name("ln2_normalized") == "ln2.hook_normalized"
+
+
+def test_a_missing_peer_environment_is_reported_not_run_with_the_fix(tmp_path):
+    status = run_peer(
+        "nnsight", tmp_path / "no-venv" / "bin" / "python", Path(__file__), {"a": 1}, tmp_path / "out", 1
+    )
+    assert status["status"].startswith(f"not run: the peer environment {tmp_path / 'no-venv'}")
+    assert "`make peers` makes it" in status["status"]
+    assert json.loads((tmp_path / "out" / "status.json").read_text()) == status
+    assert json.loads((tmp_path / "out" / "job.json").read_text()) == {"a": 1}
+
+
+def test_a_failing_peer_names_itself_and_leaves_nothing(tmp_path):
+    script = tmp_path / "peer.py"
+    script.write_text(
+        "import sys, pathlib\n"
+        "pathlib.Path(sys.argv[2], 'half').write_text('x')\n"
+        "raise SystemExit('no luck')\n"
+    )
+    with pytest.raises(
+        PeerError, match=r"circuit-tracer \(peer.py in .*\) failed with exit code 1:\nno luck"
+    ):
+        run_peer("circuit-tracer", Path(sys.executable), script, {}, tmp_path / "out", 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["peer.py"]
+
+
+def test_a_peer_runs_in_a_clean_interpreter_and_its_output_is_kept(tmp_path, monkeypatch):
+    script = tmp_path / "peer.py"
+    script.write_text(
+        "import json, os, sys, pathlib\n"
+        "job = json.loads(pathlib.Path(sys.argv[1]).read_text())\n"
+        "seen = {'threads': os.environ['PEER_THREADS'], 'pythonpath': os.environ.get('PYTHONPATH')}\n"
+        "pathlib.Path(sys.argv[2], 'answer.json').write_text(json.dumps({**job, **seen}))\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", "/somewhere/else")
+    status = run_peer("nnsight", Path(sys.executable), script, {"q": 2}, tmp_path / "out", 3)
+    assert status["status"] == "run" and len(status["script_sha256"]) == 64
+    answer = json.loads((tmp_path / "out" / "answer.json").read_text())
+    assert answer == {"q": 2, "threads": "3", "pythonpath": None}
