@@ -11,8 +11,10 @@ same batches, in one process, alternating, best of ``--repeats``:
 
 1. roofline: ``torch.addmm(b_enc, x, W_enc)`` alone, the GEMM every encoder must do;
 2. mi-oracle encode: JumpReLU activations and the active mask (``encoding.compute.encode``);
-3. mi-oracle encode + sparse rows: the above plus the sorted index/value lists written to Parquet;
-4. SAELens: ``JumpReLUSAE.encode`` of the same dictionary loaded with ``SAE.load_from_disk``.
+3. mi-oracle encode + sparse rows: the above plus the sorted index/value lists;
+4. end to end: the above written as the features Parquet (``encoding.run.features_schema``,
+   zstd, page checksums: what ``encode_features`` writes per batch) to an in-memory file;
+5. SAELens: ``JumpReLUSAE.encode`` of the same dictionary loaded with ``SAE.load_from_disk``.
 
 Then peak memory of ``encode_shard`` (Parquet in, Parquet out) at 1x and 10x ``--rows``, each in
 a fresh process.
@@ -38,6 +40,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from mi_oracle.encoding.compute import encode, sparse_rows  # noqa: E402
 from mi_oracle.encoding.loaders import load_layer  # noqa: E402
+from mi_oracle.encoding.run import features_schema  # noqa: E402
+from mi_oracle.parquet_files import WRITE_OPTIONS  # noqa: E402
 
 SET, LAYER, HOOK = "synthetic-sae", 9, "resid_post"
 MANIFEST = ROOT / "results" / "curation" / SET / "manifest.json"
@@ -99,6 +103,24 @@ def peak_memory_mb(source: Path, device: str) -> float:
     return int(result.stdout.strip().splitlines()[-1]) / 1024
 
 
+class FeaturesWriter:
+    """Encode a batch and append it to a features Parquet held in memory, as encode_features does."""
+
+    def __init__(self, dictionary) -> None:
+        self.dictionary = dictionary
+        self.schema = features_schema({"benchmark": True})
+
+    def __call__(self, x: torch.Tensor) -> None:
+        ids, values = sparse_rows(*encode(self.dictionary, x))
+        n = len(x)
+        keys = [pa.array(np.arange(n), pa.int64()), pa.array(np.arange(n, dtype=np.int32))]
+        columns = [*keys, pa.array(np.zeros(n, np.int32)), ids, values]
+        table = pa.Table.from_arrays(columns, schema=self.schema)
+        sink = pa.BufferOutputStream()
+        with pq.ParquetWriter(sink, self.schema, compression="zstd", **WRITE_OPTIONS) as out:
+            out.write_table(table, row_group_size=4096)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -121,6 +143,7 @@ def main() -> None:
         "roofline addmm": lambda x: torch.addmm(dictionary.b_enc, x, dictionary.W_enc),
         "mi-oracle encode": lambda x: encode(dictionary, x),
         "mi-oracle encode + sparse rows": lambda x: sparse_rows(*encode(dictionary, x)),
+        "end to end: encode, sparse rows, features Parquet": FeaturesWriter(dictionary),
     }
     if not args.skip_peer:
         from mi_oracle.peers.saelens import load_gemma_scope_npz
@@ -149,6 +172,9 @@ def main() -> None:
         "encode_over_roofline": round(best["roofline addmm"] / best["mi-oracle encode"], 3),
         "encode_with_sparse_rows_over_roofline": round(
             best["roofline addmm"] / best["mi-oracle encode + sparse rows"], 3
+        ),
+        "end_to_end_over_roofline": round(
+            best["roofline addmm"] / best["end to end: encode, sparse rows, features Parquet"], 3
         ),
     }
     if "SAELens encode" in best:

@@ -58,7 +58,7 @@ def assert_fetched(work: Path, name: str, repo: str, commit: str) -> None:
 
 
 def assert_crossval_passes(work: Path, points: int) -> dict:
-    """Every capture point against HF and TransformerLens, every encoder, in the capture's dtype."""
+    """Every capture point against HF, TransformerLens and nnsight, every encoder, in the capture's dtype."""
     report = read(work, "results/reports/crossval.json")
     assert report["pass"] is True, [row for row in report["summary"] if row["pass"] is False]
     capture = report["capture"]
@@ -66,6 +66,9 @@ def assert_crossval_passes(work: Path, points: int) -> dict:
     for point in capture["points"]:
         judged = [point[peer] for peer in ("hf", "transformer_lens") if "pass" in point[peer]]
         assert "pass" in point["transformer_lens"] and all(result["pass"] for result in judged), point
+    # nnsight (in .venv-peers, by this architecture's module paths) at every point it has a module for
+    by_nnsight = [point for point in capture["points"] if "pass" in point["nnsight"]]
+    assert len(by_nnsight) >= points - 1 and all(point["nnsight"]["pass"] for point in by_nnsight)
     for row in report["encoders"]:
         assert row["project"]["pass"] and row["project"]["compared"] > 0, row
     assert (work / "results" / "reports" / "crossval.html").stat().st_size > 0
