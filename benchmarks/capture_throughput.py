@@ -12,6 +12,10 @@ length-grouped batches, in one process, alternating, best of ``--repeats``:
 3. peer: TransformerLens 3.9+ (TransformerBridge.run_with_cache, same hook names) keeping the
    unpadded activations and saving them with torch.save, as an ad-hoc script would.
 
+4. storage (``--storage``): the capture once per Parquet storage choice (compression x float
+   encoding), alternating within each repeat: tokens/s and bytes per (token, hook point) of the
+   files written.
+
 Then peak memory of capture_shard at 1x and 10x the tokens, each in a fresh process, alternating,
 ``--memory-samples`` times each (the median is the result: a process's peak RSS varies by
 about +-50 MB from run to run with how the allocator's heap happens to fragment).
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -37,6 +42,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from mi_oracle.capture.plan import make_plan  # noqa: E402
 from mi_oracle.capture.recorder import StopForward  # noqa: E402
 from mi_oracle.capture.run import capture_shard, length_grouped_batches, right_padded  # noqa: E402
+from mi_oracle.errors import DataFileError  # noqa: E402
 from mi_oracle.hook_points import HOOK_POINTS  # noqa: E402
 
 MODEL = ROOT / "resources" / "models" / "gemma-3-270m"
@@ -49,7 +55,9 @@ SETTINGS = {
     "shard_tokens": 10**9,
     "batch_tokens": 4096,
     "row_group_rows": 1024,
-    "compression": "none",
+    "compression": "zstd",
+    "float_encoding": "byte_stream_split",
+    "storage_dtype": "float32",
     "dtype": "float32",
 }
 
@@ -70,7 +78,18 @@ def plain_forward(model, rows, device, batch_tokens) -> float:
     return time.perf_counter() - start
 
 
-def mi_oracle_capture(tokens_path, out_dir, plan, device) -> float:
+STORAGE = [  # (storage_dtype, compression, float_encoding)
+    ("float32", "none", "plain"),
+    ("float32", "zstd", "plain"),
+    ("float32", "lz4", "byte_stream_split"),
+    ("float32", "zstd", "byte_stream_split"),
+    ("bfloat16", "none", "plain"),
+    ("bfloat16", "zstd", "byte_stream_split"),
+    ("float16", "zstd", "plain"),
+]
+
+
+def mi_oracle_capture(tokens_path, out_dir, plan, device, **storage) -> float:
     outputs = {
         (h, layer): out_dir / f"hook={h}" / f"layer={layer}" / "part-00000.parquet"
         for h in HOOKS
@@ -81,7 +100,7 @@ def mi_oracle_capture(tokens_path, out_dir, plan, device) -> float:
         MODEL,
         tokens_path,
         outputs,
-        {**SETTINGS, "device": device.type},
+        {**SETTINGS, **storage, "device": device.type},
         plan,
         "00000",
         threads=torch.get_num_threads(),
@@ -143,6 +162,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--storage", action="store_true", help="also compare the Parquet storage choices")
     parser.add_argument(
         "--memory-samples", type=int, default=3, help="fresh processes per corpus; the median is reported"
     )
@@ -177,6 +197,8 @@ def run(work: Path, device: torch.device, args: argparse.Namespace) -> dict:
             device=device.type,
         )
     best: dict[str, float] = {}
+    bytes_per_point: dict[str, float] = {}
+    refused: dict[str, str] = {}
     for repeat in range(args.repeats):
         timings = {"plain forward": plain_forward(model, rows, device, SETTINGS["batch_tokens"])}
         timings["mi-oracle capture"] = mi_oracle_capture(
@@ -188,6 +210,26 @@ def run(work: Path, device: torch.device, args: argparse.Namespace) -> dict:
             timings["TransformerLens"] = transformer_lens_capture(
                 bridge, rows, device, peer_dir, SETTINGS["batch_tokens"]
             )
+        for stored, compression, encoding in STORAGE if args.storage else []:
+            name = f"{stored} {compression} {encoding}"
+            folder = work / f"storage-{repeat}-{name.replace(' ', '-')}"
+            try:
+                timings[f"storage {name}"] = mi_oracle_capture(
+                    tokens_path,
+                    folder,
+                    plan,
+                    device,
+                    storage_dtype=stored,
+                    compression=compression,
+                    float_encoding=encoding,
+                )
+            except DataFileError as error:  # float16 overflows Gemma's residual stream
+                refused[name] = str(error).split(";")[0]
+                continue
+            finally:
+                size = sum(f.stat().st_size for f in folder.rglob("*.parquet"))
+                shutil.rmtree(folder, ignore_errors=True)
+            bytes_per_point[name] = size / (n_tokens * len(HOOKS) * len(LAYERS))
         for name, seconds in timings.items():
             best[name] = min(best.get(name, float("inf")), seconds)
     report = {
@@ -198,6 +240,16 @@ def run(work: Path, device: torch.device, args: argparse.Namespace) -> dict:
         "tokens_per_s": {name: round(n_tokens / s, 1) for name, s in best.items()},
         "capture_over_plain": round(best["plain forward"] / best["mi-oracle capture"], 3),
     }
+    if bytes_per_point:
+        report["storage"] = {
+            name: {
+                "bytes_per_token_point": round(size, 1),
+                "tokens_per_s": round(n_tokens / best[f"storage {name}"], 1),
+                "bytes_over_plain_float32": round(size / (4 * model.config.hidden_size), 3),
+            }
+            for name, size in bytes_per_point.items()
+        }
+        report["storage_refused"] = refused
     if "TransformerLens" in best:
         report["capture_speedup_over_transformer_lens"] = round(
             best["TransformerLens"] / best["mi-oracle capture"], 2

@@ -19,7 +19,9 @@ SETTINGS = {
     "dtype": "float32",
     "batch_tokens": 4096,
     "row_group_rows": 4096,
-    "compression": "none",
+    "compression": "zstd",
+    "float_encoding": "byte_stream_split",
+    "storage_dtype": "float32",
 }
 PLAN = {"prompt_set": {"name": "test", "sha256": "0" * 64, "n_prompts": 0}, "tokenization": {}}
 

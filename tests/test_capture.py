@@ -250,6 +250,29 @@ def test_a_non_finite_activation_is_refused_naming_file_row_and_column(tmp_path)
     assert not [p for p in tmp_path.rglob("*") if p.is_file()], "a partial file was left behind"
 
 
+def test_byte_stream_split_with_zstd_is_what_the_file_says_and_reads_back_bit_exact(tmp_path):
+    from mi_oracle.capture.writer import ShardWriters, activation_schema
+
+    rows = torch.randn(1, 64, 32) * torch.logspace(-3, 4, 32)  # residual-like: many magnitudes
+    tables = {}
+    for compression, encoding in (("none", "plain"), ("zstd", "byte_stream_split")):
+        path = tmp_path / encoding / "part-00000.parquet"
+        schemas = {"p": activation_schema(32, {"hook": "resid_post"})}
+        with ShardWriters(
+            {"p": path}, schemas, 64, compression, buffer_rows=64, n_buffers=1, float_encoding=encoding
+        ) as writers:
+            writers.start_batch(np.zeros(64), np.arange(64), np.zeros(64), torch.arange(64))
+            writers.put("p", rows)
+        column = pq.ParquetFile(path).metadata.row_group(0).column(3)
+        assert column.path_in_schema == "activation.list.element"
+        assert ("BYTE_STREAM_SPLIT" in column.encodings) == (encoding == "byte_stream_split")
+        assert column.compression == compression.upper().replace("NONE", "UNCOMPRESSED")
+        tables[encoding] = (pq.read_table(path), path.stat().st_size)
+    plain, split = tables["plain"], tables["byte_stream_split"]
+    assert split[0].equals(plain[0]) and split[1] < plain[1]
+    np.testing.assert_array_equal(np.stack(split[0]["activation"].to_numpy(zero_copy_only=False)), rows[0])
+
+
 ENOSPC_SCRIPT = """
 import json, sys, numpy as np, torch
 from pathlib import Path

@@ -12,7 +12,7 @@ import pytest
 from mi_oracle.capture.run import capture_shard
 from mi_oracle.crossval.bars import judge_candidate
 from mi_oracle.crossval.candidates import grade_candidates
-from mi_oracle.crossval.capture import BARS, compare_capture
+from mi_oracle.crossval.capture import BARS, STORAGE_BARS, compare_capture
 from mi_oracle.crossval.oracle import agreement
 from mi_oracle.crossval.report import build_report, write_report
 from mi_oracle.errors import CrossValidationError
@@ -308,3 +308,26 @@ def test_a_bf16_capture_is_held_in_bf16_and_a_misplaced_hook_still_fails(tmp_pat
     assert planted[("resid_post", 1)]["hf"]["pass"] is False
     assert planted[("resid_post", 1)]["transformer_lens"]["pass"] is False
     assert planted[("resid_post", 0)]["hf"]["pass"] is True
+
+
+def test_a_float32_model_stored_in_bfloat16_is_held_to_the_storage_bar_and_a_misplaced_hook_fails(tmp_path):
+    model_dir = fetched_tiny(tmp_path, "gemma2")
+    words = ["the", "capital", "of", "france", "is", "paris", "a", "city", "in", "europe", "and", "river"]
+    rows = tokenize(model_dir, [" ".join(words[i : i + 3 + i % 5]) for i in range(8)])
+    (tmp_path / "tokens").mkdir()
+    tokens = write_tokens(tmp_path / "tokens" / "part-00000.parquet", rows)
+    root = tmp_path / "activations"
+    points = [("resid_post", 0), ("resid_post", 1)]
+    outputs = {(h, lay): root / f"hook={h}" / f"layer={lay}" / "part-00000.parquet" for h, lay in points}
+    capture_shard(
+        model_dir, tokens, outputs, {**CAPTURE_SETTINGS, "storage_dtype": "bfloat16"}, CAPTURE_PLAN, "00000"
+    )
+
+    result = compare_capture(model_dir, tokens, root, "00000", points)
+    assert (result["model_dtype"], result["stored_dtype"]) == ("float32", "bfloat16")
+    for point in result["points"]:
+        assert point["hf"]["bar"] == STORAGE_BARS["bfloat16"] and point["hf"]["pass"], point
+        assert 1e-4 < point["hf"]["max_rel_diff"] < 4e-3  # bfloat16's rounding, nothing more
+    shutil.copy(outputs[("resid_post", 0)], outputs[("resid_post", 1)])
+    planted = compare_capture(model_dir, tokens, root, "00000", points)["points"]
+    assert [p["hf"]["pass"] for p in planted] == [True, False]

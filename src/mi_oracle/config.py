@@ -108,7 +108,15 @@ def resolve_inside_roots(
 # What each job's params carry: only settings that change its outputs. Snakemake reruns a job
 # when a param changes, so resources (threads, mem_mb, runtime) stay out of them.
 PLAN_KEYS = ("max_length", "add_special_tokens", "shard_tokens")
-CAPTURE_KEYS = ("device", "dtype", "batch_tokens", "row_group_rows", "compression")
+CAPTURE_KEYS = (
+    "device",
+    "dtype",
+    "storage_dtype",
+    "batch_tokens",
+    "row_group_rows",
+    "compression",
+    "float_encoding",
+)
 CALIBRATION_KEYS = ("layers", "device", "dtype", "batch_tokens")
 ENCODING_KEYS = ("device", "dtype", "batch_rows", "compression", "row_group_rows")
 

@@ -95,6 +95,14 @@ def encode_references(job: dict, sets: dict, out: Path) -> None:
         say(f"{item['name']}: {len(cases)} cases encoded")
 
 
+def as_float32(column) -> np.ndarray:
+    """An activation column as [rows, d_model] float32: float32, float16, or bfloat16 bits (uint16)."""
+    values = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    if values.dtype == np.uint16:  # bfloat16 stored as its 16 bits
+        values = (values.astype(np.uint32) << 16).view(np.float32)
+    return values.astype(np.float32).reshape(len(column), -1)
+
+
 def encode_captured(job: dict, sets: dict, out: Path) -> None:
     for name, spec in job["sets"].items():
         arrays = {}
@@ -102,7 +110,7 @@ def encode_captured(job: dict, sets: dict, out: Path) -> None:
             table = pq.read_table(path, columns=["prompt_id", "position", "activation"]).slice(
                 0, job["max_tokens"]
             )
-            x = torch.tensor(np.asarray(table["activation"].to_pylist(), dtype=np.float32))
+            x = torch.from_numpy(as_float32(table["activation"]))
             arrays[f"acts_{layer}"] = sets[name].encode_layer(x, int(layer)).numpy()
             arrays[f"prompt_id_{layer}"] = table["prompt_id"].to_numpy()
             arrays[f"position_{layer}"] = table["position"].to_numpy()

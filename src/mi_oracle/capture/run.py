@@ -128,8 +128,9 @@ def capture_shard(
     common = {
         "model": {**model_identity(model_dir, with_weights=True), "model_type": model_type},
         "model_dtype": settings["dtype"],
-        "stored_dtype": "float32",
-        "stored_dtype_note": "activations are upcast to float32 when the model runs in bf16/fp16",
+        "stored_dtype": settings["storage_dtype"],
+        "stored_dtype_note": "bfloat16 is stored as its 16 bits (uint16): float32 = bits << 16",
+        "storage": {"compression": settings["compression"], "float_encoding": settings["float_encoding"]},
         "device": device.type,
         "prompt_set": plan["prompt_set"],
         "tokenization": plan["tokenization"],
@@ -147,6 +148,7 @@ def capture_shard(
                 "hf_module": hf_module_name(model_type, hook, layer),
                 "meaning": HOOK_POINTS[hook].meaning,
             },
+            settings["storage_dtype"],
         )
         for hook, layer in outputs
     }
@@ -160,6 +162,8 @@ def capture_shard(
         schemas,
         settings["row_group_rows"],
         settings["compression"],
+        float_encoding=settings["float_encoding"],
+        stored_dtype=settings["storage_dtype"],
         buffer_rows=max((sum(len(rows[i]) for i in batch) for batch in batches), default=1),
         n_buffers=len({hook for hook, _layer in outputs}) + 1,
         pin_memory=device.type == "cuda",

@@ -18,22 +18,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from mi_oracle.activation_storage import arrow_type, to_float32, to_stored
 from mi_oracle.errors import DataFileError
 from mi_oracle.parquet_files import METADATA_KEY, WRITE_OPTIONS, check_finite
 
 # Activations are not dictionary-encoded: distinct floats never fit a dictionary page, and the
 # encoder would buffer a whole column chunk before giving up (repeated prompts delay that).
 DICTIONARY_COLUMNS = ["prompt_id", "position", "token_id"]
+VALUES_COLUMN = "activation.list.element"  # the floats inside the fixed-size list, as Parquet names them
 
 
-def activation_schema(d_model: int, metadata: Mapping[str, Any]) -> pa.Schema:
-    """prompt_id, position, token_id and the activation as a fixed-size list of d_model float32."""
+def activation_schema(d_model: int, metadata: Mapping[str, Any], stored: str = "float32") -> pa.Schema:
+    """prompt_id, position, token_id and the activation as a fixed-size list of d_model values of
+    the stored dtype (``activation_storage``)."""
     return pa.schema(
         [
             ("prompt_id", pa.int64()),
             ("position", pa.int32()),
             ("token_id", pa.int32()),
-            ("activation", pa.list_(pa.float32(), d_model)),
+            ("activation", pa.list_(arrow_type(stored), d_model)),
         ],
         metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()},
     )
@@ -58,11 +61,19 @@ class ShardWriters:
         buffer_rows: int,
         n_buffers: int,
         pin_memory: bool = False,
+        float_encoding: str = "plain",
+        stored_dtype: str = "float32",
     ) -> None:
         self.outputs = {key: Path(path) for key, path in outputs.items()}
         self.schemas = schemas
         self.row_group_rows = row_group_rows
         self.compression = None if compression == "none" else compression
+        # BYTE_STREAM_SPLIT puts each byte of the floats in its own stream: exponents compress.
+        # Not for float16 (Parquet FLOAT16 is a 2-byte FIXED_LEN_BYTE_ARRAY, which DuckDB cannot
+        # read in that encoding).
+        split = float_encoding == "byte_stream_split" and stored_dtype != "float16"
+        self.byte_stream_split = [VALUES_COLUMN] if split else False
+        self.stored_dtype = stored_dtype  # the schemas' activation type (activation_storage)
         self.buffer_rows = buffer_rows
         self.n_buffers = n_buffers
         self.pin_memory = pin_memory
@@ -94,6 +105,7 @@ class ShardWriters:
                     temporary,
                     self.schemas[key],
                     compression=self.compression,
+                    use_byte_stream_split=self.byte_stream_split,
                     use_dictionary=DICTIONARY_COLUMNS,
                     write_statistics=["prompt_id"],
                     **WRITE_OPTIONS,
@@ -152,14 +164,18 @@ class ShardWriters:
         token_ids: np.ndarray,
         values: np.ndarray,
     ) -> None:
-        # a float16/bfloat16 overflow is refused here, naming the point and row, not found later
-        check_finite(values, self.outputs[key], "activation", self._rows_written[key])
+        stored = to_stored(values, self.stored_dtype)
+        # an overflow of the model's or the stored dtype is refused here, naming the point and row
+        checked = values if stored is values else to_float32(stored)
+        check_finite(checked, self.outputs[key], "activation", self._rows_written[key])
         table = pa.Table.from_arrays(
             [
                 pa.array(prompt_ids, pa.int64()),
                 pa.array(positions, pa.int32()),
                 pa.array(token_ids, pa.int32()),
-                pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1]),
+                pa.FixedSizeListArray.from_arrays(
+                    pa.array(stored.reshape(-1), arrow_type(self.stored_dtype)), values.shape[1]
+                ),
             ],
             schema=self.schemas[key],
         )

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mi_oracle.activation_storage import activation_matrix
 from mi_oracle.crossval.oracle import agreement, dense, load_canonical, oracle
 from mi_oracle.crossval.peer_outputs import peer_features
 from mi_oracle.dictionaries.manifest import layer_record
@@ -26,9 +27,14 @@ def passes(stats: Mapping[str, Any]) -> bool:
     return stats["flips_away_from_threshold"] == 0 and stats["value_excess"] <= 1
 
 
-def _rows(path: Path, columns: list[str], n: int) -> dict[str, list]:
+def _rows(path: Path, columns: list[str], n: int) -> dict[str, Any]:
+    """The first ``n`` rows; an ``activation`` column as [rows, d_model] float32 (any stored dtype)."""
     table = read_parquet(path, "features or activation file", columns).slice(0, n)
-    return table.to_pydict()
+    rows: dict[str, Any] = table.drop_columns([c for c in columns if c == "activation"]).to_pydict()
+    if "activation" in columns:
+        column = table["activation"]
+        rows["activation"] = activation_matrix(column, column.type.list_size)
+    return rows
 
 
 def saelens_agreement(
@@ -88,7 +94,7 @@ def compare_layer(
     captured = _rows(activations, ["prompt_id", "position", "activation"], MAX_TOKENS)
     if feature_rows["prompt_id"] != captured["prompt_id"] or feature_rows["position"] != captured["position"]:
         raise ValueError(f"{features}: rows are not those of {activations}")
-    x = np.asarray(captured["activation"], dtype=np.float32).astype(np.float64)
+    x = captured["activation"].astype(np.float64)
     weights = load_canonical(base, manifest, layer)
     activation, k = manifest["activation"]["kind"], manifest.get("k")
     pre, expected, threshold = oracle(weights, x, activation, k)

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
+from mi_oracle.activation_storage import activation_matrix
 from mi_oracle.atomic import atomic_directory, write_json_atomic
 from mi_oracle.devices import DTYPES, resolve_device
 from mi_oracle.dictionaries.manifest import layer_record
@@ -57,7 +58,7 @@ def features_schema(metadata: Mapping[str, Any]) -> pa.Schema:
 
 def _rows(batch: pa.RecordBatch, d_model: int, path: Path, first_row: int) -> np.ndarray:
     """The batch's activations as [rows, d_model] float32, refused unless every value is finite."""
-    values = batch.column("activation").flatten().to_numpy(zero_copy_only=False).reshape(-1, d_model)
+    values = activation_matrix(batch.column("activation"), d_model)
     check_finite(values, path, "activation", first_row)
     return values
 
