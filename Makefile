@@ -48,8 +48,9 @@ lint: $(STAMP)
 
 # Benchmarks (benchmarks/README.md): needs the embedded model, so it runs the workflow first.
 bench: run peers
-	$(BIN)/python benchmarks/capture_throughput.py
+	$(BIN)/python benchmarks/capture_throughput.py --storage
 	$(BIN)/python benchmarks/encode_throughput.py
+	$(BIN)/python benchmarks/feature_queries.py
 	$(BIN)/python benchmarks/dag_dry_run.py
 	$(BIN)/python benchmarks/capture_dtype_drift.py
 	$(BIN)/python benchmarks/numerics_cost.py

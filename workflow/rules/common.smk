@@ -270,6 +270,17 @@ def crossval_encoder_inputs(wildcards):
     return inputs
 
 
+def compare_run_files(wildcards):
+    """The other run's first-shard activations and features the devices section compares (none
+    when crossval.compare_run is null): files from an earlier run, inputs no rule here makes."""
+    other = CROSSVAL["compare_run"]
+    if other is None:
+        return []
+    shard = first_shard()
+    activations = [layout.activation_path(other, hook, layer, shard) for hook, layer in POINTS]
+    return activations + [layout.features_dir(other, name, shard) for name in SETS]
+
+
 def candidates_folder():
     """The folder of candidate references (None when none is configured)."""
     if CROSSVAL["candidates"] is None:

@@ -58,6 +58,7 @@ rule crossval_report:
         native=all_references("native"),
         candidates=crossval_candidates(),
         peers=list(PEER_DIRS.values()),
+        compare=compare_run_files,
     output:
         html=report(
             layout.REPORT_HTML,
@@ -79,6 +80,9 @@ rule crossval_report:
         report_only=CROSSVAL["report_only"],
         candidates=lambda wildcards: candidates_folder(),
         peers=PEER_DIRS,
+        compare_run=lambda wildcards: (
+            [RUN, CROSSVAL["compare_run"], first_shard()] if CROSSVAL["compare_run"] else None
+        ),
         code=code_version("mi_oracle.crossval.report"),
     script:
         "../scripts/crossval_report.py"

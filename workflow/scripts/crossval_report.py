@@ -19,6 +19,7 @@ with logged_to(snakemake.log[0]):
         Path(candidates) if candidates else None,
         dict(zip(kinds, map(Path, snakemake.input.native), strict=True)),
         peers={peer: Path(folder) for peer, folder in snakemake.params.peers.items()},
+        compare_run=tuple(snakemake.params.compare_run) if snakemake.params.compare_run else None,
     )
     write_report(
         report, Path(snakemake.output.html), Path(snakemake.output.json), snakemake.params.report_only

@@ -15,6 +15,7 @@ from markupsafe import Markup, escape
 
 from mi_oracle.atomic import write_json_atomic
 from mi_oracle.crossval.candidates import grade_candidates
+from mi_oracle.crossval.devices import compare_runs
 from mi_oracle.crossval.kernels import kernel_spreads, kernels_html
 from mi_oracle.crossval.peer_outputs import peer_references
 from mi_oracle.crossval.summary import CAPTURE_PEERS, ENCODERS, summarise
@@ -36,9 +37,11 @@ def build_report(
     candidates_dir: Path | None,
     native_references: Mapping[str, Path] | None = None,
     peers: Mapping[str, Path] | None = None,
+    compare_run: tuple[str, str, str] | None = None,
 ) -> dict[str, Any]:
     """The report document (what crossval.json holds); ``native_references``: native-kernel copies;
-    ``peers``: peer name -> the folder it wrote in its own environment."""
+    ``peers``: peer name -> the folder it wrote in its own environment; ``compare_run``: (this run,
+    another run of the same prompts, shard) for the devices section."""
     capture = read_json(capture_path)
     encoders = [layer for path in encoder_paths for layer in json.loads(Path(path).read_text())]
     candidates = grade_candidates(references, candidates_dir)
@@ -70,14 +73,25 @@ def build_report(
         "peer_references": peer_outputs,
         "devices": {
             "devices": capture.get("devices", []),
-            "status": "not run: CPU-against-GPU needs captures and encodings on both devices; "
-            "this run has " + (", ".join(capture.get("devices", [])) or "none"),
+            "status": "run"
+            if compare_run
+            else "not run: set crossval.compare_run to another run of the same "
+            "prompts (e.g. on CUDA: benchmarks/gpu_check.sh); this run has "
+            + (", ".join(capture.get("devices", [])) or "none"),
+            "comparison": _compare_runs(compare_run, capture, metrics_paths) if compare_run else None,
             "kernels": kernel_spreads(references, native_references or {}),
         },
         "metrics": {name: read_json(path) for name, path in metrics_paths.items()},
         "inputs": [{"path": str(path), "sha256": digest_file(Path(path)).sha256} for path in inputs],
         "environment": describe_environment(),
     }
+
+
+def _compare_runs(compare_run: tuple[str, str, str], capture: Mapping[str, Any], metrics_paths) -> dict:
+    this, other, shard = compare_run
+    points = [(p["hook"], p["layer"]) for p in capture["points"]]
+    sets = {name: sorted(map(int, read_json(path)["layers"])) for name, path in metrics_paths.items()}
+    return compare_runs({"this": this, "other": other}, shard, points, sets)
 
 
 STYLE = """
@@ -229,6 +243,14 @@ def render_html(report: Mapping[str, Any]) -> str:
         ],
         "encoder_not_run": encoder_folded,
         "kernels": Markup(kernels_html(report["devices"].get("kernels", []))),
+        "device_activation_rows": [
+            [r["hook"], r["layer"], r["n_tokens"], _g(r["max_abs_diff"]), _g(r["max_rel_diff"])]
+            for r in (report["devices"].get("comparison") or {}).get("activations", [])
+        ],
+        "device_feature_rows": [
+            [r["set"], r["layer"], r["n_tokens"], r["active"], r["flips"], _g(r["max_abs_diff"])]
+            for r in (report["devices"].get("comparison") or {}).get("features", [])
+        ],
         "env": env,
         "hardware": env["hardware"],
         "versions": ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v),
