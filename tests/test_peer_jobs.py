@@ -105,3 +105,11 @@ def test_a_peer_runs_in_a_clean_interpreter_and_its_output_is_kept(tmp_path, mon
     assert status["status"] == "run" and len(status["script_sha256"]) == 64
     answer = json.loads((tmp_path / "out" / "answer.json").read_text())
     assert answer == {"q": 2, "threads": "3", "pythonpath": None}
+
+
+def test_a_job_with_nothing_for_the_peer_does_not_start_it(tmp_path):
+    status = run_peer(
+        "circuit-tracer", Path(sys.executable), Path(__file__), {}, tmp_path / "out", 1, idle="nothing"
+    )
+    assert status["status"] == "not run: nothing"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["job.json", "status.json"]

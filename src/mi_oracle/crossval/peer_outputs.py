@@ -35,13 +35,15 @@ def peer_capture(folder: Path) -> dict[str, np.ndarray] | str:
 
 def peer_features(folder: Path, name: str) -> dict[str, np.ndarray] | str:
     """A peer's encodings of set ``name`` (``acts_<L>``, ``prompt_id_<L>``, ``position_<L>``), or why none."""
+    skipped: dict[str, Any] = read_json(Path(folder) / "job.json").get("skipped", {})
+    if name in skipped:  # not applicable (an SAE), or not loadable (layers missing)
+        return skipped[name]
     status = peer_status(folder)
     if status != "run":
         return status
     path = Path(folder) / "features" / f"{name}.npz"
     if not path.is_file():
-        skipped: dict[str, Any] = read_json(Path(folder) / "job.json").get("skipped", {})
-        return skipped.get(name, f"not run: {Path(folder).name} wrote no features for {name}")
+        return f"not run: {Path(folder).name} wrote no features for {name}"
     return _arrays(path)
 
 

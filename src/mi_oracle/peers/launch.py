@@ -27,9 +27,16 @@ def peer_python(configured: str, workflow_dir: Path) -> Path:
 
 
 def run_peer(
-    peer: str, python: Path, script: Path, job: Mapping[str, Any], out_dir: Path, threads: int
+    peer: str,
+    python: Path,
+    script: Path,
+    job: Mapping[str, Any],
+    out_dir: Path,
+    threads: int,
+    idle: str | None = None,
 ) -> dict[str, Any]:
-    """Run ``script JOB OUT`` with ``python``; write ``status.json`` (run or why not) beside its output."""
+    """Run ``script JOB OUT`` with ``python``; write ``status.json`` (run or why not) beside its output.
+    ``idle``: why the job holds nothing for the peer (it is then not started)."""
     with atomic_directory(Path(out_dir)) as staging:
         write_json_atomic(staging / "job.json", job)
         status = {
@@ -38,7 +45,10 @@ def run_peer(
             "script": str(script),
             "script_sha256": digest_file(script).sha256,
         }
-        if not python.is_file():
+        if idle:
+            status["status"] = f"not run: {idle}"
+            log.info("%s: %s", peer, status["status"])
+        elif not python.is_file():
             status["status"] = f"not run: the peer environment {python} does not exist; {SETUP_HINT}"
             log.warning("%s: %s", peer, status["status"])
         else:

@@ -26,7 +26,8 @@ def run_circuit_tracer(
     """circuit-tracer on every transcoder set: reference residuals, captured activations, its capture."""
     manifests = {manifest["set"]: manifest for manifest in map(read_manifest, manifest_paths)}
     job = circuit_tracer_job(manifests, points, references, capture, Path.cwd(), MAX_TOKENS)
-    return run_peer("circuit-tracer", python, script, job, out_dir, threads)
+    idle = None if job["sets"] else "no transcoder set here that circuit-tracer can load"
+    return run_peer("circuit-tracer", python, script, job, out_dir, threads, idle=idle)
 
 
 def run_nnsight(python: Path, script: Path, capture: Mapping[str, Any], out_dir: Path, threads: int):
