@@ -251,6 +251,18 @@ def test_sparse_rows_sort_by_value_descending():
     assert ids.to_pylist() == [[1, 3, 4, 0]] and values.to_pylist() == [[3.0, 3.0, 1.0, 0.5]]
 
 
+def test_sparse_rows_match_a_plain_sort_with_negative_values_ties_and_signed_zeros():
+    generator = torch.Generator().manual_seed(1)
+    pre = torch.randn(64, 300, generator=generator).round(decimals=1)  # many ties, some -0.0
+    active = pre > -0.3  # a negative threshold: negative and zero values are active
+    acts = pre * active
+    ids, values = sparse_rows(acts, active)
+    for row, (got_ids, got_values) in enumerate(zip(ids.to_pylist(), values.to_pylist(), strict=True)):
+        want = sorted(torch.nonzero(active[row]).flatten().tolist(), key=lambda c: (-float(acts[row, c]), c))
+        assert got_ids == want and got_values == [float(acts[row, c]) for c in want]
+    assert any(v < 0 for row in values.to_pylist() for v in row)
+
+
 def capture_file(path: Path, x: np.ndarray, first_prompt: int = 0, **write_options) -> Path:
     """A capture-format Parquet file of rows ``x``: one prompt per row, at position 0."""
     n = len(x)

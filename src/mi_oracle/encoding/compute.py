@@ -67,26 +67,21 @@ def decode(dictionary: Dictionary, acts: torch.Tensor, x: torch.Tensor, offset: 
 def sparse_rows(acts: torch.Tensor, active: torch.Tensor) -> tuple[pa.ListArray, pa.ListArray]:
     """Per row, the active feature indices and values, sorted by value descending (ties: lower index).
 
-    Each row's active values go to a [rows, max active] matrix padded with -inf and are sorted
-    along the row (stable, so equal values keep ascending indices): many short sorts in one call,
-    instead of sorting every active value of the batch at once.
+    One stable sort of every active value of the batch on an integer key: the row in the high 32
+    bits, the value's float32 bits mapped to an order-preserving integer (descending) in the low
+    ones. ``nonzero`` lists each row's indices ascending, so equal values keep the lower index first.
     """
-    rows, cols = torch.nonzero(active, as_tuple=True)  # row-major: each row's indices ascending
-    counts = torch.bincount(rows, minlength=active.shape[0])
-    width = int(counts.max()) if len(counts) else 0
-    slot = torch.arange(len(rows), device=rows.device) - (torch.cumsum(counts, 0) - counts)[rows]
-    padded = torch.full((active.shape[0], width), float("-inf"), device=acts.device)
-    padded[rows, slot] = acts[rows, cols].to(torch.float32)
-    padded_cols = torch.zeros((active.shape[0], width), dtype=torch.int32, device=acts.device)
-    padded_cols[rows, slot] = cols.to(torch.int32)
-    ordered, rank = torch.sort(padded, dim=1, descending=True, stable=True)
-    keep = torch.arange(width, device=acts.device) < counts[:, None]
-    values = ordered[keep].cpu().numpy()
-    indices = torch.gather(padded_cols, 1, rank)[keep].cpu().numpy()
+    rows, cols = torch.nonzero(active, as_tuple=True)
+    values = acts[rows, cols].to(torch.float32)
+    bits = (values + 0.0).view(torch.int32).to(torch.int64)  # + 0.0: -0.0 ties with 0.0
+    ascending = torch.where(bits >= 0, bits + 2**31, -1 - bits)  # orders as the floats do
+    order = torch.argsort(rows * 2**32 + (2**32 - 1 - ascending), stable=True)
+    counts = torch.bincount(rows, minlength=active.shape[0]).cpu().numpy()
     offsets = np.zeros(len(counts) + 1, dtype=np.int32)
-    np.cumsum(counts.cpu().numpy(), out=offsets[1:])
+    np.cumsum(counts, out=offsets[1:])
     offsets_array = pa.array(offsets, pa.int32())
+    indices = cols[order].to(torch.int32).cpu().numpy()
     return (
         pa.ListArray.from_arrays(offsets_array, pa.array(indices, pa.int32())),
-        pa.ListArray.from_arrays(offsets_array, pa.array(values, pa.float32())),
+        pa.ListArray.from_arrays(offsets_array, pa.array(values[order].cpu().numpy(), pa.float32())),
     )
