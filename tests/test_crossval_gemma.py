@@ -9,7 +9,7 @@ import shutil
 import pytest
 import yaml
 
-from tests.browser import render
+from tests.browser import layout_width, render
 from tests.conftest import restore_default_run, run_snakemake, write_config
 
 pytestmark = pytest.mark.slow
@@ -28,10 +28,15 @@ def test_the_default_run_ends_with_a_passing_report_of_all_four_kinds(embedded_w
     }
     assert len(report["encoders"]) == 12 and all(e["saelens"]["status"] == "run" for e in report["encoders"])
     assert all(e["project"]["flips_away_from_threshold"] == 0 for e in report["encoders"])
-    dom, console = render(embedded_workdir / "results" / "reports" / "crossval.html", tmp_path / "page.png")
+    page = embedded_workdir / "results" / "reports" / "crossval.html"
+    dom, console = render(page, tmp_path / "page.png")
     assert (
         console == [] and '<table class="summary">' in dom and 'cross-validation: <span class="pass">' in dom
     )
+    # every implementation in its own column, and still no horizontal scroll on a laptop screen
+    assert all(f"<th>{peer} (bar " in dom for peer in ("TransformerLens", "nnsight", "circuit-tracer"))
+    scroll, viewport = layout_width(page, tmp_path)
+    assert scroll <= viewport, f"the page is {scroll} px wide in a {viewport} px window"
 
 
 def test_planted_candidates_fail_the_rule_by_name_unless_report_only(embedded_workdir):

@@ -126,6 +126,13 @@ def settings_for(section: Mapping[str, Any], keys: Iterable[str]) -> dict[str, A
     return {key: section[key] for key in keys}
 
 
+def calibration_settings(capture: Mapping[str, Any], numerics_mode: str) -> dict[str, Any]:
+    """The capture settings a synthetic build's calibration forward uses: in portable numerics it
+    runs in float32 on the CPU whatever ``capture`` asks (so a CUDA run reuses the same sets)."""
+    settings = settings_for(capture, CALIBRATION_KEYS)
+    return {**settings, "device": "cpu", "dtype": "float32"} if numerics_mode == "portable" else settings
+
+
 def relative_to_workdir(path: Path, workdir: Path) -> str:
     """``path`` relative to ``workdir`` when it lies inside it (a moved or copied workdir stays up
     to date: Snakemake records input paths as written), else absolute."""

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 from nnsight import LanguageModel, save
+from transformers import PreTrainedTokenizerFast
 
 # hook -> (module path inside decoder layer, "input" or "output"); "" is the layer itself.
 GEMMA = {
@@ -48,6 +49,18 @@ MODULE_PATHS = {
 }
 
 
+def tokenizer(folder: Path) -> PreTrainedTokenizerFast:
+    """The folder's fast tokenizer, from tokenizer.json alone: the prompts come as token ids, and a
+    tokenizer_config.json written by transformers 5 names a class 4.57 does not have."""
+    config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    special = {
+        key: config[key]
+        for key in ("bos_token", "eos_token", "pad_token", "unk_token")
+        if isinstance(config.get(key), str)
+    }
+    return PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), **special)
+
+
 def first(value):
     """A module's hidden-state output (decoder layers and attention return tuples)."""
     return value[0] if isinstance(value, tuple) else value
@@ -62,7 +75,13 @@ def envoy_at(layer, path: str):
 def main(job_path: str, out_dir: str) -> None:
     job = json.loads(Path(job_path).read_text(encoding="utf-8"))
     torch.set_num_threads(int(os.environ.get("PEER_THREADS", "1")))
-    model = LanguageModel(job["model_dir"], device_map="cpu", dtype=torch.float32, dispatch=True)
+    model = LanguageModel(
+        job["model_dir"],
+        tokenizer=tokenizer(Path(job["model_dir"])),
+        device_map="cpu",
+        dtype=torch.float32,
+        dispatch=True,
+    )
     architecture = model._model.config.architectures[0]
     if architecture not in MODULE_PATHS:
         raise SystemExit(f"nnsight peer: no module paths for {architecture} ({', '.join(MODULE_PATHS)})")

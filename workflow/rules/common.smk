@@ -4,7 +4,7 @@ import functools
 
 from mi_oracle.code_version import code_version
 from mi_oracle.config import (
-    CALIBRATION_KEYS,
+    calibration_settings,
     CAPTURE_KEYS,
     ENCODING_KEYS,
     PLAN_KEYS,
@@ -222,6 +222,13 @@ def peer_capture_job(wildcards):
         "layers": sorted(CAPTURE["layers"]),
         "hooks": list(CAPTURE["hooks"]),
     }
+
+
+def peer_nnsight_inputs(wildcards):
+    """The script, the model and the tokens; asked through the capture plan's checkpoint (the job
+    reads its first shard), so the DAG waits for the plan as crossval_capture does."""
+    first_shard()
+    return {"script": str(PEER_SCRIPTS / "nnsight_peer.py"), "model": model_dir(), "tokens": tokens_dir()}
 
 
 def peer_circuit_tracer_inputs(wildcards):

@@ -118,9 +118,7 @@ rule peer_circuit_tracer:
 
 rule peer_nnsight:
     input:
-        script=str(PEER_SCRIPTS / "nnsight_peer.py"),
-        model=model_dir(),
-        tokens=tokens_dir(),
+        unpack(peer_nnsight_inputs),
     output:
         directory(layout.peer_dir("nnsight")),
     log:

@@ -18,7 +18,7 @@ if SYNTHETIC:
             runtime=60,
         params:
             definitions={name: SETS[name]["synthetic"] for name in SYNTHETIC},
-            capture=settings_for(CAPTURE, CALIBRATION_KEYS),
+            capture=calibration_settings(CAPTURE, NUMERICS["synthetic"]),
             calibration_tokens=config["synthetic_calibration_tokens"],
             numerics={key: NUMERICS[key] for key in ("synthetic", "threads")},
             code=code_version("mi_oracle.dictionaries.synthetic"),

@@ -23,6 +23,7 @@ import yaml
 
 from mi_oracle.atomic import atomic_directory, write_json_atomic
 from mi_oracle.capture.run import collect_activations
+from mi_oracle.config import calibration_settings
 from mi_oracle.dictionaries import synthetic_fit
 from mi_oracle.dictionaries.synthetic_fit import fit_layer
 from mi_oracle.environment import describe_environment
@@ -228,8 +229,7 @@ def build_synthetic_sets(
     In portable numerics (the default) the calibration forward runs in float32 on the CPU and the
     whole build in a pinned child interpreter, so the files are the same on any x86-64 machine.
     """
-    if numerics.mode == "portable":
-        capture_settings = {**capture_settings, "device": "cpu", "dtype": "float32"}
+    capture_settings = calibration_settings(capture_settings, numerics.mode)
     return numerics.run(
         _build_synthetic_sets,
         model_dir=Path(model_dir),
