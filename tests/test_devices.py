@@ -102,7 +102,5 @@ def test_the_gpu_check_runs_here_with_its_cuda_steps_skipped_by_reason(embedded_
         ):
             assert f"{step}: skipped: no CUDA device (torch.cuda.is_available() is False)" in summary
         planned = (out / "gpu_run_dry.log").read_text()
-        # the capture plan of run gpu (its capture jobs follow from that checkpoint); the synthetic
-        # sets are not rebuilt: their calibration runs on the CPU in portable numerics anyway
+        # the capture plan of run gpu; its capture jobs follow from that checkpoint
         assert "checkpoint plan_capture:" in planned and "output: results/tokens/gpu" in planned
-        assert "rule build_synthetic_dictionaries:" not in planned
