@@ -280,13 +280,17 @@ def test_the_browser_check_sees_a_console_error(tmp_path):
     assert any("Uncaught ReferenceError" in line for line in console)
 
 
-def test_a_bf16_capture_is_held_in_bf16_and_a_misplaced_hook_still_fails(tmp_path):
+def tiny_capture_inputs(tmp_path):
+    """(a tiny Gemma 2 folder, a tokens table of 8 short prompts, the activation root to fill)."""
     model_dir = fetched_tiny(tmp_path, "gemma2")
     words = ["the", "capital", "of", "france", "is", "paris", "a", "city", "in", "europe", "and", "river"]
     rows = tokenize(model_dir, [" ".join(words[i : i + 3 + i % 5]) for i in range(8)])
     (tmp_path / "tokens").mkdir()
-    tokens = write_tokens(tmp_path / "tokens" / "part-00000.parquet", rows)
-    root = tmp_path / "activations"
+    return model_dir, write_tokens(tmp_path / "tokens" / "part-00000.parquet", rows), tmp_path / "activations"
+
+
+def test_a_bf16_capture_is_held_in_bf16_and_a_misplaced_hook_still_fails(tmp_path):
+    model_dir, tokens, root = tiny_capture_inputs(tmp_path)
     points = [("resid_post", 0), ("resid_post", 1), ("mlp_out", 1)]
     outputs = {(h, lay): root / f"hook={h}" / f"layer={lay}" / "part-00000.parquet" for h, lay in points}
     settings = {**CAPTURE_SETTINGS, "dtype": "bfloat16", "batch_tokens": 16}
@@ -311,12 +315,7 @@ def test_a_bf16_capture_is_held_in_bf16_and_a_misplaced_hook_still_fails(tmp_pat
 
 
 def test_a_float32_model_stored_in_bfloat16_is_held_to_the_storage_bar_and_a_misplaced_hook_fails(tmp_path):
-    model_dir = fetched_tiny(tmp_path, "gemma2")
-    words = ["the", "capital", "of", "france", "is", "paris", "a", "city", "in", "europe", "and", "river"]
-    rows = tokenize(model_dir, [" ".join(words[i : i + 3 + i % 5]) for i in range(8)])
-    (tmp_path / "tokens").mkdir()
-    tokens = write_tokens(tmp_path / "tokens" / "part-00000.parquet", rows)
-    root = tmp_path / "activations"
+    model_dir, tokens, root = tiny_capture_inputs(tmp_path)
     points = [("resid_post", 0), ("resid_post", 1)]
     outputs = {(h, lay): root / f"hook={h}" / f"layer={lay}" / "part-00000.parquet" for h, lay in points}
     capture_shard(
