@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mi_oracle.errors import PeerError
@@ -113,3 +114,25 @@ def test_a_job_with_nothing_for_the_peer_does_not_start_it(tmp_path):
     )
     assert status["status"] == "not run: nothing"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["job.json", "status.json"]
+
+
+def test_a_peer_encoding_of_other_rows_is_refused_naming_its_file(tmp_path):
+    from mi_oracle.crossval.encoders import circuit_tracer_agreement
+    from mi_oracle.errors import DataFileError
+
+    folder = tmp_path / "circuit-tracer"
+    (folder / "features").mkdir(parents=True)
+    (folder / "status.json").write_text(json.dumps({"status": "run"}))
+    (folder / "job.json").write_text(json.dumps({"skipped": {"sae": "not applicable: an SAE"}}))
+    arrays = {
+        "acts_3": np.zeros((2, 4), np.float32),
+        "prompt_id_3": np.array([0, 1]),
+        "position_3": np.array([0, 0]),
+    }
+    np.savez(folder / "features" / "s.npz", **arrays)
+    rows = {"prompt_id": [0, 2], "position": [0, 0]}
+    with pytest.raises(
+        DataFileError, match=r"features/s.npz: circuit-tracer's rows of layer 3 are not the captured"
+    ):
+        circuit_tracer_agreement(folder, "s", 3, rows, lambda acts: {})
+    assert circuit_tracer_agreement(folder, "sae", 3, rows, None) == {"status": "not applicable: an SAE"}

@@ -16,6 +16,7 @@ from mi_oracle.activation_storage import activation_matrix
 from mi_oracle.crossval.oracle import agreement, dense, load_canonical, oracle
 from mi_oracle.crossval.peer_outputs import peer_features
 from mi_oracle.dictionaries.manifest import layer_record
+from mi_oracle.errors import DataFileError
 from mi_oracle.hook_points import HOOK_POINTS
 from mi_oracle.parquet_files import read_parquet
 
@@ -75,7 +76,10 @@ def circuit_tracer_agreement(folder: Path | None, name: str, layer: int, rows: M
         list(encoded[f"prompt_id_{layer}"]) != rows["prompt_id"]
         or list(encoded[f"position_{layer}"]) != rows["position"]
     ):
-        raise ValueError(f"{folder}: circuit-tracer's rows of {name} layer {layer} are not the captured ones")
+        raise DataFileError(
+            f"{folder}/features/{name}.npz: circuit-tracer's rows of layer {layer} are not the captured "
+            "ones (the peer's output is older than the capture: rerun peer_circuit_tracer)"
+        )
     stats = judge(encoded[f"acts_{layer}"].astype(np.float64))
     return {"status": "run", "library": "circuit-tracer", **stats, "pass": passes(stats)}
 
