@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from mi_oracle.errors import PeerError
-from mi_oracle.peers.jobs import circuit_tracer_job, tl_hook_name
+from mi_oracle.hook_points import HOOK_POINTS
+from mi_oracle.peers.jobs import circuit_tracer_job
 from mi_oracle.peers.launch import run_peer
 
 
@@ -66,7 +67,7 @@ def test_circuit_tracer_is_asked_for_transcoders_with_every_layer_and_told_why_n
     assert job["sets"]["local"]["activation_files"] == {"2": str(tmp_path / "acts/local.parquet")}
     assert [r["name"] for r in job["references"]] == ["plt"]
     assert job["capture"]["hooks"] == [["resid_mid", "hook_resid_mid"], ["mlp_in", "mlp.hook_in"]]
-    assert tl_hook_name("ln2_normalized") == "ln2.hook_normalized"
+    assert HOOK_POINTS["ln2_normalized"].in_block == "ln2.hook_normalized"
 
 
 def test_a_missing_peer_environment_is_reported_not_run_with_the_fix(tmp_path):

@@ -38,6 +38,11 @@ class HookPoint:
     transformer_lens: str
     meaning: str
 
+    @property
+    def in_block(self) -> str:
+        """The TransformerLens name inside a block (``mlp.hook_in``), as curation YAMLs write it."""
+        return self.transformer_lens.removeprefix("blocks.{layer}.")
+
 
 HOOK_POINTS = {
     point.name: point

@@ -145,8 +145,8 @@ class _Writer:
         document: dict[str, Any] = {
             "model_name": model_repo,
             "model_kind": spec.kind,
-            "feature_input_hook": HOOK_POINTS[spec.input_hook].transformer_lens.split("}.", 1)[1],
-            "feature_output_hook": HOOK_POINTS[spec.output_hook].transformer_lens.split("}.", 1)[1],
+            "feature_input_hook": HOOK_POINTS[spec.input_hook].in_block,
+            "feature_output_hook": HOOK_POINTS[spec.output_hook].in_block,
         }
         if spec.activation == "relu":
             document["activation"] = "relu"

@@ -15,11 +15,6 @@ TRANSCODER_KINDS = ("transcoder_set", "cross_layer_transcoder")
 REFERENCE_KINDS = ("plt", "clt")
 
 
-def tl_hook_name(hook: str) -> str:
-    """A hook's TransformerLens name inside a block (``mlp.hook_in``), as circuit-tracer writes it."""
-    return HOOK_POINTS[hook].transformer_lens.split("}.", 1)[1]
-
-
 def every_layer_files(manifest: Mapping[str, Any], base: Path) -> dict[int, list[str]] | str:
     """Local files of every layer the set has (circuit-tracer loads all of a set's layers), or why
     some are missing: resolved layers from the manifest, the others beside a local curation YAML."""
@@ -94,6 +89,6 @@ def circuit_tracer_job(
         job["capture"] = {
             **capture,
             "set": next(iter(sets)),
-            "hooks": [[hook, tl_hook_name(hook)] for hook in capture["hooks"]],  # forward order
+            "hooks": [[hook, HOOK_POINTS[hook].in_block] for hook in capture["hooks"]],  # forward order
         }
     return job
