@@ -30,13 +30,19 @@ def manifest(workdir: Path, name: str) -> dict:
     return json.loads((workdir / "results" / "curation" / name / "manifest.json").read_text())
 
 
-def captured(workdir: Path, hook: str, layer: int) -> np.ndarray:
+def captured_rows(workdir: Path, hook: str, layer: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(activations in float64, prompt ids, positions), in plan order."""
     dataset = ds.dataset(
         workdir / "results" / "activations" / "default", format="parquet", partitioning="hive"
     )
     table = dataset.to_table(filter=(ds.field("hook") == hook) & (ds.field("layer") == layer))
     table = table.sort_by([("prompt_id", "ascending"), ("position", "ascending")])
-    return np.stack(table.column("activation").to_numpy(zero_copy_only=False)).astype(np.float64)
+    x = np.stack(table.column("activation").to_numpy(zero_copy_only=False)).astype(np.float64)
+    return x, table.column("prompt_id").to_numpy(), table.column("position").to_numpy()
+
+
+def captured(workdir: Path, hook: str, layer: int) -> np.ndarray:
+    return captured_rows(workdir, hook, layer)[0]
 
 
 def canonical_weights(workdir: Path, layer_record: dict) -> dict[str, np.ndarray]:
@@ -95,11 +101,18 @@ def test_synthetic_sets_are_sparse_and_reconstruct_on_all_captured_tokens(embedd
     record = manifest(embedded_workdir, name)
     layer_record = next(layer for layer in record["layers"] if layer["layer"] == 9)
     weights = canonical_weights(embedded_workdir, layer_record)
-    x = captured(embedded_workdir, record["input_hook"], layer_record["layer"])
-    # every encoder column has the gain 10 / rms of the calibration input (the first tokens)
-    n_calibration = record["synthetic_provenance"]["calibration"]["n_tokens"]
-    assert n_calibration == 1024  # synthetic_calibration_tokens' default
-    calibration_rms = np.sqrt(np.mean(x[:n_calibration] ** 2))
+    x, prompt_ids, positions = captured_rows(embedded_workdir, record["input_hook"], layer_record["layer"])
+    # every encoder column has the gain 10 / rms of the calibration input: whole prompts (the
+    # last one cut) spread over the plan, from its short prompts to its long documents
+    calibration = record["synthetic_provenance"]["calibration"]
+    assert calibration["n_tokens"] == 2048  # synthetic_calibration_tokens' default
+    taken = np.zeros(len(x), dtype=bool)
+    for prompt_id, n_tokens in calibration["prompts"]:
+        taken |= (prompt_ids == prompt_id) & (positions < n_tokens)
+    assert taken.sum() == 2048 and calibration["n_prompts"] == len(calibration["prompts"])
+    ids = [prompt_id for prompt_id, _ in calibration["prompts"]]
+    assert min(ids) == 0 and max(ids) >= 0.95 * prompt_ids.max() and max(positions[taken]) > 500
+    calibration_rms = np.sqrt(np.mean(x[taken] ** 2))
     norms = np.linalg.norm(weights["W_enc"], axis=0)
     rtol = 1e-6 if layer_record["schema"] == "GemmaScopeNpz" else 1e-2
     np.testing.assert_allclose(norms, ENCODER_GAIN / calibration_rms, rtol=rtol)

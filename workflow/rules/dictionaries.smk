@@ -10,6 +10,8 @@ if SYNTHETIC:
             "results/logs/build_synthetic_dictionaries.log",
         benchmark:
             "results/benchmarks/build_synthetic_dictionaries.tsv"
+        # the longest job, and all encoding waits on it: start it before jobs that can wait
+        priority: 50
         conda:
             ENV
         threads: NUMERICS["threads"]

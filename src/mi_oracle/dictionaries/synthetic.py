@@ -99,18 +99,31 @@ def plan_set(name: str, spec: Mapping[str, Any], n_layers: int, sae_layers: Sequ
     return SyntheticSet(name, schema, kind, *hooks, layers, d_sae, target, int(spec.get("seed", 0)))
 
 
-def calibration_rows(tokens_dir: Path, n_tokens: int) -> list[list[int]]:
-    """The first ``n_tokens`` tokens of the capture plan, shard by shard, as whole prompts (last one cut)."""
-    rows: list[list[int]] = []
-    total = 0
+def calibration_rows(tokens_dir: Path, n_tokens: int) -> list[tuple[int, list[int]]]:
+    """``n_tokens`` tokens of whole prompts spread over the capture plan, as (prompt id, token ids)
+    in the order taken (the last prompt cut).
+
+    The walk takes every k-th prompt of the plan (k = the plan's tokens / ``n_tokens``, rounded
+    up), then every k-th from the next prompt on, and so on, so every part of a plan ordered by
+    kind (short prompts, code, long documents) is in the sample; the plan's first tokens alone
+    would be its first kind only. Prompts are chosen by position, never by content.
+    """
+    prompts = []
     for part in sorted(Path(tokens_dir).glob("part-*.parquet")):
-        for row in read_parquet(part, "tokens table", ["token_ids"]).column("token_ids").to_pylist():
-            take = row[: n_tokens - total]
-            if take:
-                rows.append(take)
-                total += len(take)
-            if total >= n_tokens:
-                return rows
+        table = read_parquet(part, "tokens table", ["prompt_id", "token_ids"])
+        columns = (table.column("prompt_id").to_pylist(), table.column("token_ids").to_pylist())
+        prompts += zip(*columns, strict=True)
+    stride = max(1, -(-sum(len(tokens) for _, tokens in prompts) // n_tokens))
+    rows: list[tuple[int, list[int]]] = []
+    total = 0
+    for index in (i for start in range(stride) for i in range(start, len(prompts), stride)):
+        prompt_id, tokens = prompts[index]
+        take = tokens[: n_tokens - total]
+        if take:
+            rows.append((prompt_id, take))
+            total += len(take)
+        if total >= n_tokens:
+            break
     return rows
 
 
@@ -263,12 +276,14 @@ def _build_synthetic_sets(
     points = sorted(
         {(hook, layer) for s in specs for layer in s.layers for hook in (s.input_hook, s.output_hook)}
     )
-    rows = calibration_rows(tokens_dir, calibration_tokens)
+    taken = calibration_rows(tokens_dir, calibration_tokens)
+    rows = [tokens for _, tokens in taken]
     n_tokens = sum(len(row) for row in rows)
     plan = read_json(Path(tokens_dir) / PLAN_FILE)
     calibration = {
         "n_tokens": n_tokens,
         "n_prompts": len(rows),
+        "prompts": [[prompt_id, len(tokens)] for prompt_id, tokens in taken],
         "prompt_set": plan["prompt_set"],
         "tokenization": plan["tokenization"],
     }

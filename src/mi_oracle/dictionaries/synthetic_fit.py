@@ -52,7 +52,8 @@ def firing_cut(raw: torch.Tensor, rate: float) -> torch.Tensor:
     target = max(1, round(rate * n))
     spread = max(1, target // 4)
     low, high = max(0, n - target - spread), min(n - 1, n - target + spread)
-    window = torch.sort(raw, dim=0).values[low : high + 1]
+    # ascending ranks low..high: the largest n - low values, ascending (exact, no full sort)
+    window = torch.flip(torch.topk(raw, n - low, dim=0).values, [0])[: high - low + 1]
     widest = torch.argmax(torch.diff(window, dim=0), dim=0)[None, :]
     below = torch.take_along_dim(window, widest, dim=0)[0]
     above = torch.take_along_dim(window, widest + 1, dim=0)[0]
