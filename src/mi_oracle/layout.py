@@ -58,6 +58,11 @@ def activation_path(run: str, hook: str, layer: int, shard: str) -> str:
     return str(activation_file(activations_dir(run), hook, layer, shard))
 
 
+def calibration_dir() -> str:
+    """The synthetic sets' calibration activations (temporary: removed once every set is built)."""
+    return "results/synthetic/.calibration"
+
+
 def synthetic_dir(name: str) -> str:
     """The folder the workflow writes a synthetic set into (its config.yaml and weights)."""
     return f"results/synthetic/{name}"

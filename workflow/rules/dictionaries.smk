@@ -1,27 +1,52 @@
 if SYNTHETIC:
 
-    rule build_synthetic_dictionaries:
+    rule calibrate_synthetic_dictionaries:
         input:
             model=model_dir(),
             tokens=tokens_dir(),
         output:
-            [directory(synthetic_dir(name)) for name in SYNTHETIC],
+            temp(directory(layout.calibration_dir())),
         log:
-            "results/logs/build_synthetic_dictionaries.log",
+            "results/logs/calibrate_synthetic_dictionaries.log",
         benchmark:
-            "results/benchmarks/build_synthetic_dictionaries.tsv"
-        # the longest job, and all encoding waits on it: start it before jobs that can wait
+            "results/benchmarks/calibrate_synthetic_dictionaries.tsv"
+        # every encoding waits on it, so it runs before jobs that can wait
         priority: 50
         conda:
             ENV
         threads: NUMERICS["threads"]
         resources:
-            mem_mb=12000,
-            runtime=60,
+            mem_mb=6000,
+            runtime=30,
         params:
             definitions={name: SETS[name]["synthetic"] for name in SYNTHETIC},
             capture=calibration_settings(CAPTURE, NUMERICS["synthetic"]),
             calibration_tokens=config["synthetic_calibration_tokens"],
+            numerics={key: NUMERICS[key] for key in ("synthetic", "threads")},
+            code=code_version("mi_oracle.dictionaries.synthetic"),
+        script:
+            "../scripts/calibrate_synthetic_dictionaries.py"
+
+    rule build_synthetic_dictionaries:
+        input:
+            calibration=layout.calibration_dir(),
+        output:
+            directory(synthetic_dir("{set}")),
+        log:
+            "results/logs/build_synthetic_dictionaries/{set}.log",
+        benchmark:
+            "results/benchmarks/build_synthetic_dictionaries/{set}.tsv"
+        wildcard_constraints:
+            set="|".join(re.escape(name) for name in SYNTHETIC),
+        priority: 50
+        conda:
+            ENV
+        threads: NUMERICS["threads"]
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        params:
+            definition=lambda wildcards: SETS[wildcards.set]["synthetic"],
             numerics={key: NUMERICS[key] for key in ("synthetic", "threads")},
             code=code_version("mi_oracle.dictionaries.synthetic"),
         script:

@@ -12,6 +12,7 @@ They are not trained dictionaries: every provenance file and manifest says ``syn
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ DEFAULT_HOOKS = {  # the hooks the published dictionaries of each format use
     ("CltSplitJumpReLU", "cross_layer_transcoder"): ("resid_mid", "mlp_out"),
 }
 CROSS_LAYER_NORM = 0.05
+CALIBRATION_FILE = "calibration.json"
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,51 @@ def build_set(
     return provenance
 
 
+def calibrate(
+    model_dir: Path,
+    tokens_dir: Path,
+    definitions: Mapping[str, Mapping[str, Any]],
+    target: Path,
+    capture_settings: Mapping[str, Any],
+    calibration_tokens: int,
+    numerics: Numerics = PORTABLE,
+) -> dict[str, Any]:
+    """Run the calibration forward once for every set in ``definitions`` and save it in ``target``.
+
+    ``target`` holds one float32 ``.npy`` per (hook, layer) the sets read and ``calibration.json``
+    (the tokens taken, the model, the numerics), what :func:`build_one` fits a set from. In
+    portable numerics (the default) the forward runs in float32 on the CPU in a pinned child
+    interpreter, so the arrays are the same on any x86-64 machine.
+    """
+    return numerics.run(
+        _calibrate,
+        model_dir=Path(model_dir),
+        tokens_dir=Path(tokens_dir),
+        definitions=dict(definitions),
+        target=Path(target),
+        capture_settings=dict(calibration_settings(capture_settings, numerics.mode)),
+        calibration_tokens=calibration_tokens,
+        numerics=numerics.record(),
+    )
+
+
+def build_one(
+    name: str,
+    definition: Mapping[str, Any],
+    calibration_dir: Path,
+    target: Path,
+    numerics: Numerics = PORTABLE,
+) -> dict[str, Any]:
+    """Fit and write synthetic set ``name`` (its ``synthetic`` entry) from a :func:`calibrate` folder."""
+    return numerics.run(
+        _build_one,
+        name=name,
+        definition=dict(definition),
+        calibration_dir=Path(calibration_dir),
+        target=Path(target),
+    )
+
+
 def build_synthetic_sets(
     model_dir: Path,
     tokens_dir: Path,
@@ -237,33 +284,33 @@ def build_synthetic_sets(
     calibration_tokens: int,
     numerics: Numerics = PORTABLE,
 ) -> dict[str, dict[str, Any]]:
-    """Build every synthetic set in ``definitions`` (name -> its ``synthetic`` entry) from one forward.
-
-    In portable numerics (the default) the calibration forward runs in float32 on the CPU and the
-    whole build in a pinned child interpreter, so the files are the same on any x86-64 machine.
-    """
-    capture_settings = calibration_settings(capture_settings, numerics.mode)
-    return numerics.run(
-        _build_synthetic_sets,
-        model_dir=Path(model_dir),
-        tokens_dir=Path(tokens_dir),
-        definitions=dict(definitions),
-        targets={name: Path(path) for name, path in targets.items()},
-        capture_settings=dict(capture_settings),
-        calibration_tokens=calibration_tokens,
-        numerics=numerics.record(),
-    )
+    """Every set in ``definitions``: one calibration (in a scratch folder beside the first
+    target), then each set's fit; the workflow runs the same steps as separate jobs."""
+    first = Path(next(iter(targets.values())))
+    with tempfile.TemporaryDirectory(prefix=".calibration-", dir=first.parent) as scratch:
+        calibration = Path(scratch) / "calibration"
+        calibrate(
+            model_dir, tokens_dir, definitions, calibration, capture_settings, calibration_tokens, numerics
+        )
+        return {
+            name: build_one(name, definition, calibration, Path(targets[name]), numerics)
+            for name, definition in definitions.items()
+        }
 
 
-def _build_synthetic_sets(
+def _point_file(hook: str, layer: int) -> str:
+    return f"{hook}.{layer}.npy"
+
+
+def _calibrate(
     model_dir: str | Path,
     tokens_dir: str | Path,
     definitions: Mapping[str, Mapping[str, Any]],
-    targets: Mapping[str, str | Path],
+    target: str | Path,
     capture_settings: Mapping[str, Any],
     calibration_tokens: int,
     numerics: Mapping[str, Any],
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Any]:
     model_dir, tokens_dir = Path(model_dir), Path(tokens_dir)
     summary = summarize_config(model_dir)
     n_layers = int(summary["num_hidden_layers"])
@@ -291,9 +338,32 @@ def _build_synthetic_sets(
         "calibrating %d synthetic sets on %d tokens at %d hook points", len(specs), n_tokens, len(points)
     )
     activations = collect_activations(model_dir, rows, points, capture_settings, numerics["threads"])
-    return {
-        spec.name: build_set(
-            spec, activations, Path(targets[spec.name]), n_layers, model, calibration, numerics
-        )
-        for spec in specs
+    record = {
+        "calibration": calibration,
+        "model": model,
+        "sae_layers": list(capture_settings["layers"]),
+        "numerics": dict(numerics),
+        "points": [[hook, layer] for hook, layer in points],
     }
+    with atomic_directory(Path(target)) as staging:
+        for (hook, layer), array in activations.items():
+            np.save(staging / _point_file(hook, layer), array, allow_pickle=False)
+        write_json_atomic(staging / CALIBRATION_FILE, record)
+    return record
+
+
+def _build_one(
+    name: str, definition: Mapping[str, Any], calibration_dir: str | Path, target: str | Path
+) -> dict[str, Any]:
+    calibration_dir = Path(calibration_dir)
+    record = read_json(calibration_dir / CALIBRATION_FILE)
+    n_layers = int(record["model"]["num_hidden_layers"])
+    spec = plan_set(name, definition, n_layers, record["sae_layers"])
+    activations = {
+        (hook, layer): np.load(calibration_dir / _point_file(hook, layer), allow_pickle=False)
+        for layer in spec.layers
+        for hook in {spec.input_hook, spec.output_hook}
+    }
+    return build_set(
+        spec, activations, Path(target), n_layers, record["model"], record["calibration"], record["numerics"]
+    )
