@@ -286,8 +286,9 @@ def build_synthetic_sets(
 ) -> dict[str, dict[str, Any]]:
     """Every set in ``definitions``: one calibration (in a scratch folder beside the first
     target), then each set's fit; the workflow runs the same steps as separate jobs."""
-    first = Path(next(iter(targets.values())))
-    with tempfile.TemporaryDirectory(prefix=".calibration-", dir=first.parent) as scratch:
+    parent = Path(next(iter(targets.values()))).parent
+    parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".calibration-", dir=parent) as scratch:
         calibration = Path(scratch) / "calibration"
         calibrate(
             model_dir, tokens_dir, definitions, calibration, capture_settings, calibration_tokens, numerics
