@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 from pathlib import Path
 
 import gguf
@@ -37,6 +38,8 @@ def test_one_reader_per_file_inside_the_block_and_the_original_class_after(tmp_p
         tokens = reader.fields["tokenizer.ggml.tokens"]
         assert [bytes(tokens.parts[i]).decode() for i in tokens.data] == [f"tok{i}" for i in range(5)]
         assert len(other.fields["tokenizer.ggml.tokens"].data) == 7
+        assert type(reader.data) is np.ndarray  # a plain view of the memory map, not a copy
+        assert isinstance(reader.data.base, (np.memmap, mmap.mmap))
         np.testing.assert_array_equal(
             np.asarray(reader.tensors[0].data).reshape(3, 4), np.arange(12).reshape(3, 4)
         )
