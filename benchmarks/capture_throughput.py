@@ -54,6 +54,7 @@ SETTINGS = {
     "add_special_tokens": True,
     "shard_tokens": 10**9,
     "batch_tokens": 4096,
+    "max_padding": 0.2,
     "row_group_rows": 1024,
     "compression": "zstd",
     "float_encoding": "byte_stream_split",
@@ -62,13 +63,14 @@ SETTINGS = {
 }
 
 
-def plain_forward(model, rows, device, batch_tokens) -> float:
+def plain_forward(model, rows, device, settings) -> float:
     """Seconds for the forward passes alone, stopped after the deepest layer."""
     handle = model.model.layers[max(LAYERS)].register_forward_hook(
         lambda *_: (_ for _ in ()).throw(StopForward)
     )
     start = time.perf_counter()
-    for batch in length_grouped_batches([len(r) for r in rows], batch_tokens):
+    batches = length_grouped_batches([len(r) for r in rows], settings["batch_tokens"], settings["max_padding"])
+    for batch in batches:
         ids, mask = right_padded([rows[i] for i in batch], 0)
         with torch.inference_mode(), contextlib.suppress(StopForward):
             model.model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
@@ -108,14 +110,15 @@ def mi_oracle_capture(tokens_path, out_dir, plan, device, **storage) -> float:
     return time.perf_counter() - start
 
 
-def transformer_lens_capture(bridge, rows, device, out_dir, batch_tokens) -> float:
+def transformer_lens_capture(bridge, rows, device, out_dir, settings) -> float:
     names = {
         f"blocks.{layer}.{HOOK_POINTS[h].transformer_lens.split('.', 2)[2]}"
         for h in HOOKS
         for layer in LAYERS
     }
     start = time.perf_counter()
-    for n, batch in enumerate(length_grouped_batches([len(r) for r in rows], batch_tokens)):
+    batches = length_grouped_batches([len(r) for r in rows], settings["batch_tokens"], settings["max_padding"])
+    for n, batch in enumerate(batches):
         ids, mask = right_padded([rows[i] for i in batch], 0)
         with torch.inference_mode():
             _, cache = bridge.run_with_cache(ids.to(device), names_filter=lambda name: name in names)
@@ -200,7 +203,7 @@ def run(work: Path, device: torch.device, args: argparse.Namespace) -> dict:
     bytes_per_point: dict[str, float] = {}
     refused: dict[str, str] = {}
     for repeat in range(args.repeats):
-        timings = {"plain forward": plain_forward(model, rows, device, SETTINGS["batch_tokens"])}
+        timings = {"plain forward": plain_forward(model, rows, device, SETTINGS)}
         timings["mi-oracle capture"] = mi_oracle_capture(
             tokens_path, work / f"capture-{repeat}", plan, device
         )
@@ -208,7 +211,7 @@ def run(work: Path, device: torch.device, args: argparse.Namespace) -> dict:
             peer_dir = work / f"peer-{repeat}"
             peer_dir.mkdir()
             timings["TransformerLens"] = transformer_lens_capture(
-                bridge, rows, device, peer_dir, SETTINGS["batch_tokens"]
+                bridge, rows, device, peer_dir, SETTINGS
             )
         for stored, compression, encoding in STORAGE if args.storage else []:
             name = f"{stored} {compression} {encoding}"

@@ -18,6 +18,7 @@ SETTINGS = {
     "device": "cpu",
     "dtype": "float32",
     "batch_tokens": 4096,
+    "max_padding": 0.2,
     "row_group_rows": 4096,
     "compression": "zstd",
     "float_encoding": "byte_stream_split",

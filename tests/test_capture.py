@@ -108,9 +108,21 @@ def test_padding_never_written_and_batches_bounded(tmp_path):
         i: len(r) for i, r in enumerate(rows)
     }
     lengths = [5, 1, 9, 9, 3, 2]
-    batches = list(length_grouped_batches(lengths, 18))
+    batches = list(length_grouped_batches(lengths, 18, max_padding=0.99))
     assert sorted(i for b in batches for i in b) == list(range(6))
     assert all(max(lengths[i] for i in b) * len(b) <= 18 or len(b) == 1 for b in batches)
+
+
+def test_batches_bound_each_rows_padding():
+    lengths = [42, 6, 40, 7, 38, 30, 8, 33, 6, 41]
+    batches = list(length_grouped_batches(lengths, 4096, max_padding=0.2))
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert [[lengths[i] for i in b] for b in batches] == [[42, 41, 40, 38], [33, 30], [8, 7], [6, 6]]
+    computed = sum(max(lengths[i] for i in b) * len(b) for b in batches)
+    assert computed == 42 * 4 + 33 * 2 + 8 * 2 + 6 * 2  # 262 positions for 251 tokens
+    everything = list(length_grouped_batches(lengths, 4096, max_padding=0.99))
+    assert len(everything) == 1  # the token budget alone: 42 x 10 positions for 251 tokens
+    assert [len(b) for b in length_grouped_batches(lengths, 4096, max_padding=0.0)] == [1] * 8 + [2]
 
 
 def test_batched_equals_each_prompt_alone(tmp_path):

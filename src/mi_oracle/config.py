@@ -113,11 +113,12 @@ CAPTURE_KEYS = (
     "dtype",
     "storage_dtype",
     "batch_tokens",
+    "max_padding",
     "row_group_rows",
     "compression",
     "float_encoding",
 )
-CALIBRATION_KEYS = ("layers", "device", "dtype", "batch_tokens")
+CALIBRATION_KEYS = ("layers", "device", "dtype", "batch_tokens", "max_padding")
 ENCODING_KEYS = ("device", "dtype", "batch_rows", "compression", "row_group_rows")
 
 

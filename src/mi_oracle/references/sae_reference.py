@@ -66,7 +66,7 @@ def sae_reference(
     ids, tokens = tokenize_prompt(model_dir, prompt)
     device = resolve_device(settings["device"]).type
     with deterministic_torch(threads=settings["threads"]):
-        run = {"device": device, "dtype": settings["dtype"], "batch_tokens": len(ids)}
+        run = {"device": device, "dtype": settings["dtype"], "batch_tokens": len(ids), "max_padding": 0.0}
         captured = collect_activations(model_dir, [ids], [(hook, layer)], run, threads=0)
         x = torch.from_numpy(captured[(hook, layer)])
         dictionary = load_layer(manifest, layer, base, torch.float32)
