@@ -69,7 +69,8 @@ def plain_forward(model, rows, device, settings) -> float:
         lambda *_: (_ for _ in ()).throw(StopForward)
     )
     start = time.perf_counter()
-    batches = length_grouped_batches([len(r) for r in rows], settings["batch_tokens"], settings["max_padding"])
+    lengths = [len(r) for r in rows]
+    batches = length_grouped_batches(lengths, settings["batch_tokens"], settings["max_padding"])
     for batch in batches:
         ids, mask = right_padded([rows[i] for i in batch], 0)
         with torch.inference_mode(), contextlib.suppress(StopForward):
@@ -117,7 +118,8 @@ def transformer_lens_capture(bridge, rows, device, out_dir, settings) -> float:
         for layer in LAYERS
     }
     start = time.perf_counter()
-    batches = length_grouped_batches([len(r) for r in rows], settings["batch_tokens"], settings["max_padding"])
+    lengths = [len(r) for r in rows]
+    batches = length_grouped_batches(lengths, settings["batch_tokens"], settings["max_padding"])
     for n, batch in enumerate(batches):
         ids, mask = right_padded([rows[i] for i in batch], 0)
         with torch.inference_mode():
@@ -210,9 +212,7 @@ def run(work: Path, device: torch.device, args: argparse.Namespace) -> dict:
         if bridge is not None:
             peer_dir = work / f"peer-{repeat}"
             peer_dir.mkdir()
-            timings["TransformerLens"] = transformer_lens_capture(
-                bridge, rows, device, peer_dir, SETTINGS
-            )
+            timings["TransformerLens"] = transformer_lens_capture(bridge, rows, device, peer_dir, SETTINGS)
         for stored, compression, encoding in STORAGE if args.storage else []:
             name = f"{stored} {compression} {encoding}"
             folder = work / f"storage-{repeat}-{name.replace(' ', '-')}"

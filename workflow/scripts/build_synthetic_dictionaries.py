@@ -4,9 +4,14 @@ from pathlib import Path
 
 import _src_path  # noqa: F401
 
-from mi_oracle.dictionaries.synthetic import build_one
+from mi_oracle.numerics.job_process import enter
 from mi_oracle.numerics.mode import numerics_from_config
-from mi_oracle.rule_logging import logged_to
+
+NUMERICS = numerics_from_config(snakemake.params.numerics, "synthetic")
+enter(NUMERICS)  # before torch loads: this job runs in its numerics itself
+
+from mi_oracle.dictionaries.synthetic import build_one  # noqa: E402
+from mi_oracle.rule_logging import logged_to  # noqa: E402
 
 with logged_to(snakemake.log[0]):
     build_one(
@@ -14,5 +19,5 @@ with logged_to(snakemake.log[0]):
         snakemake.params.definition,
         Path(snakemake.input.calibration),
         Path(snakemake.output[0]),
-        numerics_from_config(snakemake.params.numerics, "synthetic"),
+        NUMERICS,
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import codecs
 import json
 import logging
-import os
 import subprocess
 import sys
 import tempfile
@@ -18,13 +17,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import mi_oracle
 from mi_oracle import errors
 from mi_oracle.atomic import write_json_atomic
 from mi_oracle.errors import NumericsError
+from mi_oracle.numerics.job_process import process_environment
 from mi_oracle.numerics.mode import Numerics, resolve_target
-
-PACKAGE_ROOT = str(Path(mi_oracle.__file__).resolve().parents[1])
 
 
 def run_in_child(numerics: Numerics, target: str, kwargs: dict[str, Any]) -> Any:
@@ -35,9 +32,7 @@ def run_in_child(numerics: Numerics, target: str, kwargs: dict[str, Any]) -> Any
             json.dumps({"target": target, "threads": numerics.threads, "kwargs": kwargs}, default=str),
             encoding="utf-8",
         )
-        env = numerics.environment(os.environ)
-        # this checkout's package first, whatever else the environment has installed
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
+        env = process_environment(numerics)
         command = [sys.executable, "-m", "mi_oracle.numerics.child_process", str(request), str(result)]
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
