@@ -45,12 +45,19 @@ def captured(workdir: Path, hook: str, layer: int, shard: str | None = None) -> 
 
 
 def check_against_oracle(features, x, weights, activation, d_sae, k=None) -> dict:
+    """Every flip is rounding at a threshold (``compare``), and few are: 1e-4 of the values.
+
+    fp32 rounds a pre-activation by ~1e-9 to 1e-7 of ``|x| @ |W_enc|``; flips at that distance from
+    a threshold (a ReLU's 0 or TopK's k-th value) come a few per 10^5 values on real activations.
+    A fixture whose cuts fall among copies of one row (the BOS attention sink) flips ~1e-2 of them
+    and would leave nothing tested, so it fails here.
+    """
     ours = dense(
         features.column("feature_ids").to_pylist(), features.column("feature_values").to_pylist(), d_sae
     )
     pre, expected, threshold = oracle(weights, x, activation, k)
     counts = compare(ours, pre, expected, threshold, x, weights["W_enc"])
-    assert counts["flips"] <= 1e-6 * counts["values"], counts
+    assert counts["flips"] <= 1e-4 * counts["values"], counts
     return counts
 
 
@@ -105,7 +112,7 @@ def save_dictionary(path: Path, tensors: dict[str, np.ndarray]) -> Path:
 def between_samples(values: np.ndarray, quantile: float) -> np.ndarray:
     """Per column, a cut midway between the two distinct samples around ``quantile``.
 
-    Repeated rows (each prompt's BOS token) would otherwise sit exactly on a threshold.
+    Repeated rows would otherwise sit exactly on a threshold.
     """
     ordered = np.sort(values, axis=0)
     above = ordered[int(quantile * len(values))]
@@ -211,7 +218,11 @@ def test_other_schemas_encode_real_activations_like_the_oracle(embedded_workdir,
         / f"part-{shard}.parquet"
     )
     x = captured(embedded_workdir, "resid_post", 9, shard)
-    definitions = other_schemas(tmp_path, x.astype(np.float64), 640, 18)
+    # Every prompt's BOS row is one attention-sink vector (norm ~88k), copied up to the last bit
+    # of its batch's shape: a percentile cut among the copies would split them, so the
+    # dictionaries are calibrated on the other rows and BOS rows fire far from any threshold.
+    positions = pq.read_table(source, columns=["position"]).column("position").to_numpy()
+    definitions = other_schemas(tmp_path, x[positions > 0].astype(np.float64), 640, 18)
     record = resolve_set(
         ResolveRequest(
             name,
