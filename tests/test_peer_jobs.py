@@ -9,13 +9,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mi_oracle.errors import PeerError
+from mi_oracle.errors import DictionaryError, PeerError
+from mi_oracle.hashing import sha256_file
 from mi_oracle.hook_points import HOOK_POINTS
 from mi_oracle.peers.jobs import circuit_tracer_job
 from mi_oracle.peers.launch import run_peer
 
 
-def manifest(name: str, kind: str, resolved: list[int], available: list[int], curation: str | None) -> dict:
+def resolved_file(base: Path, name: str, layer: int) -> dict:
+    """A downloaded layer file and its manifest entry (path relative to ``base``, its sha256)."""
+    path = base / "dl" / name / f"layer_{layer}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(f"{name} {layer}".encode())
+    return {"local_path": str(path.relative_to(base)), "sha256": sha256_file(path)}
+
+
+def manifest(
+    base: Path, name: str, kind: str, resolved: list[int], available: list[int], curation: str | None
+) -> dict:
     return {
         "set": name,
         "kind": kind,
@@ -26,7 +37,7 @@ def manifest(name: str, kind: str, resolved: list[int], available: list[int], cu
             {
                 "layer": layer,
                 "schema": "PltBundle",
-                "files": [{"local_path": f"dl/{name}/layer_{layer}.safetensors"}],
+                "files": [resolved_file(base, name, layer)],
             }
             for layer in resolved
         ],
@@ -38,9 +49,9 @@ def test_circuit_tracer_is_asked_for_transcoders_with_every_layer_and_told_why_n
     for layer in range(3):
         (tmp_path / "local" / f"layer_{layer}.safetensors").write_bytes(b"")
     manifests = {
-        "sae": manifest("sae", "sae", [0], [0], None),
-        "hub": manifest("hub", "transcoder_set", [0, 2], [0, 1, 2], None),
-        "local": manifest("local", "transcoder_set", [2], [0, 1, 2], "local/config.yaml"),
+        "sae": manifest(tmp_path, "sae", "sae", [0], [0], None),
+        "hub": manifest(tmp_path, "hub", "transcoder_set", [0, 2], [0, 1, 2], None),
+        "local": manifest(tmp_path, "local", "transcoder_set", [2], [0, 1, 2], "local/config.yaml"),
     }
     points = {name: [[2, f"acts/{name}.parquet", "target"]] for name in manifests}
     references = {
@@ -68,6 +79,16 @@ def test_circuit_tracer_is_asked_for_transcoders_with_every_layer_and_told_why_n
     assert [r["name"] for r in job["references"]] == ["plt"]
     assert job["capture"]["hooks"] == [["resid_mid", "hook_resid_mid"], ["mlp_in", "mlp.hook_in"]]
     assert HOOK_POINTS["ln2_normalized"].in_block == "ln2.hook_normalized"
+
+
+def test_a_set_file_changed_since_resolution_is_refused_before_the_peer_reads_it(tmp_path):
+    manifests = {"hub": manifest(tmp_path, "hub", "transcoder_set", [0, 1], [0, 1], None)}
+    changed = tmp_path / "dl" / "hub" / "layer_1.safetensors"
+    changed.write_bytes(b"replaced")
+    points = {"hub": [[1, "acts/hub.parquet", "target"]]}
+    expected = rf"{changed}: set hub, layer 1: sha256 is {sha256_file(changed)}"
+    with pytest.raises(DictionaryError, match=expected):
+        circuit_tracer_job(manifests, points, {}, None, tmp_path, 64)
 
 
 def test_a_missing_peer_environment_is_reported_not_run_with_the_fix(tmp_path):

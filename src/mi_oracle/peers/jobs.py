@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mi_oracle.dictionaries.verify import verified_layer_files
 from mi_oracle.formats import companions
 from mi_oracle.hook_points import HOOK_POINTS
 
@@ -17,9 +18,11 @@ REFERENCE_KINDS = ("plt", "clt")
 
 def every_layer_files(manifest: Mapping[str, Any], base: Path) -> dict[int, list[str]] | str:
     """Local files of every layer the set has (circuit-tracer loads all of a set's layers), or why
-    some are missing: resolved layers from the manifest, the others beside a local curation YAML."""
+    some are missing: resolved layers from the manifest, checked against their recorded sha256 as
+    the project's own loaders check them, the others beside a local curation YAML (unresolved: no
+    hash was recorded for them)."""
     resolved = {
-        record["layer"]: [str(base / f["local_path"]) for f in record["files"]]
+        record["layer"]: [str(path) for path in verified_layer_files(record, base, manifest["set"])]
         for record in manifest["layers"]
     }
     curation = manifest.get("curation", {}).get("local_path")
