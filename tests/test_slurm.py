@@ -78,9 +78,15 @@ def prepare(tmp_path: Path, name: str) -> tuple[Path, Path]:
     return workdir, tiny_workflow(workdir, 40, shard_tokens=150, batch_tokens=64)
 
 
-def test_the_dag_runs_through_slurm_and_matches_a_local_run(cluster, tmp_path):
-    local_dir, local_config = prepare(tmp_path, "local")
+@pytest.fixture(scope="module")
+def local_outputs(tmp_path_factory) -> dict[str, object]:
+    """The same workflow run locally, once for both SLURM runs to match."""
+    local_dir, local_config = prepare(tmp_path_factory.mktemp("slurm-local"), "local")
     run_snakemake(local_dir, local_config)
+    return outputs(local_dir)
+
+
+def test_the_dag_runs_through_slurm_and_matches_a_local_run(cluster, local_outputs, tmp_path):
     slurm_dir, slurm_config = prepare(tmp_path, "slurm")
     result = run_snakemake(slurm_dir, slurm_config, *SLURM_ARGS)
 
@@ -100,12 +106,10 @@ def test_the_dag_runs_through_slurm_and_matches_a_local_run(cluster, tmp_path):
         record = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
         assert bool(re.search(r"gres[:/]gpu", record)) == (rule == "capture_activations"), record
 
-    assert outputs(slurm_dir) == outputs(local_dir)
+    assert outputs(slurm_dir) == local_outputs
 
 
-def test_a_cancelled_job_is_retried_and_no_partial_output_is_accepted(cluster, tmp_path):
-    local_dir, local_config = prepare(tmp_path, "local")
-    run_snakemake(local_dir, local_config)
+def test_a_cancelled_job_is_retried_and_no_partial_output_is_accepted(cluster, local_outputs, tmp_path):
     workdir, configfile = prepare(tmp_path, "cancelled")
     command = snakemake_command(workdir, configfile, *SLURM_ARGS)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -123,4 +127,4 @@ def test_a_cancelled_job_is_retried_and_no_partial_output_is_accepted(cluster, t
     assert cancelled is not None, f"no capture job was seen running:\n{log[-3000:]}"
     assert process.returncode == 0, log[-5000:]
     assert re.search(rf"{cancelled}.*(CANCELLED|failed)|(CANCELLED|failed).*{cancelled}", log, re.IGNORECASE)
-    assert outputs(workdir) == outputs(local_dir)
+    assert outputs(workdir) == local_outputs
