@@ -13,7 +13,8 @@ same batches, in one process, alternating, best of ``--repeats``:
 2. mi-oracle encode: JumpReLU activations and the active mask (``encoding.compute.encode``);
 3. mi-oracle encode + sparse rows: the above plus the sorted index/value lists;
 4. end to end: the above written as the features Parquet (``encoding.run.features_schema``,
-   zstd, page checksums: what ``encode_features`` writes per batch) to an in-memory file;
+   zstd, page checksums, no dictionary pages: what ``encode_features`` writes per batch) to an
+   in-memory file;
 5. SAELens: ``JumpReLUSAE.encode`` of the same dictionary loaded with ``SAE.load_from_disk``.
 
 Then peak memory of ``encode_shard`` (Parquet in, Parquet out) at 1x and 10x ``--rows``, each in
@@ -40,8 +41,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from mi_oracle.encoding.compute import encode, sparse_rows  # noqa: E402
 from mi_oracle.encoding.loaders import load_layer  # noqa: E402
-from mi_oracle.encoding.run import features_schema  # noqa: E402
-from mi_oracle.parquet_files import WRITE_OPTIONS  # noqa: E402
+from mi_oracle.encoding.run import FEATURES_WRITE_OPTIONS, features_schema  # noqa: E402
 
 SET, LAYER, HOOK = "synthetic-sae", 9, "resid_post"
 MANIFEST = ROOT / "results" / "curation" / SET / "manifest.json"
@@ -117,7 +117,7 @@ class FeaturesWriter:
         columns = [*keys, pa.array(np.zeros(n, np.int32)), ids, values]
         table = pa.Table.from_arrays(columns, schema=self.schema)
         sink = pa.BufferOutputStream()
-        with pq.ParquetWriter(sink, self.schema, compression="zstd", **WRITE_OPTIONS) as out:
+        with pq.ParquetWriter(sink, self.schema, compression="zstd", **FEATURES_WRITE_OPTIONS) as out:
             out.write_table(table, row_group_size=4096)
 
 

@@ -69,10 +69,16 @@ def sparse_rows(acts: torch.Tensor, active: torch.Tensor) -> tuple[pa.ListArray,
 
     One stable sort of every active value of the batch on an integer key: the row in the high 32
     bits, the value's float32 bits mapped to an order-preserving integer (descending) in the low
-    ones. ``nonzero`` lists each row's indices ascending, so equal values keep the lower index first.
+    ones. The flat positions of the active values come ascending (row-major), so equal values keep
+    the lower index first; on CPU numpy finds them in one pass (torch's ``nonzero`` takes two).
     """
-    rows, cols = torch.nonzero(active, as_tuple=True)
-    values = acts[rows, cols].to(torch.float32)
+    d_sae = active.shape[1]
+    if active.device.type == "cpu":
+        flat = torch.from_numpy(np.flatnonzero(active.numpy()))
+    else:
+        flat = active.reshape(-1).nonzero().squeeze(1)
+    rows, cols = flat // d_sae, flat % d_sae
+    values = acts.reshape(-1)[flat].to(torch.float32)
     bits = (values + 0.0).view(torch.int32).to(torch.int64)  # + 0.0: -0.0 ties with 0.0
     ascending = torch.where(bits >= 0, bits + 2**31, -1 - bits)  # orders as the floats do
     order = torch.argsort(rows * 2**32 + (2**32 - 1 - ascending), stable=True)
