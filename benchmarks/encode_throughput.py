@@ -12,9 +12,9 @@ same batches, in one process, alternating, best of ``--repeats``:
 1. roofline: ``torch.addmm(b_enc, x, W_enc)`` alone, the GEMM every encoder must do;
 2. mi-oracle encode: JumpReLU activations and the active mask (``encoding.compute.encode``);
 3. mi-oracle encode + sparse rows: the above plus the sorted index/value lists;
-4. end to end: the above streamed into one features Parquet in memory as ``encode_features``
-   writes it (``encoding.features_file.FeaturesFile``: zstd, page checksums, no dictionary
-   pages, each batch written on a second thread while the next is encoded);
+4. end to end: the above written as the features Parquet (``encoding.run.features_schema``,
+   zstd, page checksums, no dictionary pages: what ``encode_features`` writes per batch) to an
+   in-memory file;
 5. SAELens: ``JumpReLUSAE.encode`` of the same dictionary loaded with ``SAE.load_from_disk``.
 
 Then peak memory of ``encode_shard`` (Parquet in, Parquet out) at 1x and 10x ``--rows``, each in
@@ -40,9 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from mi_oracle.encoding.compute import encode, sparse_rows  # noqa: E402
-from mi_oracle.encoding.features_file import FeaturesFile  # noqa: E402
 from mi_oracle.encoding.loaders import load_layer  # noqa: E402
-from mi_oracle.encoding.run import features_schema  # noqa: E402
+from mi_oracle.encoding.run import FEATURES_WRITE_OPTIONS, features_schema  # noqa: E402
 
 SET, LAYER, HOOK = "synthetic-sae", 9, "resid_post"
 MANIFEST = ROOT / "results" / "curation" / SET / "manifest.json"
@@ -60,8 +59,6 @@ def timed(function, batches) -> float:
     start = time.perf_counter()
     for batch in batches:
         function(batch)
-    if hasattr(function, "finish"):
-        function.finish()
     if batches and batches[0].is_cuda:
         torch.cuda.synchronize()
     return time.perf_counter() - start
@@ -107,28 +104,21 @@ def peak_memory_mb(source: Path, device: str) -> float:
 
 
 class FeaturesWriter:
-    """Encode batches and stream them into one features Parquet held in memory, as encode_features
-    does (``FeaturesFile``: each batch written on a second thread while the next is encoded)."""
+    """Encode a batch and append it to a features Parquet held in memory, as encode_features does."""
 
     def __init__(self, dictionary) -> None:
         self.dictionary = dictionary
         self.schema = features_schema({"benchmark": True})
-        self.file: FeaturesFile | None = None
 
     def __call__(self, x: torch.Tensor) -> None:
-        if self.file is None:
-            self.file = FeaturesFile(pa.BufferOutputStream(), self.schema, "zstd", 4096)
         ids, values = sparse_rows(*encode(self.dictionary, x))
         n = len(x)
         keys = [pa.array(np.arange(n), pa.int64()), pa.array(np.arange(n, dtype=np.int32))]
         columns = [*keys, pa.array(np.zeros(n, np.int32)), ids, values]
-        self.file.append(pa.Table.from_arrays(columns, schema=self.schema))
-
-    def finish(self) -> None:
-        """Wait for the last write and close the file (inside the timing)."""
-        if self.file is not None:
-            self.file.__exit__(None)
-            self.file = None
+        table = pa.Table.from_arrays(columns, schema=self.schema)
+        sink = pa.BufferOutputStream()
+        with pq.ParquetWriter(sink, self.schema, compression="zstd", **FEATURES_WRITE_OPTIONS) as out:
+            out.write_table(table, row_group_size=4096)
 
 
 def main() -> None:
@@ -169,7 +159,7 @@ def main() -> None:
     best: dict[str, float] = {}
     with torch.inference_mode():
         for function in candidates.values():  # warm-up
-            timed(function, batches[:1])
+            function(batches[0])
         for _ in range(args.repeats):
             for name, function in candidates.items():
                 best[name] = min(best.get(name, float("inf")), timed(function, batches))

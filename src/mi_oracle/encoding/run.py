@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
@@ -21,7 +22,6 @@ from mi_oracle.atomic import atomic_directory, write_json_atomic
 from mi_oracle.devices import DTYPES, resolve_device
 from mi_oracle.dictionaries.manifest import layer_record
 from mi_oracle.encoding.compute import decode, encode, sparse_rows
-from mi_oracle.encoding.features_file import FeaturesFile
 from mi_oracle.encoding.loaders import load_layer
 from mi_oracle.encoding.metrics import MetricSums
 from mi_oracle.environment import describe_environment
@@ -30,6 +30,7 @@ from mi_oracle.layout import SUMS_FILE, features_file
 from mi_oracle.memory import pin_mmap_threshold
 from mi_oracle.parquet_files import (
     METADATA_KEY,
+    WRITE_OPTIONS,
     check_finite,
     iter_batches,
     open_parquet,
@@ -38,6 +39,10 @@ from mi_oracle.parquet_files import (
 
 log = logging.getLogger(__name__)
 KEYS = ("prompt_id", "position", "token_id")
+# No dictionary pages: a batch's feature values are nearly all distinct, and building (then
+# abandoning) a dictionary for them took more than half of a features file's write time; the
+# files also come out smaller (the benchmark's 4,096-row batch: 1.96 MB -> 1.47 MB).
+FEATURES_WRITE_OPTIONS = {**WRITE_OPTIONS, "use_dictionary": False}
 TARGET_COLUMNS = ["prompt_id", "position", "activation"]
 
 
@@ -150,8 +155,11 @@ def encode_layer(
     )
     features_path.parent.mkdir(parents=True, exist_ok=True)
     first_row = 0
-    with FeaturesFile(
-        features_path, features_schema(metadata), settings["compression"], settings["row_group_rows"]
+    with pq.ParquetWriter(
+        features_path,
+        features_schema(metadata),
+        compression=settings["compression"],
+        **FEATURES_WRITE_OPTIONS,
     ) as writer:
         pairs = zip(
             iter_batches(source, inputs, "activation file", batch_rows),
@@ -170,7 +178,10 @@ def encode_layer(
             first_row += batch.num_rows
             ids, values = sparse_rows(acts, active)
             columns = [batch.column(key) for key in KEYS] + [ids, values]
-            writer.append(pa.Table.from_arrays(columns, schema=writer.schema))
+            writer.write_table(
+                pa.Table.from_arrays(columns, schema=writer.schema),
+                row_group_size=settings["row_group_rows"],
+            )
             progress.update(batch.num_rows)
     progress.close()
     log.info(
