@@ -308,6 +308,12 @@ def test_a_shard_encodes_every_layer_and_metrics_add_up_over_shards(tmp_path):
         for layer, x, _ in points:
             features = pq.read_table(features_file(shards[-1], layer))
             assert features.column("prompt_id").to_pylist() == list(range(n))
+            # written without dictionary pages (FEATURES_WRITE_OPTIONS), compressed as configured
+            chunks = pq.ParquetFile(features_file(shards[-1], layer)).metadata.row_group(0)
+            for column in range(chunks.num_columns):
+                chunk = chunks.column(column)
+                assert chunk.dictionary_page_offset is None, chunk.path_in_schema
+                assert chunk.compression == SHARD_SETTINGS["compression"].upper()
             _, expected, _ = oracle(load_canonical(root, manifest, layer), read_x(x), "relu")
             ours = np.zeros_like(expected)
             for row, (ids, values) in enumerate(
