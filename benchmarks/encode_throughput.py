@@ -9,12 +9,14 @@ One dictionary (the synthetic GemmaScope NPZ SAE at layer 9: d_model 640, d_sae 
 rows (every captured resid_post token at layer 9, tiled to ``--rows``), the same threads and the
 same batches, in one process, alternating, best of ``--repeats``:
 
+Each candidate writes into output buffers it reuses batch after batch, as ``encode_features`` does.
+
 1. roofline: ``torch.addmm(b_enc, x, W_enc)`` alone, the GEMM every encoder must do;
 2. mi-oracle encode: JumpReLU activations and the active mask (``encoding.compute.encode``);
 3. mi-oracle encode + sparse rows: the above plus the sorted index/value lists;
-4. end to end: the above written as the features Parquet (``encoding.run.features_schema``,
-   zstd, page checksums, no dictionary pages: what ``encode_features`` writes per batch) to an
-   in-memory file;
+4. end to end: the above appended, batch after batch, to one features Parquet held in memory
+   (``encoding.run.features_schema``, zstd, page checksums, no dictionary pages, one row group
+   per batch: what ``encode_features`` writes);
 5. SAELens: ``JumpReLUSAE.encode`` of the same dictionary loaded with ``SAE.load_from_disk``.
 
 Then peak memory of ``encode_shard`` (Parquet in, Parquet out) at 1x and 10x ``--rows``, each in
@@ -39,7 +41,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mi_oracle.encoding.compute import encode, sparse_rows  # noqa: E402
+from mi_oracle.encoding.compute import active_positions, encode, sparse_rows  # noqa: E402
 from mi_oracle.encoding.loaders import load_layer  # noqa: E402
 from mi_oracle.encoding.run import FEATURES_WRITE_OPTIONS, features_schema  # noqa: E402
 
@@ -103,22 +105,34 @@ def peak_memory_mb(source: Path, device: str) -> float:
     return int(result.stdout.strip().splitlines()[-1]) / 1024
 
 
-class FeaturesWriter:
-    """Encode a batch and append it to a features Parquet held in memory, as encode_features does."""
+class Encoder:
+    """``encode`` into buffers reused batch after batch, as ``encode_features`` does; optionally the
+    sparse rows, optionally appended to one features Parquet held in memory (``features=True``)."""
 
-    def __init__(self, dictionary) -> None:
-        self.dictionary = dictionary
-        self.schema = features_schema({"benchmark": True})
+    def __init__(self, dictionary, batch_rows: int, sparse: bool = False, features: bool = False) -> None:
+        self.dictionary, self.sparse, self.writer = dictionary, sparse or features, None
+        device = dictionary.W_enc.device
+        self.buffers = (
+            torch.empty((batch_rows, dictionary.d_sae), device=device),
+            torch.empty((batch_rows, dictionary.d_sae), dtype=torch.bool, device=device),
+        )
+        if features:
+            self.schema = features_schema({"benchmark": True})
+            self.writer = pq.ParquetWriter(
+                pa.BufferOutputStream(), self.schema, compression="zstd", **FEATURES_WRITE_OPTIONS
+            )
 
     def __call__(self, x: torch.Tensor) -> None:
-        ids, values = sparse_rows(*encode(self.dictionary, x))
+        acts, active = encode(self.dictionary, x, out=self.buffers)
+        if not self.sparse:
+            return
+        ids, values = sparse_rows(acts, active_positions(active))
+        if self.writer is None:
+            return
         n = len(x)
         keys = [pa.array(np.arange(n), pa.int64()), pa.array(np.arange(n, dtype=np.int32))]
         columns = [*keys, pa.array(np.zeros(n, np.int32)), ids, values]
-        table = pa.Table.from_arrays(columns, schema=self.schema)
-        sink = pa.BufferOutputStream()
-        with pq.ParquetWriter(sink, self.schema, compression="zstd", **FEATURES_WRITE_OPTIONS) as out:
-            out.write_table(table, row_group_size=4096)
+        self.writer.write_table(pa.Table.from_arrays(columns, schema=self.schema), row_group_size=4096)
 
 
 def main() -> None:
@@ -139,11 +153,13 @@ def main() -> None:
     rows = captured_rows()
     rows = np.concatenate([rows] * (args.rows // len(rows) + 1))[: args.rows]
     batches = [torch.from_numpy(b).to(device) for b in np.array_split(rows, max(1, len(rows) // 4096))]
+    batch_rows = max(len(b) for b in batches)
+    product = torch.empty((batch_rows, dictionary.d_sae), device=device)
     candidates = {
-        "roofline addmm": lambda x: torch.addmm(dictionary.b_enc, x, dictionary.W_enc),
-        "mi-oracle encode": lambda x: encode(dictionary, x),
-        "mi-oracle encode + sparse rows": lambda x: sparse_rows(*encode(dictionary, x)),
-        "end to end: encode, sparse rows, features Parquet": FeaturesWriter(dictionary),
+        "roofline addmm": lambda x: torch.addmm(dictionary.b_enc, x, dictionary.W_enc, out=product[: len(x)]),
+        "mi-oracle encode": Encoder(dictionary, batch_rows),
+        "mi-oracle encode + sparse rows": Encoder(dictionary, batch_rows, sparse=True),
+        "end to end: encode, sparse rows, features Parquet": Encoder(dictionary, batch_rows, features=True),
     }
     if not args.skip_peer:
         from mi_oracle.peers.saelens import load_gemma_scope_npz

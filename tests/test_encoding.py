@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mi_oracle.dictionaries.resolve import ResolveRequest, resolve_set
-from mi_oracle.encoding.compute import decode, encode, sparse_rows
+from mi_oracle.encoding import compute
+from mi_oracle.encoding.compute import active_positions, decode, encode, sparse_rows
 from mi_oracle.encoding.loaders import Dictionary, load_layer
 from mi_oracle.encoding.metrics import MetricSums, summarise
 from mi_oracle.encoding.run import encode_shard
@@ -227,12 +229,12 @@ def test_metrics_equal_hand_computed_values():
     x = torch.tensor([[1.0, 0.0], [0.4, 2.0], [0.2, 0.3]])
     acts, active = encode(dictionary, x)
     assert acts.tolist() == [[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 0.0]]
-    ids, values = sparse_rows(acts, active)
+    ids, values = sparse_rows(acts, active_positions(active))
     assert ids.to_pylist() == [[0], [1], []] and values.to_pylist() == [[1.0], [2.0], []]
     output = decode(dictionary, acts, x)  # [[1, 0], [0, 2], [0, 0]]
     first, second = MetricSums(3, 2), MetricSums(3, 2)
-    first.add(acts[:2], active[:2], output[:2], x[:2])
-    second.add(acts[2:], active[2:], output[2:], x[2:])
+    first.add(acts[:2], active_positions(active[:2]), output[:2], x[:2])
+    second.add(acts[2:], active_positions(active[2:]), output[2:], x[2:])
     metrics = summarise([first, second])
     # errors: (0,0), (-0.4, 0), (-0.2, -0.3): SSE = 0.16 + 0.04 + 0.09 = 0.29
     assert metrics["n_tokens"] == 3 and metrics["mean_l0"] == pytest.approx(2 / 3)
@@ -247,19 +249,28 @@ def test_metrics_equal_hand_computed_values():
 
 def test_sparse_rows_sort_by_value_descending():
     acts = torch.tensor([[0.5, 3.0, 0.0, 3.0, 1.0]])
-    ids, values = sparse_rows(acts, acts > 0)
+    ids, values = sparse_rows(acts, active_positions(acts > 0))
     assert ids.to_pylist() == [[1, 3, 4, 0]] and values.to_pylist() == [[3.0, 3.0, 1.0, 0.5]]
 
 
-def test_sparse_rows_match_a_plain_sort_with_negative_values_ties_and_signed_zeros():
+@pytest.mark.parametrize("key_bits", [compute.KEY_BITS, 46])  # 46: sorted in two blocks of 32 rows
+@pytest.mark.parametrize("zeros", [True, False])  # values read back from the batch, or from the keys
+def test_sparse_rows_match_a_plain_sort_with_negative_values_ties_and_signed_zeros(
+    monkeypatch, key_bits, zeros
+):
+    monkeypatch.setattr(compute, "KEY_BITS", key_bits)
     generator = torch.Generator().manual_seed(1)
     pre = torch.randn(64, 300, generator=generator).round(decimals=1)  # many ties, some -0.0
+    if not zeros:
+        pre[pre == 0] = 0.05
     active = pre > -0.3  # a negative threshold: negative and zero values are active
     acts = pre * active
-    ids, values = sparse_rows(acts, active)
+    ids, values = sparse_rows(acts, active_positions(active))
     for row, (got_ids, got_values) in enumerate(zip(ids.to_pylist(), values.to_pylist(), strict=True)):
         want = sorted(torch.nonzero(active[row]).flatten().tolist(), key=lambda c: (-float(acts[row, c]), c))
         assert got_ids == want and got_values == [float(acts[row, c]) for c in want]
+        signs = [math.copysign(1.0, v) for v in got_values]
+        assert signs == [math.copysign(1.0, float(acts[row, c])) for c in want]
     assert any(v < 0 for row in values.to_pylist() for v in row)
 
 
@@ -308,12 +319,15 @@ def test_a_shard_encodes_every_layer_and_metrics_add_up_over_shards(tmp_path):
         for layer, x, _ in points:
             features = pq.read_table(features_file(shards[-1], layer))
             assert features.column("prompt_id").to_pylist() == list(range(n))
-            # written without dictionary pages (FEATURES_WRITE_OPTIONS), compressed as configured
+            # written without dictionary pages (FEATURES_WRITE_OPTIONS), compressed as configured,
+            # with statistics for the token keys only
             chunks = pq.ParquetFile(features_file(shards[-1], layer)).metadata.row_group(0)
             for column in range(chunks.num_columns):
                 chunk = chunks.column(column)
                 assert chunk.dictionary_page_offset is None, chunk.path_in_schema
                 assert chunk.compression == SHARD_SETTINGS["compression"].upper()
+                keyed = chunk.path_in_schema in ("prompt_id", "position")
+                assert chunk.is_stats_set == keyed, chunk.path_in_schema
             _, expected, _ = oracle(load_canonical(root, manifest, layer), read_x(x), "relu")
             ours = np.zeros_like(expected)
             for row, (ids, values) in enumerate(

@@ -14,6 +14,7 @@ import torch
 from mi_oracle.encoding.loaders import Dictionary
 
 CHUNK_ROWS = 1024  # rows per GEMM + activation step: the chunk's pre-activations stay in cache
+KEY_BITS = 63  # the bits of a sparse row's sort key (non-negative int64)
 
 
 def encode(
@@ -29,24 +30,33 @@ def encode(
         active = torch.empty(acts.shape, dtype=torch.bool, device=x.device)
     else:
         acts, active = out[0][: x.shape[0]], out[1][: x.shape[0]]
+    mask = torch.empty((min(CHUNK_ROWS, x.shape[0]), dictionary.d_sae), dtype=x.dtype, device=x.device)
     for start in range(0, x.shape[0], CHUNK_ROWS):
         rows = slice(start, start + CHUNK_ROWS)
         inputs = x[rows] - dictionary.b_dec if dictionary.apply_b_dec_to_input else x[rows]
         pre = torch.addmm(dictionary.b_enc, inputs, dictionary.W_enc, out=acts[rows])
-        _activate(dictionary, pre, active[rows])
+        _activate(dictionary, pre, active[rows], mask[: pre.shape[0]])
     return acts, active
 
 
-def _activate(dictionary: Dictionary, pre: torch.Tensor, active: torch.Tensor) -> None:
-    """Apply the activation to ``pre`` in place and write which features are active into ``active``."""
+def _activate(dictionary: Dictionary, pre: torch.Tensor, active: torch.Tensor, mask: torch.Tensor) -> None:
+    """Apply the activation to ``pre`` in place and write which features are active into ``active``.
+
+    The mask is built in ``pre``'s dtype (``mask``, a scratch buffer), multiplied in, then copied
+    (cast) into ``active``: torch's float kernels are vectorized where comparing into, or
+    multiplying by, a bool tensor converts element by element (a 4,096 x 2,048 batch on CPU: 5 ms
+    against 30). The values are the same: ``pre * 0.0`` keeps the sign of ``pre`` (``-0.0`` for an
+    inactive negative pre-activation), as ``pre * False`` does.
+    """
     if dictionary.activation == "jumprelu":
-        torch.gt(pre, dictionary.threshold, out=active)
+        torch.gt(pre, dictionary.threshold, out=mask)
     elif dictionary.activation == "relu":
-        torch.gt(pre, 0, out=active)
+        torch.gt(pre, 0, out=mask)
     else:
-        active.zero_().scatter_(1, pre.topk(dictionary.k, dim=1).indices, True)
-        active &= pre > 0
-    pre.mul_(active)
+        mask.zero_().scatter_(1, pre.topk(dictionary.k, dim=1).indices, 1.0)
+        mask.masked_fill_(pre <= 0, 0.0)
+    pre.mul_(mask)
+    active.copy_(mask)
 
 
 def decode(dictionary: Dictionary, acts: torch.Tensor, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
@@ -64,30 +74,66 @@ def decode(dictionary: Dictionary, acts: torch.Tensor, x: torch.Tensor, offset: 
     return out
 
 
-def sparse_rows(acts: torch.Tensor, active: torch.Tensor) -> tuple[pa.ListArray, pa.ListArray]:
+def active_positions(active: torch.Tensor) -> torch.Tensor:
+    """The flat (row-major) positions of the active features of a batch, ascending, as int64.
+
+    On CPU numpy finds them in one pass over the mask (torch's ``nonzero`` takes two).
+    """
+    if active.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(active.numpy()))
+    return active.reshape(-1).nonzero().squeeze(1)
+
+
+def sparse_rows(acts: torch.Tensor, positions: torch.Tensor) -> tuple[pa.ListArray, pa.ListArray]:
     """Per row, the active feature indices and values, sorted by value descending (ties: lower index).
 
-    One stable sort of every active value of the batch on an integer key: the row in the high 32
-    bits, the value's float32 bits mapped to an order-preserving integer (descending) in the low
-    ones. The flat positions of the active values come ascending (row-major), so equal values keep
-    the lower index first; on CPU numpy finds them in one pass (torch's ``nonzero`` takes two).
+    ``positions``: the active features (``active_positions``). Each becomes one unique integer
+    key, (row, value descending, index) from the high bits to the low, and one unstable sort of
+    the keys orders the batch (a block of rows at a time where the three exceed ``KEY_BITS``). The
+    value's float32 bits map to an order-preserving integer; ``-0.0`` ties with ``0.0``.
     """
-    d_sae = active.shape[1]
-    if active.device.type == "cpu":
-        flat = torch.from_numpy(np.flatnonzero(active.numpy()))
+    n_rows, d_sae = acts.shape
+    index_bits = max(1, (d_sae - 1).bit_length())
+    row_shift = _VALUE_BITS + index_bits
+    flat_acts = acts.reshape(-1)
+    rows, indices = positions // d_sae, positions % d_sae
+    values = flat_acts[positions].to(torch.float32)
+    keys = (_descending_order(values) << index_bits) | indices
+    block = 2 ** (KEY_BITS - row_shift)  # rows whose keys fit in one sort
+    ends = torch.searchsorted(rows, torch.arange(0, n_rows + block, block, device=rows.device))
+    for first, (start, end) in enumerate(zip(ends[:-1].tolist(), ends[1:].tolist(), strict=True)):
+        part = slice(start, end)
+        keys[part] = _sorted(((rows[part] - first * block) << row_shift) | keys[part])
+    indices = keys & (2**index_bits - 1)  # the rows stay as they were: ascending, one run per row
+    if bool((values == 0).any()):  # a zero's sign is not in its key: read the value back
+        values = flat_acts[rows * d_sae + indices].to(torch.float32)
     else:
-        flat = active.reshape(-1).nonzero().squeeze(1)
-    rows, cols = flat // d_sae, flat % d_sae
-    values = acts.reshape(-1)[flat].to(torch.float32)
-    bits = (values + 0.0).view(torch.int32).to(torch.int64)  # + 0.0: -0.0 ties with 0.0
-    ascending = torch.where(bits >= 0, bits + 2**31, -1 - bits)  # orders as the floats do
-    order = torch.argsort(rows * 2**32 + (2**32 - 1 - ascending), stable=True)
-    counts = torch.bincount(rows, minlength=active.shape[0]).cpu().numpy()
-    offsets = np.zeros(len(counts) + 1, dtype=np.int32)
-    np.cumsum(counts, out=offsets[1:])
-    offsets_array = pa.array(offsets, pa.int32())
-    indices = cols[order].to(torch.int32).cpu().numpy()
+        values = _value_of_order((keys >> index_bits) & (2**_VALUE_BITS - 1))
+    offsets = torch.searchsorted(rows, torch.arange(n_rows + 1, device=rows.device)).to(torch.int32)
+    offsets_array = pa.array(offsets.cpu().numpy(), pa.int32())
     return (
-        pa.ListArray.from_arrays(offsets_array, pa.array(indices, pa.int32())),
-        pa.ListArray.from_arrays(offsets_array, pa.array(values[order].cpu().numpy(), pa.float32())),
+        pa.ListArray.from_arrays(offsets_array, pa.array(indices.to(torch.int32).cpu().numpy(), pa.int32())),
+        pa.ListArray.from_arrays(offsets_array, pa.array(values.cpu().numpy(), pa.float32())),
     )
+
+
+_VALUE_BITS = 32
+
+
+def _descending_order(values: torch.Tensor) -> torch.Tensor:
+    """Non-negative int64 of 32 bits that order as the float32 ``values`` do, descending."""
+    bits = (values + 0.0).view(torch.int32).to(torch.int64)  # + 0.0: -0.0 becomes 0.0
+    return torch.where(bits >= 0, 2**31 - 1 - bits, bits + 2**32)
+
+
+def _value_of_order(order: torch.Tensor) -> torch.Tensor:
+    """The float32 values of ``_descending_order`` keys (its inverse)."""
+    bits = torch.where(order < 2**31, 2**31 - 1 - order, order - 2**32)
+    return bits.to(torch.int32).view(torch.float32)
+
+
+def _sorted(keys: torch.Tensor) -> torch.Tensor:
+    """``keys`` sorted ascending (unique keys: any sort gives the same result; numpy's is faster)."""
+    if keys.device.type == "cpu":
+        return torch.from_numpy(np.sort(keys.numpy()))
+    return torch.sort(keys).values

@@ -21,7 +21,7 @@ from mi_oracle.activation_storage import activation_matrix
 from mi_oracle.atomic import atomic_directory, write_json_atomic
 from mi_oracle.devices import DTYPES, resolve_device
 from mi_oracle.dictionaries.manifest import layer_record
-from mi_oracle.encoding.compute import decode, encode, sparse_rows
+from mi_oracle.encoding.compute import active_positions, decode, encode, sparse_rows
 from mi_oracle.encoding.loaders import load_layer
 from mi_oracle.encoding.metrics import MetricSums
 from mi_oracle.environment import describe_environment
@@ -41,8 +41,14 @@ log = logging.getLogger(__name__)
 KEYS = ("prompt_id", "position", "token_id")
 # No dictionary pages: a batch's feature values are nearly all distinct, and building (then
 # abandoning) a dictionary for them took more than half of a features file's write time; the
-# files also come out smaller (the benchmark's 4,096-row batch: 1.96 MB -> 1.47 MB).
-FEATURES_WRITE_OPTIONS = {**WRITE_OPTIONS, "use_dictionary": False}
+# files also come out smaller (the benchmark's 4,096-row batch: 1.96 MB -> 1.47 MB). Statistics
+# only for the token keys (readers prune row groups by prompt): every row group spans nearly all
+# feature ids and values, so their min/max prune nothing and cost an eighth of the write.
+FEATURES_WRITE_OPTIONS = {
+    **WRITE_OPTIONS,
+    "use_dictionary": False,
+    "write_statistics": ["prompt_id", "position"],
+}
 TARGET_COLUMNS = ["prompt_id", "position", "activation"]
 
 
@@ -173,10 +179,11 @@ def encode_layer(
             with torch.inference_mode():
                 acts, active = encode(dictionary, x, out=buffers)
                 output = decode(dictionary, acts, x)
-                sums.add(acts, active, output, y)
+                positions = active_positions(active)
+                sums.add(acts, positions, output, y)
                 _check_sums(sums, output, y, str(inputs), first_row)
             first_row += batch.num_rows
-            ids, values = sparse_rows(acts, active)
+            ids, values = sparse_rows(acts, positions)
             columns = [batch.column(key) for key in KEYS] + [ids, values]
             writer.write_table(
                 pa.Table.from_arrays(columns, schema=writer.schema),
