@@ -263,18 +263,30 @@ def crossval_capture_inputs(wildcards):
 
 
 def crossval_encoder_inputs(wildcards):
-    """A set's manifest and files, and the first shard's features and input activations."""
-    points = encoding_files(wildcards.set, first_shard())
-    inputs = {
-        "manifest": manifest_path(wildcards.set),
-        "files": dictionary_files_dir(wildcards.set),
-        "features": features_dir(wildcards.set, first_shard()),
-        "activations": [inputs for _, inputs, _ in points],
+    """Every set's manifest and files, and the first shard's features and input activations."""
+    shard = first_shard()
+    return {
+        "manifests": [manifest_path(name) for name in SETS],
+        "files": [dictionary_files_dir(name) for name in SETS],
+        "synthetic": [synthetic_dir(name) for name in SYNTHETIC],
+        "features": [features_dir(name, shard) for name in SETS],
+        "activations": sorted({inputs for name in SETS for _, inputs, _ in encoding_files(name, shard)}),
         "peers": [PEER_DIRS[peer] for peer in ("circuit-tracer",) if peer in PEER_DIRS],
     }
-    if wildcards.set in SYNTHETIC:
-        inputs["synthetic"] = synthetic_dir(wildcards.set)
-    return inputs
+
+
+def crossval_encoder_sets(wildcards):
+    """Per set: its manifest, first-shard features folder, (layer, input file) pairs and check file."""
+    shard = first_shard()
+    return {
+        name: {
+            "manifest": manifest_path(name),
+            "features": features_dir(name, shard),
+            "points": [[layer, inputs] for layer, inputs, _ in encoding_files(name, shard)],
+            "output": layout.encoder_check_path(name),
+        }
+        for name in SETS
+    }
 
 
 def compare_run_files(wildcards):

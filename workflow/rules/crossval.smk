@@ -7,6 +7,8 @@ rule crossval_capture:
         "results/logs/crossval_capture.log",
     benchmark:
         "results/benchmarks/crossval_capture.tsv"
+    # the longest job the report waits on: first of what is ready, so it ends no run alone
+    priority: 30
     conda:
         ENV
     threads: CAPTURE["threads"]
@@ -24,17 +26,16 @@ rule crossval_capture:
         "../scripts/crossval_capture.py"
 
 
+# One job for every set: SAELens alone takes about 10 s to import, more than a set's comparison.
 rule crossval_encoders:
     input:
         unpack(crossval_encoder_inputs),
     output:
-        layout.encoder_check_path("{set}"),
+        [layout.encoder_check_path(name) for name in SETS],
     log:
-        "results/logs/crossval_encoders/{set}.log",
+        "results/logs/crossval_encoders.log",
     benchmark:
-        "results/benchmarks/crossval_encoders/{set}.tsv"
-    wildcard_constraints:
-        set="|".join(re.escape(name) for name in SETS) or "(?!)",
+        "results/benchmarks/crossval_encoders.tsv"
     conda:
         ENV
     threads: ENCODING["threads"]
@@ -42,7 +43,7 @@ rule crossval_encoders:
         mem_mb=6000,
         runtime=30,
     params:
-        points=lambda wildcards: encoding_files(wildcards.set, first_shard()),
+        sets=crossval_encoder_sets,
         peers=PEER_DIRS,
         code=code_version("mi_oracle.crossval.encoders"),
     script:
@@ -97,6 +98,8 @@ rule peer_circuit_tracer:
         "results/logs/peer_circuit_tracer.log",
     benchmark:
         "results/benchmarks/peer_circuit_tracer.tsv"
+    # the capture and encoder comparisons wait on it: it runs as soon as its inputs exist
+    priority: 40
     conda:
         ENV
     threads: ENCODING["threads"]

@@ -10,6 +10,8 @@ rule generate_reference:
         "results/benchmarks/generate_reference/{reference}.tsv"
     wildcard_constraints:
         reference="|".join(re.escape(name) for name in REFERENCE_ITEMS) or "(?!)",
+    # the transcoder references feed circuit-tracer's peer job, which the report waits on
+    priority: 40
     conda:
         ENV
     threads: NUMERICS["threads"]

@@ -11,16 +11,18 @@ from mi_oracle.layout import features_file
 from mi_oracle.rule_logging import logged_to
 
 with logged_to(snakemake.log[0]):
-    manifest = read_manifest(Path(snakemake.input.manifest))
-    results = [
-        compare_layer(
-            manifest,
-            layer,
-            features_file(snakemake.input.features, layer),
-            Path(inputs),
-            Path.cwd(),
-            circuit_tracer=Path(peer) if (peer := snakemake.params.peers.get("circuit-tracer")) else None,
-        )
-        for layer, inputs, _ in snakemake.params.points
-    ]
-    write_json_atomic(Path(snakemake.output[0]), results)
+    peer = snakemake.params.peers.get("circuit-tracer")
+    for item in snakemake.params.sets.values():
+        manifest = read_manifest(Path(item["manifest"]))
+        results = [
+            compare_layer(
+                manifest,
+                layer,
+                features_file(item["features"], layer),
+                Path(inputs),
+                Path.cwd(),
+                circuit_tracer=Path(peer) if peer else None,
+            )
+            for layer, inputs in item["points"]
+        ]
+        write_json_atomic(Path(item["output"]), results)

@@ -67,10 +67,14 @@ def features_schema(metadata: Mapping[str, Any]) -> pa.Schema:
 
 
 def _rows(batch: pa.RecordBatch, d_model: int, path: Path, first_row: int) -> np.ndarray:
-    """The batch's activations as [rows, d_model] float32, refused unless every value is finite."""
+    """The batch's activations as [rows, d_model] float32, refused unless every value is finite.
+
+    Writable: a zero-copy view of Arrow's read-only buffer is copied, since torch cannot hold a
+    read-only array (it warns, and a later in-place operation would write into Arrow's memory).
+    """
     values = activation_matrix(batch.column("activation"), d_model)
     check_finite(values, path, "activation", first_row)
-    return values
+    return np.require(values, requirements="W")
 
 
 def _check_sums(sums: MetricSums, output: torch.Tensor, target: torch.Tensor, where: str, first_row: int):
