@@ -6,6 +6,8 @@ checkpoint plan_capture:
         directory(tokens_dir()),
     log:
         f"results/logs/plan_capture/{RUN}.log",
+    # the synthetic calibration, the longest chain of the DAG, starts from it
+    priority: 50
     conda:
         ENV
     resources:
