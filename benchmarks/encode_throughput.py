@@ -41,7 +41,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mi_oracle.encoding.compute import active_positions, encode, sparse_rows  # noqa: E402
+from mi_oracle.encoding.compute import active_features, encode, sparse_rows  # noqa: E402
 from mi_oracle.encoding.loaders import load_layer  # noqa: E402
 from mi_oracle.encoding.run import FEATURES_WRITE_OPTIONS, features_schema  # noqa: E402
 
@@ -126,7 +126,7 @@ class Encoder:
         acts, active = encode(self.dictionary, x, out=self.buffers)
         if not self.sparse:
             return
-        ids, values = sparse_rows(acts, active_positions(active))
+        ids, values = sparse_rows(acts, active_features(active))
         if self.writer is None:
             return
         n = len(x)

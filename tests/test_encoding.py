@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from mi_oracle.dictionaries.resolve import ResolveRequest, resolve_set
 from mi_oracle.encoding import compute
-from mi_oracle.encoding.compute import active_positions, decode, encode, sparse_rows
+from mi_oracle.encoding.compute import active_features, decode, encode, sparse_rows
 from mi_oracle.encoding.loaders import Dictionary, load_layer
 from mi_oracle.encoding.metrics import MetricSums, summarise
 from mi_oracle.encoding.run import encode_shard
@@ -230,12 +230,12 @@ def test_metrics_equal_hand_computed_values():
     x = torch.tensor([[1.0, 0.0], [0.4, 2.0], [0.2, 0.3]])
     acts, active = encode(dictionary, x)
     assert acts.tolist() == [[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 0.0]]
-    ids, values = sparse_rows(acts, active_positions(active))
+    ids, values = sparse_rows(acts, active_features(active))
     assert ids.to_pylist() == [[0], [1], []] and values.to_pylist() == [[1.0], [2.0], []]
     output = decode(dictionary, acts, x)  # [[1, 0], [0, 2], [0, 0]]
     first, second = MetricSums(3, 2), MetricSums(3, 2)
-    first.add(acts[:2], active_positions(active[:2]), output[:2], x[:2])
-    second.add(acts[2:], active_positions(active[2:]), output[2:], x[2:])
+    first.add(acts[:2], active_features(active[:2]), output[:2], x[:2])
+    second.add(acts[2:], active_features(active[2:]), output[2:], x[2:])
     metrics = summarise([first, second])
     # errors: (0,0), (-0.4, 0), (-0.2, -0.3): SSE = 0.16 + 0.04 + 0.09 = 0.29
     assert metrics["n_tokens"] == 3 and metrics["mean_l0"] == pytest.approx(2 / 3)
@@ -250,7 +250,7 @@ def test_metrics_equal_hand_computed_values():
 
 def test_sparse_rows_sort_by_value_descending():
     acts = torch.tensor([[0.5, 3.0, 0.0, 3.0, 1.0]])
-    ids, values = sparse_rows(acts, active_positions(acts > 0))
+    ids, values = sparse_rows(acts, active_features(acts > 0))
     assert ids.to_pylist() == [[1, 3, 4, 0]] and values.to_pylist() == [[3.0, 3.0, 1.0, 0.5]]
 
 
@@ -266,7 +266,7 @@ def test_sparse_rows_match_a_plain_sort_with_negative_values_ties_and_signed_zer
         pre[pre == 0] = 0.05
     active = pre > -0.3  # a negative threshold: negative and zero values are active
     acts = pre * active
-    ids, values = sparse_rows(acts, active_positions(active))
+    ids, values = sparse_rows(acts, active_features(active))
     for row, (got_ids, got_values) in enumerate(zip(ids.to_pylist(), values.to_pylist(), strict=True)):
         want = sorted(torch.nonzero(active[row]).flatten().tolist(), key=lambda c: (-float(acts[row, c]), c))
         assert got_ids == want and got_values == [float(acts[row, c]) for c in want]

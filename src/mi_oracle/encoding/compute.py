@@ -7,6 +7,8 @@ JumpReLU is ``pre * (pre > threshold)`` (circuit-tracer and candle-mi; SAELens's
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pyarrow as pa
 import torch
@@ -15,6 +17,7 @@ from mi_oracle.encoding.loaders import Dictionary
 
 CHUNK_ROWS = 1024  # rows per GEMM + activation step: the chunk's pre-activations stay in cache
 KEY_BITS = 63  # the bits of a sparse row's sort key (non-negative int64)
+_VALUE_BITS = 32  # of those, the value's
 
 
 def encode(
@@ -74,31 +77,42 @@ def decode(dictionary: Dictionary, acts: torch.Tensor, x: torch.Tensor, offset: 
     return out
 
 
-def active_positions(active: torch.Tensor) -> torch.Tensor:
-    """The flat (row-major) positions of the active features of a batch, ascending, as int64.
+class ActiveFeatures(NamedTuple):
+    """The active features of a batch, row-major ascending: flat positions, rows and indices (int64)."""
 
-    On CPU numpy finds them in one pass over the mask (torch's ``nonzero`` takes two).
+    positions: torch.Tensor
+    rows: torch.Tensor
+    indices: torch.Tensor
+
+
+def active_features(active: torch.Tensor) -> ActiveFeatures:
+    """Where ``active`` ([n, d_sae] bool) is true, found once per batch for the features and metrics.
+
+    On CPU numpy finds the positions in one pass over the mask (torch's ``nonzero`` takes two).
     """
     if active.device.type == "cpu":
-        return torch.from_numpy(np.flatnonzero(active.numpy()))
-    return active.reshape(-1).nonzero().squeeze(1)
+        positions = torch.from_numpy(np.flatnonzero(active.numpy()))
+    else:
+        positions = active.reshape(-1).nonzero().squeeze(1)
+    d_sae = active.shape[1]
+    return ActiveFeatures(positions, positions // d_sae, positions % d_sae)
 
 
-def sparse_rows(acts: torch.Tensor, positions: torch.Tensor) -> tuple[pa.ListArray, pa.ListArray]:
+def sparse_rows(acts: torch.Tensor, active: ActiveFeatures) -> tuple[pa.ListArray, pa.ListArray]:
     """Per row, the active feature indices and values, sorted by value descending (ties: lower index).
 
-    ``positions``: the active features (``active_positions``). Each becomes one unique integer
-    key, (row, value descending, index) from the high bits to the low, and one unstable sort of
-    the keys orders the batch (a block of rows at a time where the three exceed ``KEY_BITS``). The
-    value's float32 bits map to an order-preserving integer; ``-0.0`` ties with ``0.0``.
+    Each active value becomes one unique integer key, (row, value descending, index) from the
+    high bits to the low, and one unstable sort of the keys orders the batch (a block of rows at a
+    time where the three exceed ``KEY_BITS``). The value's float32 bits map to an
+    order-preserving integer; ``-0.0`` ties with ``0.0``.
     """
     n_rows, d_sae = acts.shape
     index_bits = max(1, (d_sae - 1).bit_length())
     row_shift = _VALUE_BITS + index_bits
     flat_acts = acts.reshape(-1)
-    rows, indices = positions // d_sae, positions % d_sae
-    values = flat_acts[positions].to(torch.float32)
-    keys = (_descending_order(values) << index_bits) | indices
+    rows = active.rows
+    values = flat_acts[active.positions].to(torch.float32)
+    keys = (_descending_order(values) << index_bits) | active.indices
     block = 2 ** (KEY_BITS - row_shift)  # rows whose keys fit in one sort
     ends = torch.searchsorted(rows, torch.arange(0, n_rows + block, block, device=rows.device))
     for first, (start, end) in enumerate(zip(ends[:-1].tolist(), ends[1:].tolist(), strict=True)):
@@ -115,9 +129,6 @@ def sparse_rows(acts: torch.Tensor, positions: torch.Tensor) -> tuple[pa.ListArr
         pa.ListArray.from_arrays(offsets_array, pa.array(indices.to(torch.int32).cpu().numpy(), pa.int32())),
         pa.ListArray.from_arrays(offsets_array, pa.array(values.cpu().numpy(), pa.float32())),
     )
-
-
-_VALUE_BITS = 32
 
 
 def _descending_order(values: torch.Tensor) -> torch.Tensor:

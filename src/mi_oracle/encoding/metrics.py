@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from mi_oracle.encoding.compute import ActiveFeatures
+
 L0_BIN_EDGES = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]
 
 
@@ -43,13 +45,13 @@ class MetricSums:
         self.l0_histogram = np.asarray(self.l0_histogram, dtype=np.int64)
 
     def add(
-        self, acts: torch.Tensor, positions: torch.Tensor, output: torch.Tensor, target: torch.Tensor
+        self, acts: torch.Tensor, active: ActiveFeatures, output: torch.Tensor, target: torch.Tensor
     ) -> None:
-        """Add one batch: activations, the active positions (``compute.active_positions``), the
-        dictionary's output and the target. Counts come from the positions, not the dense mask
-        (a bool tensor's ``sum`` converts every element: 35 ms against 1 ms for a 4,096-row batch).
+        """Add one batch: activations, its active features (``compute.active_features``), the
+        dictionary's output and the target. Counts come from the active features, not the dense
+        mask (a bool tensor's ``sum`` converts every element: 35 ms against 1 ms for 4,096 rows).
         """
-        l0 = torch.bincount(positions // self.d_sae, minlength=acts.shape[0]).cpu().numpy()
+        l0 = torch.bincount(active.rows, minlength=acts.shape[0]).cpu().numpy()
         self.n_tokens += len(l0)
         self.l0_sum += int(l0.sum())
         bins = np.searchsorted(L0_BIN_EDGES, l0, side="right") - 1
@@ -58,7 +60,7 @@ class MetricSums:
         self.squared_error += float(torch.sum(error * error, dtype=torch.float64))
         self.target_sum += target.sum(0, dtype=torch.float64).cpu().numpy()
         self.target_squared += float(torch.sum(target * target, dtype=torch.float64))
-        self.fire_count += torch.bincount(positions % self.d_sae, minlength=self.d_sae).cpu().numpy()
+        self.fire_count += torch.bincount(active.indices, minlength=self.d_sae).cpu().numpy()
         self.max_activation = np.maximum(self.max_activation, acts.amax(0).to(torch.float64).cpu().numpy())
 
     def to_json(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from mi_oracle.activation_storage import activation_matrix
 from mi_oracle.atomic import atomic_directory, write_json_atomic
 from mi_oracle.devices import DTYPES, resolve_device
 from mi_oracle.dictionaries.manifest import layer_record
-from mi_oracle.encoding.compute import active_positions, decode, encode, sparse_rows
+from mi_oracle.encoding.compute import active_features, decode, encode, sparse_rows
 from mi_oracle.encoding.loaders import load_layer
 from mi_oracle.encoding.metrics import MetricSums
 from mi_oracle.environment import describe_environment
@@ -183,11 +183,11 @@ def encode_layer(
             with torch.inference_mode():
                 acts, active = encode(dictionary, x, out=buffers)
                 output = decode(dictionary, acts, x)
-                positions = active_positions(active)
-                sums.add(acts, positions, output, y)
+                found = active_features(active)
+                sums.add(acts, found, output, y)
                 _check_sums(sums, output, y, str(inputs), first_row)
             first_row += batch.num_rows
-            ids, values = sparse_rows(acts, positions)
+            ids, values = sparse_rows(acts, found)
             columns = [batch.column(key) for key in KEYS] + [ids, values]
             writer.write_table(
                 pa.Table.from_arrays(columns, schema=writer.schema),
