@@ -7,16 +7,20 @@ captured activations):
 
 One dictionary (the synthetic GemmaScope NPZ SAE at layer 9: d_model 640, d_sae 2048), the same
 rows (every captured resid_post token at layer 9, tiled to ``--rows``), the same threads and the
-same batches, in one process, alternating, best of ``--repeats``:
+same batches, in one process, alternating batch by batch: each candidate's time is the sum over
+the batches of its best of ``--repeats`` on that batch (the machine's speed drifts within
+seconds; the candidates see the same drift, and a slow moment costs one batch's repeat, not the
+whole sweep):
 
 Each candidate writes into output buffers it reuses batch after batch, as ``encode_features`` does.
 
 1. roofline: ``torch.addmm(b_enc, x, W_enc)`` alone, the GEMM every encoder must do;
 2. mi-oracle encode: JumpReLU activations and the active mask (``encoding.compute.encode``);
 3. mi-oracle encode + sparse rows: the above plus the sorted index/value lists;
-4. end to end: the above appended, batch after batch, to one features Parquet held in memory
-   (``encoding.run.features_schema``, zstd, page checksums, no dictionary pages, one row group
-   per batch: what ``encode_features`` writes);
+4. end to end: the above appended, batch after batch, to one features Parquet held in memory by
+   ``encode_features``'s own writer (``encoding.features_file.FeaturesWriter``: its schema and
+   options, one row group per batch, each batch written on a background thread while the next
+   batch's sparse rows are found, torch on one thread meanwhile);
 5. SAELens: ``JumpReLUSAE.encode`` of the same dictionary loaded with ``SAE.load_from_disk``.
 
 Then peak memory of ``encode_shard`` (Parquet in, Parquet out) at 1x and 10x ``--rows``, each in
@@ -41,9 +45,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from mi_oracle.devices import torch_threads  # noqa: E402
 from mi_oracle.encoding.compute import active_features, encode, sparse_rows  # noqa: E402
+from mi_oracle.encoding.features_file import FeaturesWriter  # noqa: E402
 from mi_oracle.encoding.loaders import load_layer  # noqa: E402
-from mi_oracle.encoding.run import FEATURES_WRITE_OPTIONS, features_schema  # noqa: E402
 
 SET, LAYER, HOOK = "synthetic-sae", 9, "resid_post"
 MANIFEST = ROOT / "results" / "curation" / SET / "manifest.json"
@@ -57,13 +62,18 @@ def captured_rows() -> np.ndarray:
     return np.stack(table.column("activation").to_numpy(zero_copy_only=False)).astype(np.float32)
 
 
-def timed(function, batches) -> float:
-    start = time.perf_counter()
-    for batch in batches:
-        function(batch)
-    if batches and batches[0].is_cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+def best_times(candidates: dict, batches: list[torch.Tensor], repeats: int) -> dict[str, float]:
+    """Seconds per candidate: over the batches, the sum of each batch's best of ``repeats``."""
+    best = {name: [float("inf")] * len(batches) for name in candidates}
+    for _ in range(repeats):
+        for index, batch in enumerate(batches):
+            for name, function in candidates.items():
+                start = time.perf_counter()
+                function(batch)
+                if batch.is_cuda:
+                    torch.cuda.synchronize()
+                best[name][index] = min(best[name][index], time.perf_counter() - start)
+    return {name: sum(times) for name, times in best.items()}
 
 
 def tiled_file(rows: int, target: Path) -> Path:
@@ -107,7 +117,8 @@ def peak_memory_mb(source: Path, device: str) -> float:
 
 class Encoder:
     """``encode`` into buffers reused batch after batch, as ``encode_features`` does; optionally the
-    sparse rows, optionally appended to one features Parquet held in memory (``features=True``)."""
+    sparse rows, optionally appended to one features Parquet held in memory (``features=True``)
+    with ``encode_features``'s writer, each batch's write overlapping the next one's sparse rows."""
 
     def __init__(self, dictionary, batch_rows: int, sparse: bool = False, features: bool = False) -> None:
         self.dictionary, self.sparse, self.writer = dictionary, sparse or features, None
@@ -117,22 +128,22 @@ class Encoder:
             torch.empty((batch_rows, dictionary.d_sae), dtype=torch.bool, device=device),
         )
         if features:
-            self.schema = features_schema({"benchmark": True})
-            self.writer = pq.ParquetWriter(
-                pa.BufferOutputStream(), self.schema, compression="zstd", **FEATURES_WRITE_OPTIONS
-            )
+            self.writer = FeaturesWriter(pa.BufferOutputStream(), {"benchmark": True}, "zstd", 4096)
 
     def __call__(self, x: torch.Tensor) -> None:
         acts, active = encode(self.dictionary, x, out=self.buffers)
         if not self.sparse:
             return
-        ids, values = sparse_rows(acts, active_features(active))
         if self.writer is None:
+            sparse_rows(acts, active_features(active))
             return
+        self.writer.start()
+        with torch_threads(1 if x.device.type == "cpu" else torch.get_num_threads()):
+            ids, values = sparse_rows(acts, active_features(active))
+        self.writer.wait()
         n = len(x)
         keys = [pa.array(np.arange(n), pa.int64()), pa.array(np.arange(n, dtype=np.int32))]
-        columns = [*keys, pa.array(np.zeros(n, np.int32)), ids, values]
-        self.writer.write_table(pa.Table.from_arrays(columns, schema=self.schema), row_group_size=4096)
+        self.writer.add([*keys, pa.array(np.zeros(n, np.int32)), ids, values])
 
 
 def main() -> None:
@@ -140,7 +151,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rows", type=int, default=32768)
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
@@ -172,13 +183,10 @@ def main() -> None:
             device=device.type,
         )
         candidates["SAELens encode"] = sae.encode
-    best: dict[str, float] = {}
     with torch.inference_mode():
         for function in candidates.values():  # warm-up
             function(batches[0])
-        for _ in range(args.repeats):
-            for name, function in candidates.items():
-                best[name] = min(best.get(name, float("inf")), timed(function, batches))
+        best = best_times(candidates, batches, args.repeats)
     report = {
         "device": device.type,
         "threads": torch.get_num_threads(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import warnings
@@ -19,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from mi_oracle.dictionaries.resolve import ResolveRequest, resolve_set
 from mi_oracle.encoding import compute
 from mi_oracle.encoding.compute import active_features, decode, encode, sparse_rows
+from mi_oracle.encoding.features_file import FEATURES_WRITE_OPTIONS, FeaturesWriter, features_schema
 from mi_oracle.encoding.loaders import Dictionary, load_layer
 from mi_oracle.encoding.metrics import MetricSums, summarise
 from mi_oracle.encoding.run import encode_shard
@@ -331,6 +333,9 @@ def test_a_shard_encodes_every_layer_and_metrics_add_up_over_shards(tmp_path):
                 assert chunk.compression == SHARD_SETTINGS["compression"].upper()
                 keyed = chunk.path_in_schema in ("prompt_id", "position")
                 assert chunk.is_stats_set == keyed, chunk.path_in_schema
+                listed = chunk.path_in_schema.startswith("feature_")  # the lists' elements split
+                assert ("BYTE_STREAM_SPLIT" in chunk.encodings) == listed, chunk.path_in_schema
+            assert not any(field.nullable for field in features.schema)
             _, expected, _ = oracle(load_canonical(root, manifest, layer), read_x(x), "relu")
             ours = np.zeros_like(expected)
             for row, (ids, values) in enumerate(
@@ -343,6 +348,98 @@ def test_a_shard_encodes_every_layer_and_metrics_add_up_over_shards(tmp_path):
     assert all(layer["n_tokens"] == 19 for layer in metrics["layers"].values())
     table = ds.dataset(root / "features", format="parquet", partitioning="hive")
     assert table.count_rows() == 2 * 19 and {"shard", "layer"} <= set(table.schema.names)
+
+
+def test_the_features_writer_writes_what_a_plain_writer_writes_and_raises_its_errors(tmp_path):
+    """Batches written on the background thread, one at a time and in order: the same bytes."""
+    rng = np.random.default_rng(4)
+    batches = []
+    for first in (0, 7, 9):
+        n = int(rng.integers(1, 9))
+        acts = torch.from_numpy(np.maximum(rng.normal(size=(n, 32)), 0).astype(np.float32))
+        ids, values = sparse_rows(acts, active_features(acts > 0))
+        keys = [
+            pa.array(np.arange(first, first + n)),
+            pa.array(np.zeros(n, np.int32)),
+            pa.array(np.ones(n, np.int32)),
+        ]
+        batches.append([*keys, ids, values])
+    with FeaturesWriter(tmp_path / "ours.parquet", {"k": 1}, "zstd", 4) as writer:
+        for columns in batches:
+            writer.start()
+            writer.wait()
+            writer.add(columns)
+        with pytest.raises(RuntimeError, match="still queued"):
+            writer.add(batches[0])
+    plain_writer = pq.ParquetWriter(
+        tmp_path / "plain.parquet", features_schema({"k": 1}), compression="zstd", **FEATURES_WRITE_OPTIONS
+    )
+    with plain_writer:
+        for columns in batches:
+            plain_writer.write_table(pa.Table.from_arrays(columns, schema=plain_writer.schema), 4)
+    assert (tmp_path / "ours.parquet").read_bytes() == (tmp_path / "plain.parquet").read_bytes()
+
+    class LostDisk(io.RawIOBase):  # takes the file's magic bytes, then fails
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data) -> int:
+            if self.tell_bytes:
+                raise OSError("the disk went away")
+            self.tell_bytes = len(data)
+            return len(data)
+
+    sink = LostDisk()
+    sink.tell_bytes = 0
+    writer = FeaturesWriter(pa.PythonFile(sink, mode="w"), {"k": 1}, "zstd", 4)
+    writer.add(batches[0])
+    writer.start()
+    with pytest.raises(OSError, match="the disk went away"):  # the thread's error, at the wait
+        writer.wait()
+
+
+ENCODE_ENOSPC_SCRIPT = """
+import json, sys
+from pathlib import Path
+from mi_oracle.encoding.run import encode_shard
+manifest_path, base, x, disk = (Path(a) for a in sys.argv[1:5])
+settings = {**json.loads(sys.argv[5]), "batch_rows": 256}
+try:
+    encode_shard(json.loads(manifest_path.read_text()), manifest_path, [(0, x, x)], disk / "shard=00000",
+                 settings, base=base)
+    error = None
+except Exception as caught:
+    error = f"{type(caught).__name__}: {caught}"
+print(json.dumps({"error": error, "left": sorted(str(p) for p in disk.rglob("*"))}))
+"""
+
+
+def test_a_full_disk_during_a_background_write_fails_the_shard_and_leaves_nothing(tmp_path):
+    """The features writer's thread hits a real ENOSPC (a 64 KiB tmpfs in a private mount
+    namespace, as the capture's test does): the error reaches ``encode_shard``, which names the
+    shard, and the staging folder is gone."""
+    import shutil
+    import subprocess
+    import sys
+
+    schema_manifests(tmp_path)  # writes the PLT set's manifest into plt/
+    plt = tmp_path / "plt"
+    x = capture_file(tmp_path / "x.parquet", np.random.default_rng(5).normal(size=(20_000, D_MODEL)))
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = tmp_path / "fill.py"
+    script.write_text(ENCODE_ENOSPC_SCRIPT)
+    arguments = f"{plt / 'm.json'} {plt} {x} {disk} '{json.dumps(SHARD_SETTINGS)}'"
+    command = f"mount -t tmpfs -o size=64k tmpfs {disk} && {sys.executable} {script} {arguments}"
+    assert shutil.which("unshare"), "util-linux unshare is needed to mount a small disk"
+    result = subprocess.run(
+        ["unshare", "--map-root-user", "--mount", "sh", "-c", command], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["left"] == [], outcome
+    assert outcome["error"].startswith(f"DataFileError: {disk}/shard=00000: encoding failed"), outcome
+    assert "No space left on device" in outcome["error"], outcome
 
 
 def read_x(path: Path) -> np.ndarray:

@@ -18,6 +18,9 @@ from mi_oracle.encoding.loaders import Dictionary
 CHUNK_ROWS = 1024  # rows per GEMM + activation step: the chunk's pre-activations stay in cache
 KEY_BITS = 63  # the bits of a sparse row's sort key (non-negative int64)
 _VALUE_BITS = 32  # of those, the value's
+# The features' list types: elements never null (the Parquet writer then skips their levels)
+ID_LIST = pa.list_(pa.field("element", pa.int32(), nullable=False))
+VALUE_LIST = pa.list_(pa.field("element", pa.float32(), nullable=False))
 
 
 def encode(
@@ -95,6 +98,9 @@ def active_features(active: torch.Tensor) -> ActiveFeatures:
     else:
         positions = active.reshape(-1).nonzero().squeeze(1)
     d_sae = active.shape[1]
+    if d_sae & (d_sae - 1) == 0:  # a power of two (nearly every dictionary): shift and mask
+        shift = d_sae.bit_length() - 1
+        return ActiveFeatures(positions, positions >> shift, positions & (d_sae - 1))
     return ActiveFeatures(positions, positions // d_sae, positions % d_sae)
 
 
@@ -126,8 +132,10 @@ def sparse_rows(acts: torch.Tensor, active: ActiveFeatures) -> tuple[pa.ListArra
     offsets = torch.searchsorted(rows, torch.arange(n_rows + 1, device=rows.device)).to(torch.int32)
     offsets_array = pa.array(offsets.cpu().numpy(), pa.int32())
     return (
-        pa.ListArray.from_arrays(offsets_array, pa.array(indices.to(torch.int32).cpu().numpy(), pa.int32())),
-        pa.ListArray.from_arrays(offsets_array, pa.array(values.cpu().numpy(), pa.float32())),
+        pa.ListArray.from_arrays(
+            offsets_array, pa.array(indices.to(torch.int32).cpu().numpy()), type=ID_LIST
+        ),
+        pa.ListArray.from_arrays(offsets_array, pa.array(values.cpu().numpy()), type=VALUE_LIST),
     )
 
 

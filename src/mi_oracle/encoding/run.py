@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import sys
@@ -13,15 +12,15 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
 from mi_oracle.activation_storage import activation_matrix
 from mi_oracle.atomic import atomic_directory, write_json_atomic
-from mi_oracle.devices import DTYPES, resolve_device
+from mi_oracle.devices import DTYPES, resolve_device, torch_threads
 from mi_oracle.dictionaries.manifest import layer_record
 from mi_oracle.encoding.compute import active_features, decode, encode, sparse_rows
+from mi_oracle.encoding.features_file import FeaturesWriter
 from mi_oracle.encoding.loaders import load_layer
 from mi_oracle.encoding.metrics import MetricSums
 from mi_oracle.environment import describe_environment
@@ -29,8 +28,6 @@ from mi_oracle.errors import DataFileError, DictionaryError
 from mi_oracle.layout import SUMS_FILE, features_file
 from mi_oracle.memory import pin_mmap_threshold
 from mi_oracle.parquet_files import (
-    METADATA_KEY,
-    WRITE_OPTIONS,
     check_finite,
     iter_batches,
     open_parquet,
@@ -39,31 +36,7 @@ from mi_oracle.parquet_files import (
 
 log = logging.getLogger(__name__)
 KEYS = ("prompt_id", "position", "token_id")
-# No dictionary pages: a batch's feature values are nearly all distinct, and building (then
-# abandoning) a dictionary for them took more than half of a features file's write time; the
-# files also come out smaller (the benchmark's 4,096-row batch: 1.96 MB -> 1.47 MB). Statistics
-# only for the token keys (readers prune row groups by prompt): every row group spans nearly all
-# feature ids and values, so their min/max prune nothing and cost an eighth of the write.
-FEATURES_WRITE_OPTIONS = {
-    **WRITE_OPTIONS,
-    "use_dictionary": False,
-    "write_statistics": ["prompt_id", "position"],
-}
 TARGET_COLUMNS = ["prompt_id", "position", "activation"]
-
-
-def features_schema(metadata: Mapping[str, Any]) -> pa.Schema:
-    """prompt_id, position, token_id, and the active features as parallel index and value lists."""
-    return pa.schema(
-        [
-            ("prompt_id", pa.int64()),
-            ("position", pa.int32()),
-            ("token_id", pa.int32()),
-            ("feature_ids", pa.list_(pa.int32())),
-            ("feature_values", pa.list_(pa.float32())),
-        ],
-        metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()},
-    )
 
 
 def _rows(batch: pa.RecordBatch, d_model: int, path: Path, first_row: int) -> np.ndarray:
@@ -165,12 +138,8 @@ def encode_layer(
     )
     features_path.parent.mkdir(parents=True, exist_ok=True)
     first_row = 0
-    with pq.ParquetWriter(
-        features_path,
-        features_schema(metadata),
-        compression=settings["compression"],
-        **FEATURES_WRITE_OPTIONS,
-    ) as writer:
+    compression, row_group_rows = settings["compression"], settings["row_group_rows"]
+    with FeaturesWriter(features_path, metadata, compression, row_group_rows) as writer:
         pairs = zip(
             iter_batches(source, inputs, "activation file", batch_rows),
             iter_batches(wanted, target, "activation file", batch_rows, TARGET_COLUMNS),
@@ -183,16 +152,15 @@ def encode_layer(
             with torch.inference_mode():
                 acts, active = encode(dictionary, x, out=buffers)
                 output = decode(dictionary, acts, x)
-                found = active_features(active)
-                sums.add(acts, found, output, y)
-                _check_sums(sums, output, y, str(inputs), first_row)
+                writer.start()  # the previous batch's write, beside this one's sparse part
+                with torch_threads(1 if device.type == "cpu" else torch.get_num_threads()):
+                    found = active_features(active)  # (on CPU, torch leaves the writer a core)
+                    sums.add(acts, found, output, y)
+                    _check_sums(sums, output, y, str(inputs), first_row)
+                    ids, values = sparse_rows(acts, found)
+            writer.wait()
+            writer.add([batch.column(key) for key in KEYS] + [ids, values])
             first_row += batch.num_rows
-            ids, values = sparse_rows(acts, found)
-            columns = [batch.column(key) for key in KEYS] + [ids, values]
-            writer.write_table(
-                pa.Table.from_arrays(columns, schema=writer.schema),
-                row_group_size=settings["row_group_rows"],
-            )
             progress.update(batch.num_rows)
     progress.close()
     log.info(

@@ -82,14 +82,10 @@ class Numerics:
         goes to a fresh interpreter (kwargs and the result travel as JSON; Paths as strings).
         """
         if self.mode == "native":
-            import torch
+            from mi_oracle.devices import torch_threads
 
-            previous = torch.get_num_threads()
-            torch.set_num_threads(self.threads)
-            try:
+            with torch_threads(self.threads):
                 return function(**kwargs)
-            finally:
-                torch.set_num_threads(previous)
         if os.environ.get(MODE_VARIABLE) == self.marker:
             verify_portable(self.threads)
             return function(**kwargs)

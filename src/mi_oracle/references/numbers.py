@@ -10,6 +10,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from mi_oracle.devices import torch_threads
+
 TOP_K = 10
 
 
@@ -47,14 +49,12 @@ def deterministic_torch(threads: int = 1) -> Iterator[None]:
     """Deterministic algorithms on a fixed number of threads for the block; restored afterwards."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":16:8")
     was_deterministic = torch.are_deterministic_algorithms_enabled()
-    was_threads = torch.get_num_threads()
     torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(threads)
     try:
-        yield
+        with torch_threads(threads):
+            yield
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
-        torch.set_num_threads(was_threads)
 
 
 def seeded_residual(seed: int, d_model: int) -> torch.Tensor:
