@@ -258,8 +258,9 @@ def test_sparse_rows_sort_by_value_descending():
 
 @pytest.mark.parametrize("key_bits", [compute.KEY_BITS, 46])  # 46: sorted in two blocks of 32 rows
 @pytest.mark.parametrize("zeros", [True, False])  # values read back from the batch, or from the keys
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])  # bfloat16: torch's own gather
 def test_sparse_rows_match_a_plain_sort_with_negative_values_ties_and_signed_zeros(
-    monkeypatch, key_bits, zeros
+    monkeypatch, key_bits, zeros, dtype
 ):
     monkeypatch.setattr(compute, "KEY_BITS", key_bits)
     generator = torch.Generator().manual_seed(1)
@@ -267,7 +268,7 @@ def test_sparse_rows_match_a_plain_sort_with_negative_values_ties_and_signed_zer
     if not zeros:
         pre[pre == 0] = 0.05
     active = pre > -0.3  # a negative threshold: negative and zero values are active
-    acts = pre * active
+    acts = (pre * active).to(dtype)
     ids, values = sparse_rows(acts, active_features(active))
     for row, (got_ids, got_values) in enumerate(zip(ids.to_pylist(), values.to_pylist(), strict=True)):
         want = sorted(torch.nonzero(active[row]).flatten().tolist(), key=lambda c: (-float(acts[row, c]), c))

@@ -117,38 +117,54 @@ def sparse_rows(acts: torch.Tensor, active: ActiveFeatures) -> tuple[pa.ListArra
     row_shift = _VALUE_BITS + index_bits
     flat_acts = acts.reshape(-1)
     rows = active.rows
-    values = flat_acts[active.positions].to(torch.float32)
-    keys = (_descending_order(values) << index_bits) | active.indices
+    values = _gathered(flat_acts, active.positions).to(torch.float32)
+    keys = _descending_order(values).bitwise_left_shift_(index_bits).bitwise_or_(active.indices)
     block = 2 ** (KEY_BITS - row_shift)  # rows whose keys fit in one sort
-    ends = torch.searchsorted(rows, torch.arange(0, n_rows + block, block, device=rows.device))
-    for first, (start, end) in enumerate(zip(ends[:-1].tolist(), ends[1:].tolist(), strict=True)):
-        part = slice(start, end)
-        keys[part] = _sorted(((rows[part] - first * block) << row_shift) | keys[part])
-    indices = keys & (2**index_bits - 1)  # the rows stay as they were: ascending, one run per row
-    if bool((values == 0).any()):  # a zero's sign is not in its key: read the value back
-        values = flat_acts[rows * d_sae + indices].to(torch.float32)
+    if n_rows <= block:
+        keys = _sorted(keys.bitwise_or_(rows << row_shift))
     else:
-        values = _value_of_order((keys >> index_bits) & (2**_VALUE_BITS - 1))
+        ends = torch.searchsorted(rows, torch.arange(0, n_rows + block, block, device=rows.device))
+        for first, (start, end) in enumerate(zip(ends[:-1].tolist(), ends[1:].tolist(), strict=True)):
+            part = slice(start, end)
+            keys[part] = _sorted(((rows[part] - first * block) << row_shift) | keys[part])
+    indices = (keys & (2**index_bits - 1)).to(torch.int32)  # the rows stay ascending, one run each
+    if bool((values == 0).any()):  # a zero's sign is not in its key: read the value back
+        values = _gathered(flat_acts, rows * d_sae + indices).to(torch.float32)
+    else:
+        values = _value_of_order(keys >> index_bits)
     offsets = torch.searchsorted(rows, torch.arange(n_rows + 1, device=rows.device)).to(torch.int32)
     offsets_array = pa.array(offsets.cpu().numpy(), pa.int32())
     return (
-        pa.ListArray.from_arrays(
-            offsets_array, pa.array(indices.to(torch.int32).cpu().numpy()), type=ID_LIST
-        ),
+        pa.ListArray.from_arrays(offsets_array, pa.array(indices.cpu().numpy()), type=ID_LIST),
         pa.ListArray.from_arrays(offsets_array, pa.array(values.cpu().numpy()), type=VALUE_LIST),
     )
 
 
+def _flip_positive(bits: torch.Tensor) -> torch.Tensor:
+    """In place on int32 float bits: a non-negative one XOR 0x7FFFFFFF, a negative one kept.
+
+    As unsigned 32-bit integers the results order as the floats do, descending (positive floats
+    count down from 2**31 - 1, negative ones up from 2**31); applied twice, it is the identity.
+    """
+    return bits.bitwise_xor_((bits >> 31).bitwise_not_().bitwise_and_(2**31 - 1))
+
+
 def _descending_order(values: torch.Tensor) -> torch.Tensor:
     """Non-negative int64 of 32 bits that order as the float32 ``values`` do, descending."""
-    bits = (values + 0.0).view(torch.int32).to(torch.int64)  # + 0.0: -0.0 becomes 0.0
-    return torch.where(bits >= 0, 2**31 - 1 - bits, bits + 2**32)
+    bits = _flip_positive((values + 0.0).view(torch.int32))  # + 0.0: -0.0 becomes 0.0
+    return bits.to(torch.int64).bitwise_and_(2**32 - 1)
 
 
 def _value_of_order(order: torch.Tensor) -> torch.Tensor:
-    """The float32 values of ``_descending_order`` keys (its inverse)."""
-    bits = torch.where(order < 2**31, 2**31 - 1 - order, order - 2**32)
-    return bits.to(torch.int32).view(torch.float32)
+    """The float32 values of ``_descending_order`` keys (its inverse; bits above 32 ignored)."""
+    return _flip_positive(order.to(torch.int32)).view(torch.float32)
+
+
+def _gathered(flat: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``flat[index]`` (numpy's ``take`` on CPU: a third faster than torch's indexing there)."""
+    if flat.device.type == "cpu" and flat.dtype != torch.bfloat16:  # numpy has no bfloat16
+        return torch.from_numpy(np.take(flat.numpy(), index.numpy()))
+    return flat[index]
 
 
 def _sorted(keys: torch.Tensor) -> torch.Tensor:
