@@ -80,37 +80,19 @@ def prepare(tmp_path: Path, name: str) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def local_outputs(tmp_path_factory) -> dict[str, object]:
-    """The same workflow run locally, once for both SLURM runs to match."""
+    """The same workflow run locally, for the SLURM run to match."""
     local_dir, local_config = prepare(tmp_path_factory.mktemp("slurm-local"), "local")
     run_snakemake(local_dir, local_config)
     return outputs(local_dir)
 
 
-def test_the_dag_runs_through_slurm_and_matches_a_local_run(cluster, local_outputs, tmp_path):
-    slurm_dir, slurm_config = prepare(tmp_path, "slurm")
-    result = run_snakemake(slurm_dir, slurm_config, *SLURM_ARGS)
-
-    log = result.stdout + result.stderr
-    submitted = dict(re.findall(r"SLURM jobid (\d+) \(log: [^)]*/rule_(\w+)/", log))
-    job_ids = list(submitted)
-    assert sorted(set(submitted.values())) == ["capture_activations", "crossval_capture", "plan_capture"]
-    n_capture_jobs = list(submitted.values()).count("capture_activations")
-    assert n_capture_jobs >= 2  # one job per shard; fetch_model, crossval_report and all stay local
-    controller_log = (cluster / "slurmctld.log").read_text()
-    for job_id in job_ids:
-        assert re.search(rf"(sched: Allocate|_start_job: Started) JobId={job_id} ", controller_log)
-        assert re.search(rf"_job_complete: JobId={job_id} WEXITSTATUS 0", controller_log)
-    slurm_logs = list((slurm_dir / ".snakemake" / "slurm_logs").rglob("*.log"))
-    assert {p.stem for p in slurm_logs} >= set(job_ids)
-    for job_id, rule in submitted.items():  # the GPU request reached SLURM as a gres, on capture jobs only
-        record = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
-        assert bool(re.search(r"gres[:/]gpu", record)) == (rule == "capture_activations"), record
-
-    assert outputs(slurm_dir) == local_outputs
-
-
-def test_a_cancelled_job_is_retried_and_no_partial_output_is_accepted(cluster, local_outputs, tmp_path):
-    workdir, configfile = prepare(tmp_path, "cancelled")
+def test_the_dag_runs_through_slurm_retries_a_cancelled_job_and_matches_a_local_run(
+    cluster, local_outputs, tmp_path
+):
+    """One SLURM run: every job submitted through the profile, one capture job cancelled while it
+    runs (scancel), retried by Snakemake, and no partial output accepted: the results match a
+    local run's."""
+    workdir, configfile = prepare(tmp_path, "slurm")
     command = snakemake_command(workdir, configfile, *SLURM_ARGS)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     cancelled = None
@@ -127,4 +109,21 @@ def test_a_cancelled_job_is_retried_and_no_partial_output_is_accepted(cluster, l
     assert cancelled is not None, f"no capture job was seen running:\n{log[-3000:]}"
     assert process.returncode == 0, log[-5000:]
     assert re.search(rf"{cancelled}.*(CANCELLED|failed)|(CANCELLED|failed).*{cancelled}", log, re.IGNORECASE)
+
+    submitted = dict(re.findall(r"SLURM jobid (\d+) \(log: [^)]*/rule_(\w+)/", log))
+    assert cancelled in submitted
+    assert sorted(set(submitted.values())) == ["capture_activations", "crossval_capture", "plan_capture"]
+    n_capture_jobs = list(submitted.values()).count("capture_activations")
+    assert n_capture_jobs >= 3  # one job per shard (at least two), plus the cancelled one's retry
+    controller_log = (cluster / "slurmctld.log").read_text()
+    finished = [job_id for job_id in submitted if job_id != cancelled]
+    for job_id in finished:  # fetch_model, crossval_report and all stay local
+        assert re.search(rf"(sched: Allocate|_start_job: Started) JobId={job_id} ", controller_log)
+        assert re.search(rf"_job_complete: JobId={job_id} WEXITSTATUS 0", controller_log)
+    slurm_logs = list((workdir / ".snakemake" / "slurm_logs").rglob("*.log"))
+    assert {p.stem for p in slurm_logs} >= set(finished)
+    for job_id, rule in submitted.items():  # the GPU request reached SLURM as a gres, on capture jobs only
+        record = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+        assert bool(re.search(r"gres[:/]gpu", record)) == (rule == "capture_activations"), record
+
     assert outputs(workdir) == local_outputs
