@@ -278,6 +278,17 @@ def test_sparse_rows_match_a_plain_sort_with_negative_values_ties_and_signed_zer
     assert any(v < 0 for row in values.to_pylist() for v in row)
 
 
+@pytest.mark.parametrize("size", [0, 5, 64, 8 * 1000, 8 * 1000 + 3])
+def test_flat_nonzero_is_numpys_flatnonzero(size):
+    rng = np.random.default_rng(size)
+    for density in (0.0, 0.03, 0.5, 1.0):
+        mask = rng.random(size) < density
+        np.testing.assert_array_equal(compute.flat_nonzero(mask), np.flatnonzero(mask))
+    mask = np.zeros(size, bool)
+    mask[size - 1 :] = True  # the last byte alone (in the tail when size % 8)
+    np.testing.assert_array_equal(compute.flat_nonzero(mask), np.flatnonzero(mask))
+
+
 def capture_file(path: Path, x: np.ndarray, first_prompt: int = 0, **write_options) -> Path:
     """A capture-format Parquet file of rows ``x``: one prompt per row, at position 0."""
     n = len(x)
