@@ -17,6 +17,7 @@ from mi_oracle.capture.run import length_grouped_batches
 from mi_oracle.hook_points import UnsupportedModelError, hf_module_name, locate
 from mi_oracle.parquet_files import read_metadata
 from tests.capture_helpers import capture, fetched_tiny, reference_forward, tokenize
+from tests.small_disk import run_on_small_disk
 
 PROMPTS = [
     "the capital of france is paris",
@@ -306,23 +307,9 @@ print(json.dumps({"error": error, "left": sorted(str(p) for p in root.rglob("*")
 
 
 def test_a_full_disk_fails_naming_the_file_and_leaves_nothing_behind(tmp_path):
-    """A real ENOSPC: a 4 MiB tmpfs mounted in a private mount namespace (unshare, no root needed
-    where user namespaces are enabled, as on every machine this project runs on)."""
-    import shutil
-    import subprocess
-    import sys
-
+    """A real ENOSPC: a 4 MiB tmpfs mounted in a private mount namespace (``tests.small_disk``)."""
+    outcome = run_on_small_disk(tmp_path, "4m", ENOSPC_SCRIPT)
     disk = tmp_path / "disk"
-    disk.mkdir()
-    script = tmp_path / "fill.py"
-    script.write_text(ENOSPC_SCRIPT)
-    command = f"mount -t tmpfs -o size=4m tmpfs {disk} && {sys.executable} {script} {disk}"
-    assert shutil.which("unshare"), "util-linux unshare is needed to mount a small disk"
-    result = subprocess.run(
-        ["unshare", "--map-root-user", "--mount", "sh", "-c", command], capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr
-    outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["left"] == [], outcome
     assert outcome["error"].startswith("DataFileError: ") and "the disk is full" in outcome["error"]
     assert f"{disk}/hook=" in outcome["error"] and "No space left on device" in outcome["error"]

@@ -37,6 +37,7 @@ from tests.dictionary_files import (
     saelens_native,
 )
 from tests.encoding_oracle import load_canonical, oracle, reconstruct
+from tests.small_disk import run_on_small_disk
 
 D_MODEL, D_SAE, N_LAYERS = 8, 12, 4
 
@@ -414,7 +415,7 @@ ENCODE_ENOSPC_SCRIPT = """
 import json, sys
 from pathlib import Path
 from mi_oracle.encoding.run import encode_shard
-manifest_path, base, x, disk = (Path(a) for a in sys.argv[1:5])
+disk, manifest_path, base, x = (Path(a) for a in sys.argv[1:5])
 settings = {**json.loads(sys.argv[5]), "batch_rows": 256}
 try:
     encode_shard(json.loads(manifest_path.read_text()), manifest_path, [(0, x, x)], disk / "shard=00000",
@@ -428,27 +429,15 @@ print(json.dumps({"error": error, "left": sorted(str(p) for p in disk.rglob("*")
 
 def test_a_full_disk_during_a_background_write_fails_the_shard_and_leaves_nothing(tmp_path):
     """The features writer's thread hits a real ENOSPC (a 64 KiB tmpfs in a private mount
-    namespace, as the capture's test does): the error reaches ``encode_shard``, which names the
+    namespace, ``tests.small_disk``): the error reaches ``encode_shard``, which names the
     shard, and the staging folder is gone."""
-    import shutil
-    import subprocess
-    import sys
-
     schema_manifests(tmp_path)  # writes the PLT set's manifest into plt/
     plt = tmp_path / "plt"
     x = capture_file(tmp_path / "x.parquet", np.random.default_rng(5).normal(size=(20_000, D_MODEL)))
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    script = tmp_path / "fill.py"
-    script.write_text(ENCODE_ENOSPC_SCRIPT)
-    arguments = f"{plt / 'm.json'} {plt} {x} {disk} '{json.dumps(SHARD_SETTINGS)}'"
-    command = f"mount -t tmpfs -o size=64k tmpfs {disk} && {sys.executable} {script} {arguments}"
-    assert shutil.which("unshare"), "util-linux unshare is needed to mount a small disk"
-    result = subprocess.run(
-        ["unshare", "--map-root-user", "--mount", "sh", "-c", command], capture_output=True, text=True
+    outcome = run_on_small_disk(
+        tmp_path, "64k", ENCODE_ENOSPC_SCRIPT, plt / "m.json", plt, x, json.dumps(SHARD_SETTINGS)
     )
-    assert result.returncode == 0, result.stderr
-    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    disk = tmp_path / "disk"
     assert outcome["left"] == [], outcome
     assert outcome["error"].startswith(f"DataFileError: {disk}/shard=00000: encoding failed"), outcome
     assert "No space left on device" in outcome["error"], outcome
