@@ -19,10 +19,11 @@ from mi_oracle.parquet_files import METADATA_KEY, WRITE_OPTIONS
 # abandoning) a dictionary for them took more than half of a features file's write time; the
 # files also come out smaller (the benchmark's 4,096-row batch: 1.96 MB -> 1.47 MB). Feature ids
 # and values in BYTE_STREAM_SPLIT: an id below 2**24 leaves its high byte streams all zero,
-# which zstd skips almost for free (a batch's write 23 -> 18 ms, ids 1.8 -> 1.3 bytes, values
-# 3.3 -> 2.6). Statistics only for the token keys (readers prune row groups by prompt): every row
-# group spans nearly all feature ids and values, so their min/max prune nothing and cost an
-# eighth of the write. Larger write batches: the list columns are encoded in fewer passes.
+# which zstd skips almost for free (the ids column's write 11.8 -> 7.0 ms a 4,096-row batch;
+# ids 1.8 -> 1.3 bytes a value, values 3.3 -> 2.6). Statistics only for the token keys (readers
+# prune row groups by prompt): every row group spans nearly all feature ids and values, so their
+# min/max prune nothing and cost an eighth of the write. Larger write batches: the list columns
+# are encoded in fewer passes.
 FEATURES_WRITE_OPTIONS = {
     **WRITE_OPTIONS,
     "use_dictionary": False,
@@ -53,8 +54,8 @@ def features_schema(metadata: Mapping[str, Any]) -> pa.Schema:
 class FeaturesWriter:
     """Appends batches to one features Parquet, each written on a background thread.
 
-    ``add`` queues a batch; ``start`` begins writing the queued batch and returns at once;
-    ``wait`` blocks until it is written (and raises what the write raised). A caller starts a
+    ``add`` queues a batch; ``start`` begins writing the queued batch and returns as soon as the
+    write has begun; ``wait`` blocks until it is written (and raises what the write raised). A caller starts a
     batch's write where its next batch's single-threaded work begins (finding and sorting the
     active features) and waits before queueing that batch: the write then fills the core that
     work leaves idle, and never competes with the multi-threaded GEMMs. Batches are written one
