@@ -45,7 +45,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from mi_oracle.devices import torch_threads  # noqa: E402
+from mi_oracle.devices import cpu_threads  # noqa: E402
 from mi_oracle.encoding.compute import active_features, encode, sparse_rows  # noqa: E402
 from mi_oracle.encoding.features_file import FeaturesWriter  # noqa: E402
 from mi_oracle.encoding.loaders import load_layer  # noqa: E402
@@ -138,7 +138,7 @@ class Encoder:
             sparse_rows(acts, active_features(active))
             return
         self.writer.start()
-        with torch_threads(1 if x.device.type == "cpu" else torch.get_num_threads()):
+        with cpu_threads(x.device, 1):
             ids, values = sparse_rows(acts, active_features(active))
         self.writer.wait()
         n = len(x)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import torch
 
@@ -28,3 +28,8 @@ def torch_threads(threads: int) -> Iterator[None]:
     finally:
         if previous != threads:
             torch.set_num_threads(previous)
+
+
+def cpu_threads(device: torch.device, threads: int) -> AbstractContextManager[None]:
+    """``torch_threads(threads)`` where ``device`` is the CPU; elsewhere the count is left alone."""
+    return torch_threads(threads if device.type == "cpu" else torch.get_num_threads())

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from mi_oracle.activation_storage import activation_matrix
 from mi_oracle.atomic import atomic_directory, write_json_atomic
-from mi_oracle.devices import DTYPES, resolve_device, torch_threads
+from mi_oracle.devices import DTYPES, cpu_threads, resolve_device
 from mi_oracle.dictionaries.manifest import layer_record
 from mi_oracle.encoding.compute import active_features, decode, encode, sparse_rows
 from mi_oracle.encoding.features_file import FeaturesWriter
@@ -153,7 +153,7 @@ def encode_layer(
                 acts, active = encode(dictionary, x, out=buffers)
                 output = decode(dictionary, acts, x)
                 writer.start()  # the previous batch's write, beside this one's sparse part
-                with torch_threads(1 if device.type == "cpu" else torch.get_num_threads()):
+                with cpu_threads(device, 1):
                     found = active_features(active)  # (on CPU, torch leaves the writer a core)
                     sums.add(acts, found, output, y)
                     _check_sums(sums, output, y, str(inputs), first_row)
