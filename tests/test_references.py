@@ -4,8 +4,11 @@ independent float64 oracle, byte-identical rewrites, and the comparison check_re
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,8 @@ from mi_oracle.reference_plan import ends_and_middle, reference_items
 from mi_oracle.references.check import check_references
 from mi_oracle.references.compare import compare_documents
 from mi_oracle.references.generate import write_reference
+from mi_oracle.references.tokenizer import load_tokenizer
+from tests.builders import save_tiny_tokenizer
 from tests.dictionary_files import clt_split, gemma_scope_npz, model_folder, plt_bundle
 from tests.planted import PLANTS
 from tests.reference_checks import assert_matches_float64_oracle, assert_same_shape, fixture
@@ -350,3 +355,37 @@ def test_a_planted_dictionary_change_is_named_as_an_input_difference_first(tmp_p
     assert re.fullmatch(
         rf"{re.escape(str(committed))}: \d+ value difference\(s\), from the different inputs above", lines[2]
     )
+
+
+def test_deterministic_torch_sets_the_switch_and_restores_it_without_the_inductor():
+    script = """
+import sys, torch
+from mi_oracle.references.numbers import deterministic_torch
+assert not torch.are_deterministic_algorithms_enabled()
+with deterministic_torch(threads=1):
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.get_num_threads() == 1
+assert not torch.are_deterministic_algorithms_enabled()
+assert "torch._inductor" not in sys.modules, "the switch imported the inductor"
+import torch._inductor.config as inductor_config
+with deterministic_torch(threads=1):  # once imported, the inductor's switch follows too
+    assert torch.are_deterministic_algorithms_enabled() and inductor_config.deterministic
+assert not torch.are_deterministic_algorithms_enabled() and not inductor_config.deterministic
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+
+
+def test_the_tokenizer_loads_once_per_folder_and_again_when_a_file_changes(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    save_tiny_tokenizer(folder)
+    first = load_tokenizer(folder)
+    assert load_tokenizer(folder) is first
+    assert first("the city", add_special_tokens=True)["input_ids"][0] == first.bos_token_id
+    config = folder / "tokenizer_config.json"
+    document = json.loads(config.read_text())
+    document["bos_token"] = "<eos>"  # same size or not, the rewrite is a new modification time
+    config.write_text(json.dumps(document))
+    os.utime(config, ns=(config.stat().st_atime_ns, config.stat().st_mtime_ns + 1_000_000))
+    second = load_tokenizer(folder)
+    assert second is not first and second.bos_token == "<eos>"

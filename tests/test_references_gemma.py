@@ -128,7 +128,7 @@ def test_regeneration_is_byte_identical_and_check_references_catches_a_plant(emb
     before = {path.name: path.read_bytes() for path in folder.glob("*.json")}
     assert sorted(before) == sorted(f"{name}.json" for name in KINDS)
     configfile = embedded_workdir / "config" / "config.yaml"
-    run_snakemake(embedded_workdir, configfile, "references", "--forcerun", "generate_reference")
+    run_snakemake(embedded_workdir, configfile, "references", "--forcerun", "generate_references")
     assert {path.name: path.read_bytes() for path in folder.glob("*.json")} == before
 
     run_snakemake(embedded_workdir, configfile, "check_references")

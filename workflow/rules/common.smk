@@ -171,15 +171,22 @@ def references_of_set(name):
 
 
 def reference_inputs(wildcards):
-    """The model, plus the manifest and files of the reference's dictionary set when it reads one."""
-    item = REFERENCE_ITEMS[wildcards.reference]
-    inputs = {"model": model_dir()}
-    if "set" in item:
-        inputs["manifest"] = manifest_path(item["set"])
-        inputs["files"] = dictionary_files_dir(item["set"])
-        if item["set"] in SYNTHETIC:
-            inputs["synthetic"] = synthetic_dir(item["set"])
-    return inputs
+    """The model, plus the manifest and files of every dictionary set a reference reads."""
+    sets = sorted({item["set"] for item in REFERENCE_ITEMS.values() if "set" in item})
+    return {
+        "model": model_dir(),
+        "manifests": [manifest_path(name) for name in sets],
+        "files": [dictionary_files_dir(name) for name in sets],
+        "synthetic": [synthetic_dir(name) for name in sets if name in SYNTHETIC],
+    }
+
+
+def reference_outputs(numerics):
+    """Each reference's JSON and provenance paths, by name (for the job that writes them all)."""
+    return {
+        name: [reference_path(name, numerics), reference_provenance_path(name, numerics)]
+        for name in REFERENCE_ITEMS
+    }
 
 
 def committed_folder():

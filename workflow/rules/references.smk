@@ -1,15 +1,15 @@
-rule generate_reference:
+# Every configured reference in one job per numerics mode: the job loads torch, the model and its
+# tokenizer once for all of them (each was a job of its own, a third of whose time was start-up).
+rule generate_references:
     input:
         unpack(reference_inputs),
     output:
-        reference=reference_path("{reference}"),
-        provenance=reference_provenance_path("{reference}"),
+        references=all_references(),
+        provenance=[reference_provenance_path(name) for name in REFERENCE_ITEMS],
     log:
-        "results/logs/generate_reference/{reference}.log",
+        "results/logs/generate_references/portable.log",
     benchmark:
-        "results/benchmarks/generate_reference/{reference}.tsv"
-    wildcard_constraints:
-        reference="|".join(re.escape(name) for name in REFERENCE_ITEMS) or "(?!)",
+        "results/benchmarks/generate_references/portable.tsv"
     # the transcoder references feed circuit-tracer's peer job, which the report waits on
     priority: 40
     conda:
@@ -17,33 +17,37 @@ rule generate_reference:
     threads: NUMERICS["threads"]
     resources:
         mem_mb=8000,
-        runtime=30,
+        runtime=60,
         gpu=1 if REFERENCES["device"].startswith("cuda") else 0,
     params:
-        item=lambda wildcards: REFERENCE_ITEMS[wildcards.reference],
+        reference_items=list(REFERENCE_ITEMS.values()),
+        manifests={name: manifest_path(name) for name in SETS},
+        outputs=reference_outputs("portable"),
         options=REFERENCE_OPTIONS,
         numerics={"mode": NUMERICS["references"], "threads": NUMERICS["threads"]},
         code=code_version("mi_oracle.references.generate"),
     script:
-        "../scripts/generate_reference.py"
+        "../scripts/generate_references.py"
 
 
-# The same reference with the CPU's native kernels: the report shows how far it lies from the
-# portable one, i.e. how tolerant a candidate made on another machine must be.
-use rule generate_reference as generate_native_reference with:
+# The same references with the CPU's native kernels: the report shows how far they lie from the
+# portable ones, i.e. how tolerant a candidate made on another machine must be.
+use rule generate_references as generate_native_references with:
     output:
-        reference=reference_path("{reference}", "native"),
-        provenance=reference_provenance_path("{reference}", "native"),
+        references=all_references("native"),
+        provenance=[reference_provenance_path(name, "native") for name in REFERENCE_ITEMS],
     log:
-        "results/logs/generate_native_reference/{reference}.log",
+        "results/logs/generate_references/native.log",
     benchmark:
-        "results/benchmarks/generate_native_reference/{reference}.tsv"
+        "results/benchmarks/generate_references/native.tsv"
     resources:
         mem_mb=8000,
-        runtime=30,
+        runtime=60,
         gpu=1 if REFERENCES["device"].startswith("cuda") else 0,
     params:
-        item=lambda wildcards: REFERENCE_ITEMS[wildcards.reference],
+        reference_items=list(REFERENCE_ITEMS.values()),
+        manifests={name: manifest_path(name) for name in SETS},
+        outputs=reference_outputs("native"),
         options=REFERENCE_OPTIONS,
         numerics={"mode": "native", "threads": NUMERICS["threads"]},
         code=code_version("mi_oracle.references.generate"),

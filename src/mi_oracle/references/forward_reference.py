@@ -15,6 +15,7 @@ import torch
 from mi_oracle.devices import DTYPES, resolve_device
 from mi_oracle.references.numbers import TOP_K, deterministic_torch, f32, f32_list, top_indices
 from mi_oracle.references.provenance import ENVIRONMENT_KEY, environment_block, model_record, platform_label
+from mi_oracle.references.tokenizer import load_tokenizer
 
 METHODOLOGY = "mi-oracle: transformers AutoModelForCausalLM forward, logits of the last position"
 
@@ -51,13 +52,13 @@ def model_fields(model: torch.nn.Module) -> dict[str, Any]:
 def forward_reference(prompts: Sequence[str], model_dir: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
     """The ``forward`` reference of ``prompts`` on the model in ``model_dir``."""
     import transformers
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     device = resolve_device(settings["device"])
     model_info = model_record(model_dir)
     cases = []
     with deterministic_torch(threads=settings["threads"]):
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        tokenizer = load_tokenizer(model_dir)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=DTYPES[settings["dtype"]])
         model = model.to(device).eval()
         for prompt in prompts:

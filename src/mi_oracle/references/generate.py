@@ -1,4 +1,4 @@
-"""Generate one configured reference and write it, byte-reproducibly, under a temporary name.
+"""Generate the configured references and write each, byte-reproducibly, under a temporary name.
 
 Beside each reference goes its provenance file: the machine it ran on (hardware fingerprint,
 platform, interpreter) and the reference's sha256. The reference itself holds only what the
@@ -9,7 +9,7 @@ any x86-64 machine.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,28 @@ def write_reference(
         base=(base or Path.cwd()).resolve(),
         numerics=numerics.record(),
     )
+
+
+def write_references(
+    items: Sequence[Mapping[str, Any]],
+    options: Mapping[str, Any],
+    model_dir: Path,
+    manifests: Mapping[str, Path],
+    outputs: Mapping[str, tuple[Path, Path]],
+    base: Path | None = None,
+    numerics: Numerics = PORTABLE,
+) -> dict[str, dict[str, Any]]:
+    """:func:`write_reference` for every item, in order: ``manifests`` by set name, ``outputs`` (the
+    reference and its provenance) by item name. Run in a process that is in ``numerics`` already,
+    they share one interpreter."""
+    documents = {}
+    for item in items:
+        reference, provenance = outputs[item["name"]]
+        manifest = manifests[item["set"]] if "set" in item else None
+        documents[item["name"]] = write_reference(
+            item, options, model_dir, manifest, reference, provenance, base, numerics
+        )
+    return documents
 
 
 def _write_reference(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -49,12 +50,25 @@ def deterministic_torch(threads: int = 1) -> Iterator[None]:
     """Deterministic algorithms on a fixed number of threads for the block; restored afterwards."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":16:8")
     was_deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
+    _use_deterministic_algorithms(True)
     try:
         with torch_threads(threads):
             yield
     finally:
-        torch.use_deterministic_algorithms(was_deterministic)
+        _use_deterministic_algorithms(was_deterministic)
+
+
+def _use_deterministic_algorithms(mode: bool) -> None:
+    """``torch.use_deterministic_algorithms(mode)`` without importing ``torch._inductor`` for it.
+
+    The public call imports the inductor (about 2 s a process here) only to set the same switch
+    for compiled graphs; references compile none, so while no one has imported the inductor, the
+    ATen switch alone is the whole effect.
+    """
+    if "torch._inductor" in sys.modules:
+        torch.use_deterministic_algorithms(mode)
+    else:
+        torch._C._set_deterministic_algorithms(mode)
 
 
 def seeded_residual(seed: int, d_model: int) -> torch.Tensor:

@@ -30,6 +30,7 @@ from mi_oracle.references.provenance import (
     environment_block,
     model_record,
 )
+from mi_oracle.references.tokenizer import load_tokenizer
 from mi_oracle.references.transcoder_reference import reference_layers
 
 ARCHITECTURES = {"jumprelu": "JumpReLU", "relu": "ReLU", "topk": "TopK"}
@@ -37,9 +38,7 @@ ARCHITECTURES = {"jumprelu": "JumpReLU", "relu": "ReLU", "topk": "TopK"}
 
 def tokenize_prompt(model_dir: Path, prompt: str) -> tuple[list[int], list[str]]:
     """Token ids (with the tokenizer's special tokens, e.g. BOS) and their spellings."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = load_tokenizer(model_dir)
     ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
     return ids, tokenizer.convert_ids_to_tokens(ids)
 

@@ -1,4 +1,4 @@
-"""Adapter for rules generate_reference and generate_native_reference: see mi_oracle.references.generate."""
+"""Adapter for rules generate_references and generate_native_references: see mi_oracle.references.generate."""
 
 from pathlib import Path
 
@@ -10,17 +10,18 @@ from mi_oracle.numerics.mode import Numerics
 NUMERICS = Numerics(snakemake.params.numerics["mode"], snakemake.params.numerics["threads"])
 enter(NUMERICS)  # before torch loads: a portable job runs in its numerics itself
 
-from mi_oracle.references.generate import write_reference  # noqa: E402
+from mi_oracle.references.generate import write_references  # noqa: E402
 from mi_oracle.rule_logging import logged_to  # noqa: E402
 
 with logged_to(snakemake.log[0]):
-    manifest = snakemake.input.get("manifest")
-    write_reference(
-        snakemake.params.item,
+    write_references(
+        snakemake.params.reference_items,
         snakemake.params.options,
         Path(snakemake.input.model),
-        Path(manifest) if manifest else None,
-        Path(snakemake.output.reference),
-        Path(snakemake.output.provenance),
+        {name: Path(path) for name, path in snakemake.params.manifests.items()},
+        {
+            name: (Path(reference), Path(provenance))
+            for name, (reference, provenance) in snakemake.params.outputs.items()
+        },
         numerics=NUMERICS,
     )
