@@ -146,8 +146,8 @@ def tiny_reference_workflow(workdir: Path, synthetic: str) -> Path:
     return write_config(workdir / "config.yaml", config)
 
 
-def run_on(workdir: Path, synthetic: str, machine: dict[str, str], *targets: str) -> Path:
-    configfile = tiny_reference_workflow(workdir, synthetic)
+def run_workflow(workdir: Path, configfile: Path, machine: dict[str, str], *targets: str) -> Path:
+    """``targets`` of the workflow in ``workdir``, with ``machine``'s kernel variables set."""
     run_snakemake(workdir, configfile, *targets, env={**os.environ, **machine})
     return workdir
 
@@ -183,14 +183,7 @@ def test_portable_outputs_are_byte_identical_under_two_kernel_environments_and_n
     configs = {workdir: tiny_reference_workflow(workdir, "portable") for workdir in machines}
     with ThreadPoolExecutor(2) as pool:
         runs = [
-            pool.submit(
-                run_snakemake,
-                workdir,
-                configs[workdir],
-                "references",
-                *native_targets,
-                env={**os.environ, **machine},
-            )
+            pool.submit(run_workflow, workdir, configs[workdir], machine, "references", *native_targets)
             for workdir, machine in machines.items()
         ]
         for run in runs:
@@ -227,6 +220,12 @@ def test_portable_outputs_are_byte_identical_under_two_kernel_environments_and_n
     native_here, native_other = reference_files(here, native=True), reference_files(other, native=True)
     differing = [name for name in REFERENCES if native_here[name] != native_other[name]]
     assert "forward_reference" in differing  # at this size the forward's logits show it surely
-    synthetic_here = run_on(tmp_path / "native-here", "native", {}, "results/synthetic/npz")
-    synthetic_other = run_on(tmp_path / "native-other", "native", OTHER_MACHINE, "results/synthetic/npz")
+    natives = {tmp_path / "native-here": {}, tmp_path / "native-other": OTHER_MACHINE}
+    configs = {workdir: tiny_reference_workflow(workdir, "native") for workdir in natives}
+    with ThreadPoolExecutor(2) as pool:
+        done = [
+            pool.submit(run_workflow, workdir, configs[workdir], machine, "results/synthetic/npz")
+            for workdir, machine in natives.items()
+        ]
+        synthetic_here, synthetic_other = (run.result() for run in done)
     assert synthetic_files(synthetic_here) != synthetic_files(synthetic_other)

@@ -33,6 +33,8 @@ rule capture_activations:
         f"results/benchmarks/capture_activations/{RUN}/part-{{shard}}.tsv"
     wildcard_constraints:
         shard=r"\d{5}",
+    # every encoding and cross-check reads the shards: a shard left for last ends the run alone
+    priority: 50
     conda:
         ENV
     threads: CAPTURE["threads"]
