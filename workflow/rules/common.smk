@@ -170,9 +170,14 @@ def references_of_set(name):
     return [item for item in REFERENCE_ITEMS.values() if item.get("set") == name]
 
 
+def reference_sets():
+    """The dictionary sets the references read, sorted."""
+    return sorted({item["set"] for item in REFERENCE_ITEMS.values() if "set" in item})
+
+
 def reference_inputs(wildcards):
     """The model, plus the manifest and files of every dictionary set a reference reads."""
-    sets = sorted({item["set"] for item in REFERENCE_ITEMS.values() if "set" in item})
+    sets = reference_sets()
     return {
         "model": model_dir(),
         "manifests": [manifest_path(name) for name in sets],

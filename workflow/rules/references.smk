@@ -21,7 +21,7 @@ rule generate_references:
         gpu=1 if REFERENCES["device"].startswith("cuda") else 0,
     params:
         reference_items=list(REFERENCE_ITEMS.values()),
-        manifests={name: manifest_path(name) for name in SETS},
+        manifests={name: manifest_path(name) for name in reference_sets()},
         outputs=reference_outputs("portable"),
         options=REFERENCE_OPTIONS,
         numerics={"mode": NUMERICS["references"], "threads": NUMERICS["threads"]},
@@ -46,7 +46,7 @@ use rule generate_references as generate_native_references with:
         gpu=1 if REFERENCES["device"].startswith("cuda") else 0,
     params:
         reference_items=list(REFERENCE_ITEMS.values()),
-        manifests={name: manifest_path(name) for name in SETS},
+        manifests={name: manifest_path(name) for name in reference_sets()},
         outputs=reference_outputs("native"),
         options=REFERENCE_OPTIONS,
         numerics={"mode": "native", "threads": NUMERICS["threads"]},
