@@ -29,7 +29,7 @@ $(PEER_VENV_STAMP): envs/peers.txt
 	$(PEER_VENV)/bin/python -m pip check
 	touch $@
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt src/mi_oracle/encoding/_sparse_kernels.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		--constraint constraints.txt --editable '.[dev]'

@@ -15,7 +15,8 @@ whole sweep):
 Each candidate writes into output buffers it reuses batch after batch, as ``encode_features`` does.
 
 1. roofline: ``torch.addmm(b_enc, x, W_enc)`` alone, the GEMM every encoder must do;
-2. mi-oracle encode: JumpReLU activations and the active mask (``encoding.compute.encode``);
+2. mi-oracle encode: JumpReLU activations and the active mask (``encoding.compute.encode``: on CPU
+   in float32, one GEMM and the fused activation kernel);
 3. mi-oracle encode + sparse rows: the above plus the sorted index/value lists;
 4. end to end: the above appended, batch after batch, to one features Parquet held in memory by
    ``encode_features``'s own writer (``encoding.features_file.FeaturesWriter``: its schema and
@@ -46,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from mi_oracle.devices import cpu_threads  # noqa: E402
-from mi_oracle.encoding.compute import active_features, encode, sparse_rows  # noqa: E402
+from mi_oracle.encoding.compute import encode, feature_lists, sparse_rows  # noqa: E402
 from mi_oracle.encoding.features_file import FeaturesWriter  # noqa: E402
 from mi_oracle.encoding.loaders import load_layer  # noqa: E402
 
@@ -135,11 +136,11 @@ class Encoder:
         if not self.sparse:
             return
         if self.writer is None:
-            sparse_rows(acts, active_features(active))
+            feature_lists(sparse_rows(acts, active))
             return
         self.writer.start()
         with cpu_threads(x.device, 1):
-            ids, values = sparse_rows(acts, active_features(active))
+            ids, values = feature_lists(sparse_rows(acts, active))
         self.writer.wait()
         n = len(x)
         keys = [pa.array(np.arange(n), pa.int64()), pa.array(np.arange(n, dtype=np.int32))]

@@ -1,8 +1,12 @@
-"""Encoder and decoder arithmetic on canonical dictionaries (see ``loaders``), in torch.
+"""Encoder and decoder arithmetic on canonical dictionaries (see ``loaders``).
 
 JumpReLU is ``pre * (pre > threshold)`` (circuit-tracer and candle-mi; SAELens's
 ``relu(pre) * (pre > threshold)`` differs only for negative thresholds), ReLU is
 ``max(pre, 0)``, TopK keeps the ``k`` largest pre-activations (then ReLU).
+
+Torch computes everything on any device and dtype. On CPU in float32, JumpReLU and ReLU
+activations and the sparse rows go to the fused kernels of ``native`` instead: the same bits,
+fewer passes over memory (``fused=False`` keeps the torch path, which the tests compare against).
 """
 
 from __future__ import annotations
@@ -13,22 +17,28 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from mi_oracle.encoding import native
 from mi_oracle.encoding.loaders import Dictionary
+from mi_oracle.encoding.native import SparseRows
 
 CHUNK_ROWS = 1024  # rows per GEMM + activation step: the chunk's pre-activations stay in cache
-KEY_BITS = 63  # the bits of a sparse row's sort key (non-negative int64)
-_VALUE_BITS = 32  # of those, the value's
+_VALUE_BITS = 32  # of a sparse row's sort key (native.KEY_BITS), the value's
 # The features' list types: elements never null (the Parquet writer then skips their levels)
 ID_LIST = pa.list_(pa.field("element", pa.int32(), nullable=False))
 VALUE_LIST = pa.list_(pa.field("element", pa.float32(), nullable=False))
 
 
 def encode(
-    dictionary: Dictionary, x: torch.Tensor, out: tuple[torch.Tensor, torch.Tensor] | None = None
+    dictionary: Dictionary,
+    x: torch.Tensor,
+    out: tuple[torch.Tensor, torch.Tensor] | None = None,
+    fused: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(activations [n, d_sae], active mask) of inputs ``x [n, d_in]``, computed a chunk of rows at a time.
+    """(activations [n, d_sae], active mask) of inputs ``x [n, d_in]``.
 
     ``out``: buffers of at least ``n`` rows to write into (a streaming caller reuses them per batch).
+    The fused path does one GEMM and one activation pass; torch's does a chunk of rows at a time,
+    so that a chunk's pre-activations stay in cache through its three passes.
     """
     x = x.to(dictionary.W_enc.dtype)
     if out is None:
@@ -36,13 +46,34 @@ def encode(
         active = torch.empty(acts.shape, dtype=torch.bool, device=x.device)
     else:
         acts, active = out[0][: x.shape[0]], out[1][: x.shape[0]]
+    inputs = x - dictionary.b_dec if dictionary.apply_b_dec_to_input else x
+    if fused and fused_activation(dictionary, x.device, x.dtype):
+        torch.addmm(dictionary.b_enc, inputs, dictionary.W_enc, out=acts)
+        native.threshold_activate(acts, _threshold(dictionary), active)
+        return acts, active
     mask = torch.empty((min(CHUNK_ROWS, x.shape[0]), dictionary.d_sae), dtype=x.dtype, device=x.device)
     for start in range(0, x.shape[0], CHUNK_ROWS):
         rows = slice(start, start + CHUNK_ROWS)
-        inputs = x[rows] - dictionary.b_dec if dictionary.apply_b_dec_to_input else x[rows]
-        pre = torch.addmm(dictionary.b_enc, inputs, dictionary.W_enc, out=acts[rows])
+        pre = torch.addmm(dictionary.b_enc, inputs[rows], dictionary.W_enc, out=acts[rows])
         _activate(dictionary, pre, active[rows], mask[: pre.shape[0]])
     return acts, active
+
+
+def fused_activation(dictionary: Dictionary, device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether ``encode`` takes the fused kernel: float32 JumpReLU or ReLU on CPU, kernels built."""
+    return fused_sparse_rows(device, dtype) and dictionary.activation != "topk"
+
+
+def fused_sparse_rows(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether ``sparse_rows`` takes the fused kernels: float32 on CPU, kernels built."""
+    return native.AVAILABLE and device.type == "cpu" and dtype == torch.float32
+
+
+def _threshold(dictionary: Dictionary) -> torch.Tensor:
+    """Per feature, the value a pre-activation must exceed (zeros for a ReLU)."""
+    if dictionary.activation == "relu":
+        return torch.zeros(dictionary.d_sae)
+    return dictionary.threshold.to(torch.float32).expand(dictionary.d_sae).contiguous()
 
 
 def _activate(dictionary: Dictionary, pre: torch.Tensor, active: torch.Tensor, mask: torch.Tensor) -> None:
@@ -120,12 +151,23 @@ def flat_nonzero(mask: np.ndarray) -> np.ndarray:
     return np.concatenate([positions, whole + np.flatnonzero(mask[whole:])])
 
 
-def sparse_rows(acts: torch.Tensor, active: ActiveFeatures) -> tuple[pa.ListArray, pa.ListArray]:
+def sparse_rows(acts: torch.Tensor, active: torch.Tensor, fused: bool = True) -> SparseRows:
     """Per row, the active feature indices and values, sorted by value descending (ties: lower index).
+
+    On CPU in float32 the fused kernels find them (``native.sparse_rows``); elsewhere torch does
+    (``sparse_rows_torch``). Both give the same arrays.
+    """
+    if fused and fused_sparse_rows(acts.device, acts.dtype):
+        return native.sparse_rows(acts, active)
+    return sparse_rows_torch(acts, active_features(active))
+
+
+def sparse_rows_torch(acts: torch.Tensor, active: ActiveFeatures) -> SparseRows:
+    """``sparse_rows`` in torch, on any device and dtype.
 
     Each active value becomes one unique integer key, (row, value descending, index) from the
     high bits to the low, and one unstable sort of the keys orders the batch (a block of rows at a
-    time where the three exceed ``KEY_BITS``). The value's float32 bits map to an
+    time where the three exceed ``native.KEY_BITS``). The value's float32 bits map to an
     order-preserving integer; ``-0.0`` ties with ``0.0``.
     """
     n_rows, d_sae = acts.shape
@@ -135,7 +177,7 @@ def sparse_rows(acts: torch.Tensor, active: ActiveFeatures) -> tuple[pa.ListArra
     rows = active.rows
     values = _gathered(flat_acts, active.positions).to(torch.float32)
     keys = _descending_order(values).bitwise_left_shift_(index_bits).bitwise_or_(active.indices)
-    block = 2 ** (KEY_BITS - row_shift)  # rows whose keys fit in one sort
+    block = 2 ** (native.KEY_BITS - row_shift)  # rows whose keys fit in one sort
     if n_rows <= block:
         keys = _sorted(keys.bitwise_or_(rows << row_shift))
     else:
@@ -149,10 +191,15 @@ def sparse_rows(acts: torch.Tensor, active: ActiveFeatures) -> tuple[pa.ListArra
     else:
         values = _value_of_order(keys >> index_bits)
     offsets = torch.searchsorted(rows, torch.arange(n_rows + 1, device=rows.device)).to(torch.int32)
-    offsets_array = pa.array(offsets.cpu().numpy(), pa.int32())
+    return SparseRows(offsets.cpu().numpy(), indices.cpu().numpy(), values.cpu().numpy())
+
+
+def feature_lists(rows: SparseRows) -> tuple[pa.ListArray, pa.ListArray]:
+    """The features Parquet's ``feature_ids`` and ``feature_values`` columns of a batch."""
+    offsets = pa.array(rows.offsets, pa.int32())
     return (
-        pa.ListArray.from_arrays(offsets_array, pa.array(indices.cpu().numpy()), type=ID_LIST),
-        pa.ListArray.from_arrays(offsets_array, pa.array(values.cpu().numpy()), type=VALUE_LIST),
+        pa.ListArray.from_arrays(offsets, pa.array(rows.ids), type=ID_LIST),
+        pa.ListArray.from_arrays(offsets, pa.array(rows.values), type=VALUE_LIST),
     )
 
 

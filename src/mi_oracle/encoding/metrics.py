@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mi_oracle.encoding.compute import ActiveFeatures
+from mi_oracle.encoding.native import SparseRows
 
 L0_BIN_EDGES = [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]
 
@@ -44,14 +44,12 @@ class MetricSums:
         self.max_activation = np.asarray(self.max_activation, dtype=np.float64)
         self.l0_histogram = np.asarray(self.l0_histogram, dtype=np.int64)
 
-    def add(
-        self, acts: torch.Tensor, active: ActiveFeatures, output: torch.Tensor, target: torch.Tensor
-    ) -> None:
-        """Add one batch: activations, its active features (``compute.active_features``), the
-        dictionary's output and the target. Counts come from the active features, not the dense
+    def add(self, acts: torch.Tensor, active: SparseRows, output: torch.Tensor, target: torch.Tensor) -> None:
+        """Add one batch: activations, its active features (``compute.sparse_rows``), the
+        dictionary's output and the target. Counts come from the sparse rows, not the dense
         mask (a bool tensor's ``sum`` converts every element: 35 ms against 1 ms for 4,096 rows).
         """
-        l0 = torch.bincount(active.rows, minlength=acts.shape[0]).cpu().numpy()
+        l0 = np.diff(active.offsets)
         self.n_tokens += len(l0)
         self.l0_sum += int(l0.sum())
         bins = np.searchsorted(L0_BIN_EDGES, l0, side="right") - 1
@@ -60,7 +58,7 @@ class MetricSums:
         self.squared_error += float(torch.sum(error * error, dtype=torch.float64))
         self.target_sum += target.sum(0, dtype=torch.float64).cpu().numpy()
         self.target_squared += float(torch.sum(target * target, dtype=torch.float64))
-        self.fire_count += torch.bincount(active.indices, minlength=self.d_sae).cpu().numpy()
+        self.fire_count += np.bincount(active.ids, minlength=self.d_sae)
         self.max_activation = np.maximum(self.max_activation, acts.amax(0).to(torch.float64).cpu().numpy())
 
     def to_json(self) -> dict[str, Any]:

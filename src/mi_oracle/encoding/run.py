@@ -19,7 +19,15 @@ from mi_oracle.activation_storage import activation_matrix
 from mi_oracle.atomic import atomic_directory, write_json_atomic
 from mi_oracle.devices import DTYPES, cpu_threads, resolve_device
 from mi_oracle.dictionaries.manifest import layer_record
-from mi_oracle.encoding.compute import active_features, decode, encode, sparse_rows
+from mi_oracle.encoding import native
+from mi_oracle.encoding.compute import (
+    decode,
+    encode,
+    feature_lists,
+    fused_activation,
+    fused_sparse_rows,
+    sparse_rows,
+)
 from mi_oracle.encoding.features_file import FeaturesWriter
 from mi_oracle.encoding.loaders import load_layer
 from mi_oracle.encoding.metrics import MetricSums
@@ -87,6 +95,8 @@ def encode_layer(
     """
     device = resolve_device(settings["device"])
     dtype = DTYPES[settings["dtype"]]
+    if device.type == "cpu" and not native.AVAILABLE:
+        log.warning(native.NOT_BUILT)
     dictionary = load_layer(manifest, layer, Path(base or Path.cwd()), dtype).to(device)
     capture_meta = read_metadata(inputs)
     d_model = dictionary.W_enc.shape[0]
@@ -114,6 +124,10 @@ def encode_layer(
         },
         "compute_dtype": settings["dtype"],
         "device": device.type,
+        "kernels": {
+            "activation": "fused" if fused_activation(dictionary, device, dtype) else "torch",
+            "sparse_rows": "fused" if fused_sparse_rows(device, dtype) else "torch",
+        },
         "environment": describe_environment(),
     }
     sums = MetricSums(d_sae=dictionary.d_sae, d_out=dictionary.W_dec.shape[2])
@@ -154,12 +168,12 @@ def encode_layer(
                 output = decode(dictionary, acts, x)
                 writer.start()  # the previous batch's write, beside this one's sparse part
                 with cpu_threads(device, 1):
-                    found = active_features(active)  # (on CPU, torch leaves the writer a core)
+                    found = sparse_rows(acts, active)  # (on CPU, torch leaves the writer a core)
                     sums.add(acts, found, output, y)
                     _check_sums(sums, output, y, str(inputs), first_row)
-                    ids, values = sparse_rows(acts, found)
+                    lists = feature_lists(found)
             writer.wait()
-            writer.add([batch.column(key) for key in KEYS] + [ids, values])
+            writer.add([batch.column(key) for key in KEYS] + list(lists))
             first_row += batch.num_rows
             progress.update(batch.num_rows)
     progress.close()
