@@ -22,7 +22,6 @@ from mi_oracle.encoding.loaders import Dictionary
 from mi_oracle.encoding.native import SparseRows
 
 CHUNK_ROWS = 1024  # rows per GEMM + activation step: the chunk's pre-activations stay in cache
-_VALUE_BITS = 32  # of a sparse row's sort key (native.KEY_BITS), the value's
 # The features' list types: elements never null (the Parquet writer then skips their levels)
 ID_LIST = pa.list_(pa.field("element", pa.int32(), nullable=False))
 VALUE_LIST = pa.list_(pa.field("element", pa.float32(), nullable=False))
@@ -172,7 +171,7 @@ def sparse_rows_torch(acts: torch.Tensor, active: ActiveFeatures) -> SparseRows:
     """
     n_rows, d_sae = acts.shape
     index_bits = max(1, (d_sae - 1).bit_length())
-    row_shift = _VALUE_BITS + index_bits
+    row_shift = native.VALUE_BITS + index_bits
     flat_acts = acts.reshape(-1)
     rows = active.rows
     values = _gathered(flat_acts, active.positions).to(torch.float32)

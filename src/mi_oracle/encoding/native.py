@@ -28,7 +28,7 @@ except ImportError:  # not built: see AVAILABLE
     _sparse_kernels = None
 
 KEY_BITS = 63  # the bits of a sort key (non-negative int64): row, value order, feature index
-_VALUE_BITS = 32
+VALUE_BITS = 32  # of a sort key, the value's (its float32 bits, order-preserving)
 _MIN_ROWS_PER_THREAD = 256  # below this, a thread's start costs more than it saves
 
 
@@ -114,7 +114,7 @@ def sparse_rows(acts: torch.Tensor, active: torch.Tensor) -> SparseRows:
     _check(active, torch.bool, "active mask")
     rows, d = acts.shape
     index_bits = max(1, (d - 1).bit_length())
-    row_shift = _VALUE_BITS + index_bits
+    row_shift = VALUE_BITS + index_bits
     if row_shift >= KEY_BITS:
         raise ValueError(f"{d} features do not fit a {KEY_BITS}-bit sort key")
     counts = np.empty(rows, np.int64)
