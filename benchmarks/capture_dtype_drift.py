@@ -33,6 +33,7 @@ from mi_oracle.capture.plan import make_plan  # noqa: E402
 from mi_oracle.capture.run import capture_shard  # noqa: E402
 from mi_oracle.crossval.capture import captured_rows, diff_stats  # noqa: E402
 from mi_oracle.devices import DTYPES  # noqa: E402
+from mi_oracle.parquet_files import record_sha256  # noqa: E402
 
 LAYERS = [0, 9, 16]  # resid_post of 16 is hidden_states[17]; the last layer's carries the final norm
 SETTINGS = {**capture_throughput.SETTINGS, "device": "cpu"}
@@ -64,6 +65,7 @@ def main() -> None:
         plan = make_plan(MODEL, PROMPTS, SETTINGS, "text", work / "all")
         table = pq.read_table(work / "all" / "part-00000.parquet").slice(0, args.prompts)
         pq.write_table(table, work / "part-00000.parquet")
+        record_sha256(work / "part-00000.parquet")
         rows, ids = table["token_ids"].to_pylist(), table["prompt_id"].to_pylist()
         report["tokens"] = sum(len(r) for r in rows)
         references = {name: hidden_alone(rows, DTYPES[name]) for name in ("float32", "bfloat16", "float16")}

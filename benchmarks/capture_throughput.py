@@ -44,6 +44,7 @@ from mi_oracle.capture.recorder import StopForward  # noqa: E402
 from mi_oracle.capture.run import capture_shard, length_grouped_batches, right_padded  # noqa: E402
 from mi_oracle.errors import DataFileError  # noqa: E402
 from mi_oracle.hook_points import HOOK_POINTS  # noqa: E402
+from mi_oracle.parquet_files import record_sha256  # noqa: E402
 
 MODEL = ROOT / "resources" / "models" / "gemma-3-270m"
 PROMPTS = ROOT / "config" / "prompts" / "default.jsonl"
@@ -156,6 +157,7 @@ def repeated_tokens(tokens_path: Path, factor: int, target: Path) -> Path:
         ids = pa.array([p + k * table.num_rows for p in table["prompt_id"].to_pylist()], pa.int64())
         copies.append(table.set_column(0, "prompt_id", ids))
     pq.write_table(pa.concat_tables(copies), target)
+    record_sha256(target)
     return target
 
 

@@ -24,6 +24,10 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from mi_oracle.dictionaries.manifest import LayerRecord, Manifest  # noqa: E402
+
 N_LAYERS, N_SHARDS, D_MODEL = 26, 256, 2304
 HOOKS = ["resid_mid", "ln2_normalized", "mlp_out", "resid_post"]
 
@@ -34,16 +38,22 @@ def write_json(path: Path, value: object) -> None:
 
 
 def manifest(name: str, kind: str, input_hook: str, output_hook: str) -> dict:
-    layers = list(range(N_LAYERS))
-    return {
-        "set": name,
-        "kind": kind,
-        "input_hook": input_hook,
-        "output_hook": output_hook,
-        "encode_layers": layers,
-        "layers": [{"layer": layer, "schema": "GemmaScopeNpz", "files": []} for layer in layers],
-        "available_layers": [{"layer": layer, "source": f"layer_{layer}"} for layer in layers],
-    }
+    layers = range(N_LAYERS)
+    return Manifest(
+        name=name,
+        kind=kind,
+        synthetic=False,
+        model={"num_hidden_layers": N_LAYERS, "hidden_size": D_MODEL},
+        input_hook=input_hook,
+        output_hook=output_hook,
+        activation={"kind": "jumprelu", "source": "weights"},
+        layers=tuple(
+            LayerRecord(layer, (), "GemmaScopeNpz", D_MODEL, 16384, input_hook, output_hook)
+            for layer in layers
+        ),
+        encode_layers=tuple(layers),
+        available_layers=tuple({"layer": layer, "source": f"layer_{layer}"} for layer in layers),
+    ).to_json()
 
 
 def lay_out(work: Path) -> Path:

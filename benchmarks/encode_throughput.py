@@ -47,9 +47,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from mi_oracle.devices import cpu_threads  # noqa: E402
+from mi_oracle.dictionaries.manifest import read_manifest  # noqa: E402
 from mi_oracle.encoding.compute import encode, feature_lists, sparse_rows  # noqa: E402
 from mi_oracle.encoding.features_file import FeaturesWriter  # noqa: E402
 from mi_oracle.encoding.loaders import load_layer  # noqa: E402
+from mi_oracle.parquet_files import record_sha256  # noqa: E402
 
 SET, LAYER, HOOK = "synthetic-sae", 9, "resid_post"
 MANIFEST = ROOT / "results" / "curation" / SET / "manifest.json"
@@ -88,6 +90,7 @@ def tiled_file(rows: int, target: Path) -> Path:
             copy = table.set_column(0, "prompt_id", ids).slice(0, rows - k * table.num_rows)
             if copy.num_rows:
                 writer.write_table(copy, row_group_size=4096)
+    record_sha256(target)
     return target
 
 
@@ -96,8 +99,9 @@ def peak_memory_mb(source: Path, device: str) -> float:
     code = (
         "import json, sys, tempfile; from pathlib import Path; "
         "sys.path.insert(0, sys.argv[1]); from mi_oracle.encoding.run import encode_shard; "
+        "from mi_oracle.dictionaries.manifest import read_manifest; "
         "manifest_path, source = Path(sys.argv[2]), Path(sys.argv[3]); out = Path(tempfile.mkdtemp()); "
-        "encode_shard(json.loads(manifest_path.read_text()), manifest_path, [(int(sys.argv[4]), source, "
+        "encode_shard(read_manifest(manifest_path), manifest_path, [(int(sys.argv[4]), source, "
         "source)], out / 'shard', json.loads(sys.argv[5]), base=Path(sys.argv[6])); "
         "print(next(line for line in open('/proc/self/status') if line.startswith('VmHWM')).split()[1])"
     )
@@ -160,7 +164,7 @@ def main() -> None:
     if not MANIFEST.exists():
         sys.exit(f"{MANIFEST} is missing: run `make run` (or `.venv/bin/snakemake`) first")
     device = torch.device(args.device)
-    manifest = json.loads(MANIFEST.read_text())
+    manifest = read_manifest(MANIFEST)
     dictionary = load_layer(manifest, LAYER, ROOT).to(device)
     rows = captured_rows()
     rows = np.concatenate([rows] * (args.rows // len(rows) + 1))[: args.rows]
@@ -176,11 +180,10 @@ def main() -> None:
     if not args.skip_peer:
         from mi_oracle.peers.saelens import load_gemma_scope_npz
 
-        record = next(r for r in manifest["layers"] if r["layer"] == LAYER)
         sae = load_gemma_scope_npz(
-            ROOT / record["files"][0]["local_path"],
+            ROOT / manifest.layer(LAYER).files[0].local_path,
             f"blocks.{LAYER}.hook_{HOOK}",
-            manifest["model"]["repo"],
+            manifest.model["repo"],
             device=device.type,
         )
         candidates["SAELens encode"] = sae.encode

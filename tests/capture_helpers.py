@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from mi_oracle.capture.plan import TOKENS_SCHEMA
 from mi_oracle.capture.run import capture_shard
 from mi_oracle.hook_points import HOOK_POINTS
+from mi_oracle.parquet_files import record_sha256
 
 SETTINGS = {
     "device": "cpu",
@@ -40,6 +41,7 @@ def write_tokens(path: Path, token_rows: list[list[int]]) -> Path:
         schema=TOKENS_SCHEMA,
     )
     pq.write_table(table, path)
+    record_sha256(path)
     return path
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mi_oracle.dictionaries.manifest import Manifest
 from tests.encoding_oracle import load_canonical, oracle
 
 FIXTURES = Path(__file__).parent / "fixtures" / "candle-mi"
@@ -47,7 +48,7 @@ def assert_same_shape(ours: dict, theirs: dict) -> None:
         assert all(list(entry) == ["index", "activation"] for entry in case["top_10"])
 
 
-def assert_matches_float64_oracle(document: dict, manifest: dict, work: Path, activation: str) -> None:
+def assert_matches_float64_oracle(document: dict, manifest: Manifest, work: Path, activation: str) -> None:
     """Every case's n_active, top-10 indices and values against numpy in float64.
 
     Bounds as in tests/encoding_oracle.compare: fp32 rounds a pre-activation by up to about 1e-7

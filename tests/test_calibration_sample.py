@@ -5,7 +5,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mi_oracle.dictionaries.synthetic import calibration_rows
+from mi_oracle.dictionaries.synthetic_plan import calibration_rows
+from mi_oracle.parquet_files import record_sha256
 
 
 def write_plan(folder, parts: list[list[int]]) -> None:
@@ -15,9 +16,9 @@ def write_plan(folder, parts: list[list[int]]) -> None:
     for index, lengths in enumerate(parts):
         ids = list(range(prompt_id, prompt_id + len(lengths)))
         tokens = [[1000 * i + k for k in range(n)] for i, n in zip(ids, lengths, strict=True)]
-        pq.write_table(
-            pa.table({"prompt_id": ids, "token_ids": tokens}), folder / f"part-{index:05d}.parquet"
-        )
+        path = folder / f"part-{index:05d}.parquet"
+        pq.write_table(pa.table({"prompt_id": ids, "token_ids": tokens}), path)
+        record_sha256(path)
         prompt_id += len(lengths)
 
 

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mi_oracle.crossval.capture import compare_capture
-from mi_oracle.parquet_files import read_metadata
+from mi_oracle.parquet_files import read_metadata, record_sha256
 from tests.builders import WORDS, save_tiny_causal_lm
 from tests.conftest import NO_PEERS, run_snakemake, snakemake_command, write_config
 
@@ -137,6 +137,7 @@ def test_the_capture_cross_check_passes_and_catches_a_planted_difference(tmp_pat
     rows[planted] = [value + 1.0 for value in rows[planted]]
     column = pa.array(rows, type=table.schema.field("activation").type)
     pq.write_table(table.set_column(table.schema.get_field_index("activation"), "activation", column), path)
+    record_sha256(path)  # a faithful write of a wrong value: only the comparison may notice
     points = [("resid_post", 0), ("mlp_out", 2)]
     result = compare_capture(
         tmp_path / "resources" / "models" / "tiny",

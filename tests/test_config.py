@@ -83,8 +83,8 @@ def test_hub_config_is_valid():
         ),
         (
             {"model": DEFAULT["model"], "dictionaries": [{"name": "s", "synthetic": {"schema": "Npz"}}]},
-            "dictionaries.0.synthetic.schema: 'Npz' is not one of ['GemmaScopeNpz', 'PltBundle', 'CltSplit', "
-            "'CltSplitJumpReLU'] (expected: the on-disk format to write)",
+            "dictionaries.0.synthetic.schema: 'Npz' is not one of ['CltSplit', 'CltSplitJumpReLU', "
+            "'GemmaScopeNpz', 'PltBundle'] (expected: the on-disk format to write)",
         ),
         (
             {"model": DEFAULT["model"], "dictionaries": [{"name": "s", "sae": {"hook": "resid_post"}}]},

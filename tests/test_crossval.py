@@ -16,6 +16,7 @@ from mi_oracle.crossval.capture import BARS, STORAGE_BARS, compare_capture
 from mi_oracle.crossval.oracle import agreement
 from mi_oracle.crossval.report import build_report, write_report
 from mi_oracle.errors import CrossValidationError
+from mi_oracle.parquet_files import record_sha256
 from tests.browser import layout_width, render
 from tests.capture_helpers import PLAN as CAPTURE_PLAN
 from tests.capture_helpers import SETTINGS as CAPTURE_SETTINGS
@@ -305,6 +306,7 @@ def test_a_bf16_capture_is_held_in_bf16_and_a_misplaced_hook_still_fails(tmp_pat
 
     # layer 0's output stored as layer 1's: what a hook one layer off would write
     shutil.copy(outputs[("resid_post", 0)], outputs[("resid_post", 1)])
+    record_sha256(outputs[("resid_post", 1)])  # written as the capture would: only the check sees it
     planted = {
         (p["hook"], p["layer"]): p
         for p in compare_capture(model_dir, tokens, root, "00000", points)["points"]
@@ -328,5 +330,6 @@ def test_a_float32_model_stored_in_bfloat16_is_held_to_the_storage_bar_and_a_mis
         assert point["hf"]["bar"] == STORAGE_BARS["bfloat16"] and point["hf"]["pass"], point
         assert 1e-4 < point["hf"]["max_rel_diff"] < 4e-3  # bfloat16's rounding, nothing more
     shutil.copy(outputs[("resid_post", 0)], outputs[("resid_post", 1)])
+    record_sha256(outputs[("resid_post", 1)])  # written as the capture would: only the check sees it
     planted = compare_capture(model_dir, tokens, root, "00000", points)["points"]
     assert [p["hf"]["pass"] for p in planted] == [True, False]

@@ -16,6 +16,7 @@ import yaml
 from mi_oracle.crossval.devices import compare_runs
 from mi_oracle.crossval.report import render_html
 from mi_oracle.layout import activation_path, features_dir, features_file
+from mi_oracle.parquet_files import record_sha256
 from tests.conftest import REPO_ROOT, SNAKEMAKE
 
 pytestmark = pytest.mark.slow
@@ -31,6 +32,7 @@ def perturbed_copy(source, target, column: str, change) -> None:
     pq.write_table(
         table.set_column(table.schema.get_field_index(column), field, pa.array(values, field.type)), target
     )
+    record_sha256(target)  # a faithful write of other values: only the comparison may notice
 
 
 def test_another_run_is_compared_point_by_point_and_feature_by_feature(

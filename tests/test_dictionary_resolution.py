@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 from pathlib import Path
@@ -10,9 +11,10 @@ import numpy as np
 import pytest
 import yaml
 
+from mi_oracle.dictionaries.manifest import Manifest, read_manifest
 from mi_oracle.dictionaries.resolve import ResolveRequest, resolve_set
 from mi_oracle.errors import DictionaryError, PathEscapeError
-from mi_oracle.formats import detect
+from mi_oracle.formats import FORMATS, detect
 from tests.dictionary_files import (
     clt_split,
     gemma_scope_2,
@@ -52,6 +54,7 @@ def curation(transcoders=None, **overrides) -> dict:
 
 
 def resolve(work: Path, yaml_path: Path, layers=None, default_layers=(0, 2), roots=(".",)) -> dict:
+    """Resolve the set; the manifest's document (what resolution wrote)."""
     return resolve_set(
         ResolveRequest(
             "set",
@@ -64,7 +67,7 @@ def resolve(work: Path, yaml_path: Path, layers=None, default_layers=(0, 2), roo
             work / "resources" / "set",
             base=work,
         )
-    )
+    ).to_json()
 
 
 def npz_set(work: Path, n: int = N_LAYERS) -> list[str]:
@@ -101,6 +104,7 @@ def test_list_form_resolves_requested_layers_with_hashes_shapes_and_hooks(work):
     assert manifest["activation"] == {"kind": "jumprelu", "source": "weights"}
     assert manifest["synthetic"] is False
     assert json.loads((work / "results" / "manifest.json").read_text()) == manifest
+    assert Manifest.read(work / "results" / "manifest.json").to_json() == manifest  # typed round trip
 
 
 def test_dict_form_and_explicit_layers(work):
@@ -158,7 +162,7 @@ def test_topk_activation_and_inline_sae_set(work):
         ResolveRequest(
             "set", definition, work / "model", None, [0, 2], ["."], work / "m.json", work / "files", base=work
         )
-    )
+    ).to_json()
     assert [layer["schema"] for layer in manifest["layers"]] == ["SaeLensNative", "GemmaScope2"]
     assert [f["source"].rsplit("/", 1)[1] for f in manifest["layers"][0]["files"]] == [
         "sae_weights.safetensors",
@@ -335,19 +339,27 @@ def test_detection_reads_headers_only(tmp_path):
 
 
 def test_a_manifest_is_read_with_its_format_checked_and_names_missing_layers(work):
-    from mi_oracle.dictionaries.manifest import Manifest, layer_record, read_manifest
-
     yaml_path = write_yaml(work / "tc" / "config.yaml", curation(npz_set(work)))
     resolve(work, yaml_path)
     manifest = Manifest.read(work / "results" / "manifest.json")
-    assert manifest.layer(2) == layer_record(manifest, 2) and manifest.layer(2)["layer"] == 2
-    assert manifest.resolved_layers == [0, 2] == manifest.encode_layers
+    record = manifest.layer(2)
+    assert (record.layer, record.schema, record.format) == (2, "GemmaScopeNpz", FORMATS["GemmaScopeNpz"])
+    assert record.files[0].local_path == "tc/layer_2/width_16k/average_l0_12/params.npz"
+    assert manifest.resolved_layers == [0, 2] == list(manifest.encode_layers)
+    assert (manifest.name, manifest.target_hook, manifest.activation_kind) == ("set", "mlp_out", "jumprelu")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        manifest.kind = "sae"  # type: ignore[misc]
     with pytest.raises(DictionaryError, match=r"set set: layer 1 was not resolved \(resolved: \[0, 2\]\)"):
-        layer_record(manifest, 1)
+        manifest.layer(1)
     other = work / "other.json"
     other.write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(DictionaryError, match=r"other\.json: format 'something-else' version None; expected"):
         read_manifest(other)
     other.write_text("{not json")
     with pytest.raises(DictionaryError, match=r"other\.json: cannot read as JSON"):
+        read_manifest(other)
+    document = json.loads((work / "results" / "manifest.json").read_text())
+    del document["layers"][0]["files"][0]["sha256"]
+    other.write_text(json.dumps(document))
+    with pytest.raises(DictionaryError, match=r"other\.json: a layer or file record is malformed \(KeyError"):
         read_manifest(other)

@@ -19,6 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from mi_oracle.dictionaries.manifest import Manifest
 from mi_oracle.dictionaries.resolve import ResolveRequest, resolve_set
 from mi_oracle.encoding import compute, native
 from mi_oracle.encoding.compute import decode, encode, feature_lists, sparse_rows
@@ -29,7 +30,7 @@ from mi_oracle.encoding.run import encode_shard
 from mi_oracle.encoding.summary import write_metrics
 from mi_oracle.errors import DataFileError, DictionaryError
 from mi_oracle.layout import features_file
-from mi_oracle.parquet_files import METADATA_KEY, WRITE_OPTIONS
+from mi_oracle.parquet_files import METADATA_KEY, WRITE_OPTIONS, record_sha256
 from tests.dictionary_files import (
     clt_split,
     gemma_scope_2,
@@ -88,7 +89,7 @@ def curated(tmp_path: Path, folder: str, kind: str, **extra: object) -> dict:
     )
 
 
-def schema_manifests(tmp_path: Path) -> dict[str, tuple[dict, Path]]:
+def schema_manifests(tmp_path: Path) -> dict[str, tuple[Manifest, Path]]:
     """One resolved manifest per schema, each in its own folder."""
     out = {}
     root = tmp_path / "npz"
@@ -124,14 +125,14 @@ def schema_manifests(tmp_path: Path) -> dict[str, tuple[dict, Path]]:
 )
 def test_each_loader_matches_the_numpy_oracle_on_its_real_layout(tmp_path, schema):
     manifest, base = schema_manifests(tmp_path)[schema]
-    layer = manifest["layers"][-1]["layer"]
+    layer = manifest.layers[-1].layer
     dictionary = load_layer(manifest, layer, base)
     assert dictionary.schema == schema and dictionary.W_enc.dtype == torch.float32
     assert tuple(dictionary.W_enc.shape) == (D_MODEL, D_SAE)
     x = np.random.default_rng(1).standard_normal((50, D_MODEL)).astype(np.float32) * 3
     acts, _active = encode(dictionary, torch.from_numpy(x))
     weights = load_canonical(base, manifest, layer)
-    _pre, expected, _thr = oracle(weights, x, manifest["activation"]["kind"])
+    _pre, expected, _thr = oracle(weights, x, manifest.activation_kind)
     np.testing.assert_allclose(acts.numpy(), expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(
         decode(dictionary, acts, torch.from_numpy(x)).numpy(),
@@ -159,7 +160,7 @@ def test_topk_keeps_the_k_largest(tmp_path):
 
 
 def replace_after_resolution(manifest: dict, base: Path, writer) -> Path:
-    path = base / manifest["layers"][0]["files"][0]["local_path"]
+    path = base / manifest.layers[0].files[0].local_path
     path.unlink()
     writer(path)
     return path
@@ -205,13 +206,15 @@ def replace_after_resolution(manifest: dict, base: Path, writer) -> Path:
 )
 def test_bad_files_are_refused_with_file_tensor_and_expectation(tmp_path, schema, writer, message):
     manifest, base = schema_manifests(tmp_path)[schema]
-    path = base / manifest["layers"][0]["files"][0]["local_path"]
+    path = base / manifest.layers[0].files[0].local_path
     path.rename(str(path) + ".orig")
     writer(path)
     # as if resolution had recorded the bad file: the loader's own checks are under test
-    manifest["layers"][0]["files"][0]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    document = manifest.to_json()
+    document["layers"][0]["files"][0]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    manifest = Manifest.from_json(document)
     with pytest.raises(DictionaryError) as error:
-        load_layer(manifest, manifest["layers"][0]["layer"], base)
+        load_layer(manifest, manifest.layers[0].layer, base)
     assert str(path) in str(error.value) and message in str(error.value)
 
 
@@ -400,6 +403,7 @@ def capture_file(path: Path, x: np.ndarray, first_prompt: int = 0, **write_optio
     path.parent.mkdir(parents=True, exist_ok=True)
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()})
     pq.write_table(table, path, compression="none", **write_options)
+    record_sha256(path)
     return path
 
 
@@ -511,11 +515,12 @@ def test_the_features_writer_writes_what_a_plain_writer_writes_and_raises_its_er
 ENCODE_ENOSPC_SCRIPT = """
 import json, sys
 from pathlib import Path
+from mi_oracle.dictionaries.manifest import read_manifest
 from mi_oracle.encoding.run import encode_shard
 disk, manifest_path, base, x = (Path(a) for a in sys.argv[1:5])
 settings = {**json.loads(sys.argv[5]), "batch_rows": 256}
 try:
-    encode_shard(json.loads(manifest_path.read_text()), manifest_path, [(0, x, x)], disk / "shard=00000",
+    encode_shard(read_manifest(manifest_path), manifest_path, [(0, x, x)], disk / "shard=00000",
                  settings, base=base)
     error = None
 except Exception as caught:
@@ -634,10 +639,15 @@ def test_a_flipped_byte_in_an_activation_file_fails_encoding_with_its_name(tmp_p
     middle = len(data) // 2
     data[middle : middle + 4] = bytes(b ^ 0x5A for b in data[middle : middle + 4])
     path.write_bytes(bytes(data))
-    with pytest.raises(DataFileError, match=rf"{path}: the activation file is unreadable or corrupt .*CRC"):
+    with pytest.raises(DataFileError, match=rf"{path}: the activation file changed since it was written"):
         encode_file(tmp_path / "flipped", path)
     assert not (tmp_path / "flipped" / "shard=00000").exists()
+    # under the sha256, each page's CRC is verified too: a flip recorded as written still fails
+    record_sha256(path)
+    with pytest.raises(DataFileError, match=rf"{path}: the activation file is unreadable or corrupt .*CRC"):
+        encode_file(tmp_path / "recorded", path)
     path.write_bytes(bytes(data[: len(data) // 3]))
+    record_sha256(path)
     with pytest.raises(DataFileError, match=rf"{path}: .*magic bytes not found"):
         encode_file(tmp_path / "truncated", path)
 
@@ -655,10 +665,10 @@ def test_non_finite_and_overflowing_activations_are_refused_naming_file_and_row(
 
 def test_a_dictionary_file_changed_after_resolution_is_refused_with_both_hashes(tmp_path):
     manifest = schema_manifests(tmp_path)["PltBundle"][0]
-    record = manifest["layers"][0]["files"][0]
-    weights = tmp_path / "plt" / record["local_path"]
+    record = manifest.layers[0].files[0]
+    weights = tmp_path / "plt" / record.local_path
     plt_bundle(weights, D_MODEL, D_SAE, seed=99)  # valid weights, not the resolved ones
     actual = hashlib.sha256(weights.read_bytes()).hexdigest()
-    expected = rf"{weights}: set .*, layer 0: sha256 is {actual} but the manifest recorded {record['sha256']}"
+    expected = rf"{weights}: set .*, layer 0: sha256 is {actual} but the manifest recorded {record.sha256}"
     with pytest.raises(DictionaryError, match=expected):
         load_layer(manifest, 0, tmp_path / "plt")

@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from mi_oracle.dictionaries.manifest import Manifest, read_manifest
 from mi_oracle.dictionaries.resolve import ResolveRequest, resolve_set
 from mi_oracle.encoding.run import encode_shard
 from mi_oracle.layout import features_file
@@ -31,8 +32,8 @@ SETTINGS = {
 }
 
 
-def manifest(workdir: Path, name: str) -> dict:
-    return json.loads((workdir / "results" / "curation" / name / "manifest.json").read_text())
+def manifest(workdir: Path, name: str) -> Manifest:
+    return read_manifest(workdir / "results" / "curation" / name / "manifest.json")
 
 
 def captured(workdir: Path, hook: str, layer: int, shard: str | None = None) -> np.ndarray:
@@ -66,10 +67,10 @@ def test_default_run_features_match_the_oracle(embedded_workdir, name):
     record = manifest(embedded_workdir, name)
     for layer in (0, 9, 17):
         features = read_table(embedded_workdir / "results" / "features" / "default" / name, layer=layer)
-        x = captured(embedded_workdir, record["input_hook"], layer)
+        x = captured(embedded_workdir, record.input_hook, layer)
         assert features.num_rows == len(x) == 5363
         weights = load_canonical(embedded_workdir, record, layer)
-        check_against_oracle(features, x, weights, record["activation"]["kind"], record["layers"][0]["d_sae"])
+        check_against_oracle(features, x, weights, record.activation_kind, record.layers[0].d_sae)
         values = features.column("feature_values").to_pylist()
         assert all(v == sorted(v, reverse=True) for v in values)
 
@@ -236,7 +237,7 @@ def test_other_schemas_encode_real_activations_like_the_oracle(embedded_workdir,
             base=tmp_path,
         )
     )
-    assert record["schema"] == schema
+    assert record.schemas == [schema]
     sums = encode_shard(
         record, tmp_path / "manifest.json", [(9, source, source)], tmp_path / "shard", SETTINGS, base=tmp_path
     )
@@ -245,6 +246,6 @@ def test_other_schemas_encode_real_activations_like_the_oracle(embedded_workdir,
     assert features.num_rows == len(x)
     weights = load_canonical(tmp_path, record, 9)
     counts = check_against_oracle(
-        features, x, weights, record["activation"]["kind"], record["d_sae"], record["k"]
+        features, x, weights, record.activation_kind, record.layer(9).d_sae, record.k
     )
     assert counts["compared"] > len(x)

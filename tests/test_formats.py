@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mi_oracle.errors import DictionaryError
-from mi_oracle.formats import FORMATS, SCHEMAS, WriteOptions, companions, detect, format_of
+from mi_oracle.formats import FORMATS, WriteOptions, companions, detect, format_of, schemas
 from mi_oracle.formats.base import Sizes
 
 D_MODEL, D_SAE, N_LAYERS, LAYER = 6, 10, 4, 1
@@ -30,7 +30,7 @@ def canonical(schema: str) -> dict[str, torch.Tensor]:
     return weights
 
 
-@pytest.mark.parametrize("schema", SCHEMAS)
+@pytest.mark.parametrize("schema", schemas())
 def test_each_format_round_trips_through_its_own_layout(tmp_path, schema):
     weights = canonical(schema)
     fmt = format_of(schema)
@@ -47,7 +47,7 @@ def test_each_format_round_trips_through_its_own_layout(tmp_path, schema):
 
 
 def test_the_registry_knows_each_schema_once_and_refuses_unknown_ones(tmp_path):
-    assert sorted(SCHEMAS) == sorted(
+    assert sorted(schemas()) == sorted(
         ["GemmaScopeNpz", "GemmaScope2", "PltBundle", "CltSplit", "CltSplitJumpReLU", "SaeLensNative"]
     )
     assert FORMATS["CltSplit"] is FORMATS["CltSplitJumpReLU"]

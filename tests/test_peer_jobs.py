@@ -7,11 +7,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from mi_oracle.errors import DictionaryError, PeerError
+from mi_oracle.dictionaries.manifest import DictionaryFile, LayerRecord, Manifest
+from mi_oracle.errors import DataFileError, DictionaryError, PeerError
 from mi_oracle.hashing import sha256_file
 from mi_oracle.hook_points import HOOK_POINTS
+from mi_oracle.parquet_files import record_sha256
 from mi_oracle.peers.jobs import circuit_tracer_job
 from mi_oracle.peers.launch import run_peer
 
@@ -21,27 +25,40 @@ def resolved_file(base: Path, name: str, layer: int) -> dict:
     path = base / "dl" / name / f"layer_{layer}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(f"{name} {layer}".encode())
-    return {"local_path": str(path.relative_to(base)), "sha256": sha256_file(path)}
+    return DictionaryFile(f"layer_{layer}.safetensors", str(path.relative_to(base)), 0, sha256_file(path))
 
 
 def manifest(
     base: Path, name: str, kind: str, resolved: list[int], available: list[int], curation: str | None
-) -> dict:
-    return {
-        "set": name,
-        "kind": kind,
-        "hooks_as_written": {"feature_input_hook": "mlp.hook_in", "feature_output_hook": "hook_mlp_out"},
-        "curation": {"local_path": curation} if curation else {"source": "hf://org/repo/config.yaml"},
-        "available_layers": [{"layer": layer, "source": f"layer_{layer}.safetensors"} for layer in available],
-        "layers": [
-            {
-                "layer": layer,
-                "schema": "PltBundle",
-                "files": [resolved_file(base, name, layer)],
-            }
+) -> Manifest:
+    return Manifest(
+        name=name,
+        kind=kind,
+        synthetic=False,
+        model={},
+        input_hook="mlp_in",
+        output_hook="mlp_out",
+        activation={"kind": "relu", "source": "weights"},
+        hooks_as_written={"feature_input_hook": "mlp.hook_in", "feature_output_hook": "hook_mlp_out"},
+        curation={"local_path": curation} if curation else {"source": "hf://org/repo/config.yaml"},
+        available_layers=tuple(
+            {"layer": layer, "source": f"layer_{layer}.safetensors"} for layer in available
+        ),
+        encode_layers=tuple(resolved),
+        layers=tuple(
+            LayerRecord(layer, (resolved_file(base, name, layer),), "PltBundle", 4, 8, "mlp_in", "mlp_out")
             for layer in resolved
-        ],
-    }
+        ),
+    )
+
+
+def activation_files(base: Path, names) -> None:
+    """A small activation file per set at ``acts/<name>.parquet``, its sha256 recorded as capture does."""
+    for name in names:
+        path = base / "acts" / f"{name}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"prompt_id": [0, 1]}), path)
+        record_sha256(path)
 
 
 def test_circuit_tracer_is_asked_for_transcoders_with_every_layer_and_told_why_not_otherwise(tmp_path):
@@ -54,6 +71,7 @@ def test_circuit_tracer_is_asked_for_transcoders_with_every_layer_and_told_why_n
         "local": manifest(tmp_path, "local", "transcoder_set", [2], [0, 1, 2], "local/config.yaml"),
     }
     points = {name: [[2, f"acts/{name}.parquet", "target"]] for name in manifests}
+    activation_files(tmp_path, manifests)
     references = {
         "plt": {"kind": "plt", "set": "local", "path": "results/references/plt.json"},
         "fwd": {"kind": "forward", "set": None, "path": "results/references/fwd.json"},
@@ -88,6 +106,16 @@ def test_a_set_file_changed_since_resolution_is_refused_before_the_peer_reads_it
     points = {"hub": [[1, "acts/hub.parquet", "target"]]}
     expected = rf"{changed}: set hub, layer 1: sha256 is {sha256_file(changed)}"
     with pytest.raises(DictionaryError, match=expected):
+        circuit_tracer_job(manifests, points, {}, None, tmp_path, 64)
+
+
+def test_an_activation_file_changed_since_capture_is_refused_before_the_peer_reads_it(tmp_path):
+    manifests = {"hub": manifest(tmp_path, "hub", "transcoder_set", [0, 1], [0, 1], None)}
+    activation_files(tmp_path, manifests)
+    changed = tmp_path / "acts" / "hub.parquet"
+    changed.write_bytes(changed.read_bytes()[:-9] + b"x" + changed.read_bytes()[-8:])
+    points = {"hub": [[1, "acts/hub.parquet", "target"]]}
+    with pytest.raises(DataFileError, match=rf"{changed}: the activation file changed since it was written"):
         circuit_tracer_job(manifests, points, {}, None, tmp_path, 64)
 
 

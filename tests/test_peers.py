@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mi_oracle.crossval.encoders import MAX_TOKENS, compare_layer
+from mi_oracle.crossval.encoders import compare_layer
 from mi_oracle.crossval.summary import encoder_rows
-from mi_oracle.dictionaries.manifest import read_manifest
+from mi_oracle.dictionaries.manifest import Manifest, read_manifest
 from mi_oracle.hashing import digest_file
 from mi_oracle.layout import activation_path, features_dir, features_file, manifest_path, peer_dir
 from mi_oracle.parquet_files import read_parquet
+from mi_oracle.peers.jobs import MAX_TOKENS
 from mi_oracle.peers.launch import peer_python
 from mi_oracle.peers.run import run_circuit_tracer
 from tests.conftest import REPO_ROOT
@@ -53,9 +54,9 @@ def most_active_feature(features: Path) -> int:
     return counts.most_common(1)[0][0]
 
 
-def plant(manifest: dict, base: Path, folder: Path, feature: int) -> dict:
+def plant(manifest: Manifest, base: Path, folder: Path, feature: int) -> dict:
     """A copy of the manifest whose layer reads a copy of its weights with one encoder column negated."""
-    planted = json.loads(json.dumps(manifest))
+    planted = manifest.to_json()
     record = next(r for r in planted["layers"] if r["layer"] == LAYER)
     source = base / record["files"][0]["local_path"]
     with np.load(source, allow_pickle=False) as params:

@@ -18,7 +18,7 @@ import yaml
 from mi_oracle.capture.run import load_recording_model
 from mi_oracle.encoding.run import encode_shard
 from mi_oracle.errors import DictionaryError, ModelFolderError
-from mi_oracle.parquet_files import METADATA_KEY
+from mi_oracle.parquet_files import METADATA_KEY, sha256_sidecar
 from mi_oracle.references.provenance import model_record
 from tests.builders import WORDS, save_tiny_causal_lm
 from tests.conftest import NO_PEERS, REPO_ROOT, SNAKEMAKE, run_snakemake, write_config
@@ -101,6 +101,17 @@ def test_a_moved_workdir_is_up_to_date(finished, tmp_path):
     assert "Nothing to be done" in dry_run(moved, "all", "results/reports/reference_check.json")
 
 
+def test_every_data_file_the_workflow_wrote_has_its_sha256_recorded_beside_it(finished):
+    data = sorted((finished / "results").rglob("*.parquet"))
+    kinds = {path.relative_to(finished / "results").parts[0] for path in data}
+    assert {"tokens", "activations", "features"} <= kinds
+    for path in data:
+        check = subprocess.run(
+            ["sha256sum", "-c", sha256_sidecar(path).name], cwd=path.parent, capture_output=True, text=True
+        )
+        assert check.returncode == 0, (path, check.stdout, check.stderr)
+
+
 def test_a_replaced_local_dictionary_file_reruns_resolution_and_is_checked_when_loaded(finished, tmp_path):
     workdir = copy_of(finished, tmp_path / "work")
     weights = workdir / "tc" / "layer_0" / "params.npz"
@@ -152,23 +163,59 @@ def test_edited_candidates_and_committed_references_are_judged_again(finished, t
     assert check.returncode != 0 and f"committed/{REFERENCE}.json" in check.stdout + check.stderr
 
 
-def test_a_corrupted_activation_file_fails_encoding_with_its_name(finished, tmp_path):
+def byte_ranges(path: Path) -> dict[str, int]:
+    """Offsets of an activation file's parts: a data page header, a page body, the footer."""
+    column = pq.ParquetFile(path).metadata.row_group(0).column(3)  # the activation column
+    size = path.stat().st_size
+    footer_length = int.from_bytes(path.read_bytes()[-8:-4], "little")
+    return {
+        "page header": column.data_page_offset + 2,
+        "page body": column.data_page_offset + column.total_compressed_size // 2,
+        "footer": size - 8 - footer_length // 2,
+    }
+
+
+def flip_in_place(path: Path, offset: int) -> None:
+    """XOR four bytes at ``offset`` with 0x5A and set the mtime back: only a content check sees it."""
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    data[offset : offset + 4] = bytes(byte ^ 0x5A for byte in data[offset : offset + 4])
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+@pytest.mark.parametrize("part", ["page header", "page body", "footer"])
+def test_a_changed_byte_of_an_activation_file_fails_encoding_with_its_name(finished, tmp_path, part):
     workdir = copy_of(finished, tmp_path / "work")
     path = workdir / ACTIVATION
-    data = bytearray(path.read_bytes())
-    middle = len(data) // 2
-    data[middle : middle + 4] = bytes(byte ^ 0xFF for byte in data[middle : middle + 4])
-    path.write_bytes(bytes(data))
-    failed = run_snakemake(workdir, workdir / "config.yaml", "--keep-going", check=False)
+    flip_in_place(path, byte_ranges(path)[part])
+    failed = run_snakemake(
+        workdir,
+        workdir / "config.yaml",
+        "--forcerun",
+        "encode_features",
+        "--until",
+        "encode_features",
+        check=False,
+    )
     log = (workdir / ENCODE_LOG).read_text()
     assert failed.returncode != 0
-    assert f"{ACTIVATION}: the activation file is unreadable or corrupt" in log and "CRC" in log
+    assert f"{ACTIVATION}: the activation file changed since it was written" in log
     assert not (workdir / "results" / "features" / "t" / "local" / "shard=00000").exists()
 
-    path.write_bytes(bytes(data[: len(data) // 2]))  # truncated
+
+def test_a_truncated_or_unrecorded_activation_file_fails_encoding_with_its_name(finished, tmp_path):
+    workdir = copy_of(finished, tmp_path / "work")
+    path = workdir / ACTIVATION
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     failed = run_snakemake(workdir, workdir / "config.yaml", check=False)
     log = (workdir / ENCODE_LOG).read_text()
-    assert failed.returncode != 0 and f"{ACTIVATION}: " in log and "magic bytes not found" in log
+    assert failed.returncode != 0 and f"{ACTIVATION}: the activation file changed since it was written" in log
+
+    sha256_sidecar(path).unlink()  # a file with no recorded sha256 is refused too
+    failed = run_snakemake(workdir, workdir / "config.yaml", check=False)
+    log = (workdir / ENCODE_LOG).read_text()
+    assert failed.returncode != 0 and f"{ACTIVATION}: the activation file has no readable recorded" in log
 
 
 def test_a_model_weight_changed_after_the_fetch_is_refused_by_references_and_capture(finished, tmp_path):
@@ -241,6 +288,23 @@ def test_a_package_change_reruns_the_stages_that_import_it(finished, tmp_path):
     output = planned.stdout + planned.stderr
     assert "rule encode_features:" in output and "rule crossval_encoders:" in output
     assert "rule capture_activations:" not in output and "checkpoint plan_capture:" not in output
+
+
+def test_a_kernel_or_template_change_reruns_the_stages_that_use_it(finished, tmp_path):
+    clone = clone_repository(tmp_path / "clone")
+    workdir = copy_of(finished, tmp_path / "work")
+    package = clone / "src" / "mi_oracle"
+    kernel = package / "encoding" / "_sparse_kernels.c"
+    original = kernel.read_text()
+    kernel.write_text(original + "\n/* a change in the fused kernels */\n")
+    output = "".join(run_clone(clone, workdir, "-n").stdout)
+    assert "rule encode_features:" in output and "rule capture_activations:" not in output
+    kernel.write_text(original)
+
+    template = package / "crossval" / "templates" / "report.html.j2"
+    template.write_text(template.read_text() + "\n{# a change in the report's page #}\n")
+    output = run_clone(clone, workdir, "-n").stdout
+    assert "rule crossval_report:" in output and "rule encode_features:" not in output
 
 
 def test_resources_are_not_params_and_output_settings_are(finished, tmp_path):

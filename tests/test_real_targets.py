@@ -18,6 +18,7 @@ import pyarrow.dataset as ds
 import pytest
 import yaml
 
+from mi_oracle.dictionaries.manifest import read_manifest
 from tests.conftest import NO_PEERS, REPO_ROOT, hub_env, run_snakemake, write_config
 from tests.real_targets import (
     D_MODEL,
@@ -101,7 +102,9 @@ def transcoder_reference(
     assert (document["d_model"], document["n_features_per_layer"]) == (D_MODEL, D_SAE)
     manifest = read(work, f"results/curation/{set_name}/manifest.json")
     assert manifest["curation"]["resolved_revision"] == curation_commit
-    assert_matches_float64_oracle(document, manifest, work, activation)
+    assert_matches_float64_oracle(
+        document, read_manifest(work / f"results/curation/{set_name}/manifest.json"), work, activation
+    )
     return document, manifest
 
 

@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from mi_oracle.config import load_schema, validate_config
+from mi_oracle.dictionaries.manifest import read_manifest
 from mi_oracle.dictionaries.resolve import ResolveRequest, resolve_set
-from mi_oracle.dictionaries.synthetic import plan_set
+from mi_oracle.dictionaries.synthetic_plan import plan_set
 from mi_oracle.encoding.plan import encoding_points
 from mi_oracle.errors import ConfigError, DictionaryError, ReferenceDataError
 from mi_oracle.reference_plan import ends_and_middle, reference_items
@@ -146,7 +147,7 @@ def test_plt_reference_reproduces_the_fixture_residuals_and_schema(
     assert (ours["schema"], ours["encoder_formula"]) == (theirs["schema"], theirs["encoder_formula"])
     assert (ours["d_model"], ours["n_features_per_layer"]) == (d_model, D_SAE)
     assert ours["environment"]["dictionary"]["files"][0]["sha256"]
-    assert_matches_float64_oracle(ours, json.loads(manifest.read_text()), tmp_path, activation)
+    assert_matches_float64_oracle(ours, read_manifest(manifest), tmp_path, activation)
 
 
 def test_clt_reference_keys_cases_and_oracle(tmp_path):
@@ -171,7 +172,7 @@ def test_clt_reference_keys_cases_and_oracle(tmp_path):
         (layer, seed_idx * 100 + layer) for layer in (0, 3, 5) for seed_idx in range(3)
     ]
     assert any(case["n_active"] > 10 for case in ours["test_cases"])
-    assert_matches_float64_oracle(ours, json.loads(manifest.read_text()), tmp_path, "jumprelu")
+    assert_matches_float64_oracle(ours, read_manifest(manifest), tmp_path, "jumprelu")
 
 
 def test_a_second_generation_writes_identical_bytes(tmp_path):
@@ -187,9 +188,9 @@ def test_a_second_generation_writes_identical_bytes(tmp_path):
 def test_reference_layers_are_resolved_but_not_encoded(tmp_path):
     yaml_path = gemma_scope_set(tmp_path, 16, 5, list(range(5)))
     item = {"name": "r", "kind": "plt", "set": "set"}
-    manifest = json.loads(resolve(tmp_path, yaml_path, [item], encode=(1,)).read_text())
-    assert [record["layer"] for record in manifest["layers"]] == [0, 1, 2, 4]
-    assert manifest["encode_layers"] == [1]
+    manifest = read_manifest(resolve(tmp_path, yaml_path, [item], encode=(1,)))
+    assert manifest.resolved_layers == [0, 1, 2, 4]
+    assert manifest.encode_layers == (1,)
     assert [layer for layer, _, _ in encoding_points(manifest, ["ln2_normalized", "mlp_out"], [1])] == [1]
 
 

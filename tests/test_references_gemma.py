@@ -13,6 +13,7 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from mi_oracle.dictionaries.manifest import Manifest, read_manifest
 from tests.conftest import restore_default_run, run_snakemake, write_config
 from tests.encoding_oracle import load_canonical, oracle
 from tests.reference_checks import (
@@ -37,8 +38,8 @@ def reference(workdir: Path, name: str) -> dict:
     return json.loads((workdir / "results" / "references" / f"{name}.json").read_text(encoding="utf-8"))
 
 
-def manifest(workdir: Path, name: str) -> dict:
-    return json.loads((workdir / "results" / "curation" / name / "manifest.json").read_text())
+def manifest(workdir: Path, name: str) -> Manifest:
+    return read_manifest(workdir / "results" / "curation" / name / "manifest.json")
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,9 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from mi_oracle.dictionaries.synthetic import SyntheticSet, build_set
 from mi_oracle.dictionaries.synthetic_fit import ENCODER_GAIN
+from mi_oracle.dictionaries.synthetic_plan import SyntheticSet
+from mi_oracle.dictionaries.synthetic_writer import build_set
 
 pytestmark = pytest.mark.slow
 

@@ -44,6 +44,31 @@ def readable_by_umask(path: Path) -> None:
     os.chmod(path, 0o666 & ~_current_umask())
 
 
+@contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` once the block succeeds.
+
+    The file gets the mode a plain ``open`` would; on any exception it is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        readable_by_umask(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` via a temporary file."""
+    with atomic_file(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+
+
 def write_json_atomic(
     path: Path, payload: Any, sort_keys: bool = True, ensure_ascii: bool = False, allow_nan: bool = True
 ) -> None:
@@ -52,16 +77,5 @@ def write_json_atomic(
     Keys are sorted unless ``sort_keys`` is False (then they keep the payload's insertion order);
     ``allow_nan`` False refuses NaN and infinity (JSON has no spelling for them).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            options = {"sort_keys": sort_keys, "ensure_ascii": ensure_ascii, "allow_nan": allow_nan}
-            json.dump(payload, handle, indent=2, **options)
-            handle.write("\n")
-        readable_by_umask(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    options = {"sort_keys": sort_keys, "ensure_ascii": ensure_ascii, "allow_nan": allow_nan}
+    write_text_atomic(path, json.dumps(payload, indent=2, **options) + "\n")

@@ -11,12 +11,16 @@ import jsonschema
 import yaml
 
 from mi_oracle.errors import ConfigError, PathEscapeError
+from mi_oracle.formats import synthetic_schemas
 
 
 def load_schema(path: Path) -> dict[str, Any]:
-    """Read a YAML JSON Schema safely."""
+    """Read the config's YAML JSON Schema safely; the synthetic schemas come from the format registry."""
     with Path(path).open(encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+        schema = yaml.safe_load(handle)
+    synthetic = schema["properties"]["dictionaries"]["items"]["properties"]["synthetic"]
+    synthetic["properties"]["schema"]["enum"] = list(synthetic_schemas())
+    return schema
 
 
 def _fill_defaults(validator_class: type) -> type:

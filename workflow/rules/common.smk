@@ -12,6 +12,7 @@ from mi_oracle.config import (
     resolve_inside_roots,
     settings_for,
 )
+from mi_oracle.dictionaries.manifest import read_manifest
 from mi_oracle.dictionaries.set_files import local_set_files
 from mi_oracle import layout
 from mi_oracle.encoding.plan import encoding_points
@@ -55,13 +56,13 @@ def activation_path(hook, layer, shard):
 
 
 @functools.cache
-def _json_at(path, mtime_ns):
-    return read_json(Path(path))
+def _read_at(reader, path, mtime_ns):
+    return reader(Path(path))
 
 
-def cached_json(path):
-    """A JSON file read once per version (input functions run once per job: thousands of times)."""
-    return _json_at(str(path), Path(path).stat().st_mtime_ns)
+def cached_json(path, reader=read_json):
+    """A file read once per version (input functions run once per job: thousands of times)."""
+    return _read_at(reader, str(path), Path(path).stat().st_mtime_ns)
 
 
 def planned_shards():
@@ -112,8 +113,8 @@ def metrics_path(name, table=False):
 
 
 def resolved_manifest(name):
-    """The manifest of a set, once its resolution checkpoint has run."""
-    return cached_json(checkpoints.resolve_dictionary_set.get(set=name).output.manifest)
+    """The manifest of a set (typed, its format checked), once its resolution checkpoint has run."""
+    return cached_json(checkpoints.resolve_dictionary_set.get(set=name).output.manifest, read_manifest)
 
 
 def encoding_files(name, shard):

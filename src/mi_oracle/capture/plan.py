@@ -20,7 +20,7 @@ from mi_oracle.atomic import atomic_directory, write_json_atomic
 from mi_oracle.capture.prompts import describe_prompt_set, read_prompts
 from mi_oracle.layout import PLAN_FILE, shard_name, tokens_file
 from mi_oracle.models.provenance import model_identity
-from mi_oracle.parquet_files import WRITE_OPTIONS
+from mi_oracle.parquet_files import WRITE_OPTIONS, record_sha256
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,9 @@ def make_plan(
                 },
                 schema=TOKENS_SCHEMA,
             )
-            pq.write_table(table, tokens_file(staging, shard_name(i)), **WRITE_OPTIONS)
+            path = tokens_file(staging, shard_name(i))
+            pq.write_table(table, path, **WRITE_OPTIONS)
+            record_sha256(path)
         write_json_atomic(staging / PLAN_FILE, plan)
     log.info("%d prompts, %d tokens, %d shards", len(prompts), plan["n_tokens"], len(shards))
     return plan

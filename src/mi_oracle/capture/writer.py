@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import os
 import queue
 import threading
 from collections.abc import Mapping
@@ -20,7 +19,7 @@ import torch
 
 from mi_oracle.activation_storage import arrow_type, to_float32, to_stored
 from mi_oracle.errors import DataFileError
-from mi_oracle.parquet_files import METADATA_KEY, WRITE_OPTIONS, check_finite
+from mi_oracle.parquet_files import METADATA_KEY, WRITE_OPTIONS, check_finite, publish
 
 # Activations are not dictionary-encoded: distinct floats never fit a dictionary page, and the
 # encoder would buffer a whole column chunk before giving up (repeated prompts delay that).
@@ -205,7 +204,7 @@ class ShardWriters:
                 failure = failure or error
         if failure is None:
             for key, temporary in self._temporary.items():
-                os.replace(temporary, self.outputs[key])
+                publish(temporary, self.outputs[key])
             return
         self._remove_temporaries()
         if exc is None:

@@ -15,12 +15,11 @@ import torch
 from mi_oracle.activation_storage import activation_matrix
 from mi_oracle.crossval.oracle import agreement, dense, load_canonical, oracle
 from mi_oracle.crossval.peer_outputs import peer_features
-from mi_oracle.dictionaries.manifest import layer_record
+from mi_oracle.dictionaries.manifest import Manifest
 from mi_oracle.errors import DataFileError
 from mi_oracle.hook_points import HOOK_POINTS
 from mi_oracle.parquet_files import read_parquet
-
-MAX_TOKENS = 512  # tokens per (set, layer): enough for every feature's statistics, cheap in float64
+from mi_oracle.peers.jobs import MAX_TOKENS
 
 
 def passes(stats: Mapping[str, Any]) -> bool:
@@ -42,7 +41,7 @@ def saelens_agreement(
     weights: dict,
     x: np.ndarray,
     activation: str,
-    manifest: Mapping[str, Any],
+    manifest: Manifest,
     layer: int,
     pre,
     expected,
@@ -55,8 +54,8 @@ def saelens_agreement(
         return {"status": f"not run: SAELens has no {activation} encoder with these weights"}
     from mi_oracle.peers.saelens import load_canonical_encoder
 
-    hook = HOOK_POINTS[manifest["input_hook"]].transformer_lens.format(layer=layer)
-    sae = load_canonical_encoder(weights, activation, hook, manifest["model_name"] or "")
+    hook = HOOK_POINTS[manifest.input_hook].transformer_lens.format(layer=layer)
+    sae = load_canonical_encoder(weights, activation, hook, manifest.model_name or "")
     with torch.no_grad():
         acts = sae.encode(torch.from_numpy(x.astype(np.float32))).numpy().astype(np.float64)
     stats = agreement(acts, pre, np.maximum(expected, 0.0), threshold, x, weights["W_enc"])
@@ -85,7 +84,7 @@ def circuit_tracer_agreement(folder: Path | None, name: str, layer: int, rows: M
 
 
 def compare_layer(
-    manifest: Mapping[str, Any],
+    manifest: Manifest,
     layer: int,
     features: Path,
     activations: Path,
@@ -100,25 +99,25 @@ def compare_layer(
         raise ValueError(f"{features}: rows are not those of {activations}")
     x = captured["activation"].astype(np.float64)
     weights = load_canonical(base, manifest, layer)
-    activation, k = manifest["activation"]["kind"], manifest.get("k")
+    activation, k = manifest.activation_kind, manifest.k
     pre, expected, threshold = oracle(weights, x, activation, k)
     d_sae = weights["W_enc"].shape[1]
     ours = dense(feature_rows["feature_ids"], feature_rows["feature_values"], d_sae)
     project = agreement(ours, pre, expected, threshold, x, weights["W_enc"])
     l0 = (expected > 0).sum(axis=1)
     return {
-        "set": manifest["set"],
+        "set": manifest.name,
         "layer": layer,
-        "schema": layer_record(manifest, layer)["schema"],
+        "schema": manifest.layer(layer).schema,
         "activation": activation,
-        "synthetic": bool(manifest.get("synthetic")),
+        "synthetic": manifest.synthetic,
         "n_tokens": len(x),
         "oracle_mean_l0": float(l0.mean()) if len(l0) else 0.0,
         "project": {**project, "pass": passes(project)},
         "saelens": saelens_agreement(weights, x, activation, manifest, layer, pre, expected, threshold),
         "circuit_tracer": circuit_tracer_agreement(
             circuit_tracer,
-            manifest["set"],
+            manifest.name,
             layer,
             captured,
             lambda acts: agreement(acts, pre, expected, threshold, x, weights["W_enc"]),

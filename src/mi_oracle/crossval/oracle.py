@@ -10,15 +10,15 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from mi_oracle.dictionaries.manifest import layer_record
+from mi_oracle.dictionaries.manifest import Manifest
 from mi_oracle.dictionaries.verify import verified_layer_files
 
 
-def load_canonical(base: Path, manifest: dict, layer: int) -> dict[str, np.ndarray]:
+def load_canonical(base: Path, manifest: Manifest, layer: int) -> dict[str, np.ndarray]:
     """W_enc [d_in, d_sae], b_enc, threshold, W_dec [d_sae, d_out] (own layer), b_dec, W_skip."""
-    record = layer_record(manifest, layer)
-    paths = verified_layer_files(record, base, manifest["set"])
-    schema = record["schema"]
+    record = manifest.layer(layer)
+    paths = verified_layer_files(record, base, manifest.name)
+    schema = record.schema
     if schema == "GemmaScopeNpz":
         with np.load(paths[0], allow_pickle=False) as params:
             return {k: params[k].astype(np.float64) for k in params.files}

@@ -13,7 +13,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
-from mi_oracle.atomic import write_json_atomic
+from mi_oracle.atomic import write_json_atomic, write_text_atomic
 from mi_oracle.crossval.candidates import grade_candidates
 from mi_oracle.crossval.devices import compare_runs
 from mi_oracle.crossval.kernels import kernel_spreads, kernels_html
@@ -263,10 +263,7 @@ def write_report(report: Mapping[str, Any], html_path: Path, json_path: Path, re
     """Write both files; when a bar failed (and not report-only) keep a copy beside the log and raise."""
     html = render_html(report)
     write_json_atomic(json_path, report)
-    html_path.parent.mkdir(parents=True, exist_ok=True)
-    staging = html_path.with_name(f".{html_path.name}.tmp")
-    staging.write_text(html, encoding="utf-8")
-    staging.replace(html_path)
+    write_text_atomic(Path(html_path), html)
     failed = [row for row in report["summary"] if row["pass"] is False]
     for row in report["summary"]:
         log.info(

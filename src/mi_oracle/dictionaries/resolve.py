@@ -19,11 +19,11 @@ from mi_oracle.config import relative_to_workdir
 from mi_oracle.dictionaries.curation import SetSpec, parse_set
 from mi_oracle.dictionaries.hub_files import HubFiles
 from mi_oracle.dictionaries.locations import HubFile
-from mi_oracle.dictionaries.manifest import FORMAT, FORMAT_VERSION
+from mi_oracle.dictionaries.manifest import DictionaryFile, LayerRecord, Manifest
 from mi_oracle.dictionaries.set_files import Context, Origin, load_document, local_path, set_files
 from mi_oracle.environment import describe_environment
 from mi_oracle.errors import DictionaryError
-from mi_oracle.formats import detect, saelens_native
+from mi_oracle.formats import detect, weight_files
 from mi_oracle.hashing import digest_file
 from mi_oracle.json_files import read_json
 from mi_oracle.layout import PROVENANCE_FILE
@@ -70,10 +70,11 @@ def _layer_record(
     layer: int,
     files: list[str | HubFile],
     origin: Origin,
+    spec: SetSpec,
     model: Mapping[str, Any],
     ctx: Context,
     final: Path,
-) -> dict[str, Any]:
+) -> LayerRecord:
     paths, records = [], []
     for file in files:
         path, record = _materialise(file, layer, origin, ctx)
@@ -82,26 +83,28 @@ def _layer_record(
             record["local_path"] = relative_to_workdir(final / file.repo / file.path, ctx.base)
         record.update(size=digest.size, sha256=digest.sha256)
         paths.append(path)
-        records.append(record)
-    weights = [p for p in paths if p.name != saelens_native.CONFIG]
+        records.append(DictionaryFile.from_json(record))
+    weights = weight_files(paths)
     detected = detect(weights, layer, model["num_hidden_layers"])
     if detected.d_model != model["hidden_size"]:
         raise DictionaryError(
             f"{weights[0]}: d_model is {detected.d_model} but the model's hidden_size is "
             f"{model['hidden_size']}; this dictionary was made for another model"
         )
-    return {
-        "layer": layer,
-        "files": records,
-        "schema": detected.schema,
-        "d_model": detected.d_model,
-        "d_sae": detected.d_sae,
-        "details": detected.details,
-        "tensors": {
+    return LayerRecord(
+        layer=layer,
+        files=tuple(records),
+        schema=detected.schema,
+        d_model=detected.d_model,
+        d_sae=detected.d_sae,
+        input_hook=spec.input_hook,
+        output_hook=spec.output_hook,
+        details=detected.details,
+        tensors={
             name: {t: {"shape": list(info.shape), "dtype": info.dtype} for t, info in tensors.items()}
             for name, tensors in detected.tensors.items()
         },
-    }
+    )
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ class ResolveRequest:
     references: Sequence[Mapping[str, Any]] = ()
 
 
-def resolve_set(request: ResolveRequest) -> dict[str, Any]:
+def resolve_set(request: ResolveRequest) -> Manifest:
     """Resolve a dictionary set; write its manifest and stage its hub files (see ResolveRequest)."""
     name, definition, model_dir = request.name, request.definition, request.model_dir
     layers, default_layers, local_roots = request.layers, request.default_layers, request.local_roots
@@ -146,33 +149,30 @@ def resolve_set(request: ResolveRequest) -> dict[str, Any]:
         encode = _wanted_layers(name, layers, default_layers, sorted(entries))
         wanted = sorted(set(encode) | set(_reference_layers(name, references, sorted(entries))))
         resolved = [
-            _layer_record(layer, files_of[layer], origin, model, ctx, Path(files_dir)) for layer in wanted
+            _layer_record(layer, files_of[layer], origin, spec, model, ctx, Path(files_dir))
+            for layer in wanted
         ]
-    for record in resolved:
-        record.update(input_hook=spec.input_hook, output_hook=spec.output_hook)
-    manifest = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "set": name,
-        "kind": spec.kind,
-        "synthetic": curation_path is not None,
-        "model": model,
-        "curation": curation,
-        "model_name": spec.model_name,
-        "input_hook": spec.input_hook,
-        "output_hook": spec.output_hook,
-        "hooks_as_written": spec.hooks_as_written,
-        "activation": _activation(spec, resolved),
-        **_uniform(resolved, ("schema", "d_model", "d_sae")),
-        "k": spec.k,
-        "available_layers": [{"layer": layer, "source": sources[layer]} for layer in sorted(entries)],
-        "encode_layers": encode,
-        "layers": resolved,
-        "environment": describe_environment(),
-    }
-    if curation_path is not None:
-        manifest["synthetic_provenance"] = read_json(Path(curation_path).parent / PROVENANCE_FILE)
-    write_json_atomic(Path(manifest_path), manifest)
+    manifest = Manifest(
+        name=name,
+        kind=spec.kind,
+        synthetic=curation_path is not None,
+        model=model,
+        curation=curation,
+        model_name=spec.model_name,
+        input_hook=spec.input_hook,
+        output_hook=spec.output_hook,
+        hooks_as_written=spec.hooks_as_written,
+        activation=_activation(spec, resolved),
+        k=spec.k,
+        available_layers=tuple({"layer": layer, "source": sources[layer]} for layer in sorted(entries)),
+        encode_layers=tuple(encode),
+        layers=tuple(resolved),
+        environment=describe_environment(),
+        synthetic_provenance=(
+            read_json(Path(curation_path).parent / PROVENANCE_FILE) if curation_path is not None else None
+        ),
+    )
+    write_json_atomic(Path(manifest_path), manifest.to_json())
     log.info("%s: %d of %d layers resolved (%s)", name, len(resolved), len(entries), spec.kind)
     return manifest
 
@@ -212,14 +212,9 @@ def _reference_layers(name: str, references: Sequence[Mapping[str, Any]], availa
     return sorted(needed)
 
 
-def _uniform(layers: list[dict[str, Any]], keys: Sequence[str]) -> dict[str, Any]:
-    """Each of ``keys`` whose value is the same in every resolved layer (a mixed key is left out)."""
-    return {key: layers[0][key] for key in keys if len({str(layer[key]) for layer in layers}) == 1}
-
-
-def _activation(spec: SetSpec, layers: list[dict[str, Any]]) -> dict[str, Any]:
+def _activation(spec: SetSpec, layers: list[LayerRecord]) -> dict[str, Any]:
     """The activation the set uses: the YAML's, else what its weights imply (a threshold: JumpReLU)."""
     if spec.activation is not None:
         return {"kind": spec.activation, "source": "curation YAML"}
-    implied = sorted({layer["details"]["activation"] for layer in layers})
+    implied = sorted({layer.details["activation"] for layer in layers})
     return {"kind": implied[0] if len(implied) == 1 else implied, "source": "weights"}

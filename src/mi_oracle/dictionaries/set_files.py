@@ -22,7 +22,7 @@ from mi_oracle.dictionaries.locations import (
     parse_hf_uri,
 )
 from mi_oracle.errors import DictionaryError
-from mi_oracle.formats import FORMATS, companions
+from mi_oracle.formats import companions, listing_format
 from mi_oracle.hashing import digest_file
 
 if TYPE_CHECKING:  # the hub client is imported by the job that downloads, not by the Snakefile
@@ -88,14 +88,12 @@ def _listed_entries(spec: SetSpec, origin: Origin, ctx: Context) -> dict[int, li
         names = [
             n.removeprefix(prefix) for n in every if n.startswith(prefix) and "/" not in n[len(prefix) :]
         ]
-    pattern = FORMATS["CltSplit" if spec.kind == "cross_layer_transcoder" else "PltBundle"].beside_yaml
+    pattern = listing_format(spec.kind).beside_yaml
     layers = sorted(int(m[1]) for n in names if (m := pattern.match(n)))
     if not layers:
-        expected = (
-            "W_enc_<l>.safetensors" if spec.kind == "cross_layer_transcoder" else "layer_<l>.safetensors"
-        )
         raise DictionaryError(
-            f"{origin.where}: no 'transcoders' list and no {expected}.safetensors files beside it"
+            f"{origin.where}: no 'transcoders' list and no "
+            f"{listing_format(spec.kind).beside_yaml_example} files beside it"
         )
     entries = {}
     for layer in layers:

@@ -13,221 +13,26 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-import yaml
 
 from mi_oracle.atomic import atomic_directory, write_json_atomic
 from mi_oracle.capture.run import collect_activations
 from mi_oracle.config import calibration_settings
-from mi_oracle.dictionaries import synthetic_fit
-from mi_oracle.dictionaries.synthetic_fit import fit_layer
-from mi_oracle.environment import describe_environment
-from mi_oracle.errors import DictionaryError
-from mi_oracle.formats import FORMATS, WriteOptions, format_of
-from mi_oracle.hook_points import HOOK_POINTS
+from mi_oracle.dictionaries.synthetic_plan import calibration_rows, plan_set
+from mi_oracle.dictionaries.synthetic_writer import build_set
 from mi_oracle.json_files import read_json
-from mi_oracle.layout import CURATION_FILE, PLAN_FILE, PROVENANCE_FILE
+from mi_oracle.layout import PLAN_FILE
 from mi_oracle.models.folder import summarize_config
 from mi_oracle.models.provenance import model_identity
 from mi_oracle.numerics.mode import PORTABLE, Numerics
-from mi_oracle.parquet_files import read_parquet
 
 log = logging.getLogger(__name__)
 
-LABEL = "SYNTHETIC dictionary built by mi-oracle for testing pipelines: not trained, not for interpretation"
-DEFAULT_KIND = {
-    "GemmaScopeNpz": "transcoder_set",
-    "PltBundle": "transcoder_set",
-    "CltSplit": "cross_layer_transcoder",
-    "CltSplitJumpReLU": "cross_layer_transcoder",
-}
-DEFAULT_HOOKS = {  # the hooks the published dictionaries of each format use
-    ("GemmaScopeNpz", "transcoder_set"): ("ln2_normalized", "mlp_out"),
-    ("PltBundle", "transcoder_set"): ("mlp_in", "mlp_out"),
-    ("CltSplit", "cross_layer_transcoder"): ("resid_mid", "mlp_out"),
-    ("CltSplitJumpReLU", "cross_layer_transcoder"): ("resid_mid", "mlp_out"),
-}
-CROSS_LAYER_NORM = 0.05
 CALIBRATION_FILE = "calibration.json"
-
-
-@dataclass(frozen=True)
-class SyntheticSet:
-    """One synthetic set to build."""
-
-    name: str
-    schema: str
-    kind: str
-    input_hook: str
-    output_hook: str
-    layers: tuple[int, ...]
-    d_sae: int
-    target_l0: float
-    seed: int
-
-    @property
-    def activation(self) -> str:
-        return "relu" if self.schema in ("PltBundle", "CltSplit") else "jumprelu"
-
-
-def plan_set(name: str, spec: Mapping[str, Any], n_layers: int, sae_layers: Sequence[int]) -> SyntheticSet:
-    """A SyntheticSet from its config entry: SAEs at ``sae_layers``, transcoders at every layer."""
-    schema = spec["schema"]
-    kind = spec.get("kind", DEFAULT_KIND[schema])
-    if kind == "sae":
-        if schema != "GemmaScopeNpz":
-            raise DictionaryError(f"dictionaries[{name}].synthetic: SAEs are written as GemmaScopeNpz only")
-        hooks = (spec.get("hook", "resid_post"),) * 2
-        layers = tuple(sorted(set(sae_layers)))
-        if "input_hook" in spec:
-            raise DictionaryError(
-                f"dictionaries[{name}].synthetic.input_hook: transcoders only; an SAE reads its hook"
-            )
-    elif (schema, kind) in DEFAULT_HOOKS:
-        published_input, output_hook = DEFAULT_HOOKS[(schema, kind)]
-        hooks = (spec.get("input_hook", published_input), output_hook)
-        layers = tuple(range(n_layers))
-    else:
-        raise DictionaryError(f"dictionaries[{name}].synthetic: schema {schema} cannot be a {kind}")
-    d_sae, target = int(spec.get("d_sae", 1024)), float(spec.get("target_l0", 64))
-    if not 0 < target < d_sae:
-        raise DictionaryError(f"dictionaries[{name}].synthetic.target_l0: {target} must lie in (0, d_sae)")
-    return SyntheticSet(name, schema, kind, *hooks, layers, d_sae, target, int(spec.get("seed", 0)))
-
-
-def calibration_rows(tokens_dir: Path, n_tokens: int) -> list[tuple[int, list[int]]]:
-    """``n_tokens`` tokens of whole prompts spread over the capture plan, as (prompt id, token ids)
-    in the order taken (the last prompt cut).
-
-    The walk takes every k-th prompt of the plan (k = the plan's tokens / ``n_tokens``, rounded
-    up), then every k-th from the next prompt on, and so on, so every part of a plan ordered by
-    kind (short prompts, code, long documents) is in the sample; the plan's first tokens alone
-    would be its first kind only. Prompts are chosen by position, never by content.
-    """
-    prompts = []
-    for part in sorted(Path(tokens_dir).glob("part-*.parquet")):
-        table = read_parquet(part, "tokens table", ["prompt_id", "token_ids"])
-        columns = (table.column("prompt_id").to_pylist(), table.column("token_ids").to_pylist())
-        prompts += zip(*columns, strict=True)
-    stride = max(1, -(-sum(len(tokens) for _, tokens in prompts) // n_tokens))
-    rows: list[tuple[int, list[int]]] = []
-    total = 0
-    for index in (i for start in range(stride) for i in range(start, len(prompts), stride)):
-        prompt_id, tokens = prompts[index]
-        take = tokens[: n_tokens - total]
-        if take:
-            rows.append((prompt_id, take))
-            total += len(take)
-        if total >= n_tokens:
-            break
-    return rows
-
-
-class _Writer:
-    """Writes one set's layers through its format (``mi_oracle.formats``) and collects the YAML's entries."""
-
-    def __init__(self, spec: SyntheticSet, folder: Path, n_layers: int, seed_rng: np.random.Generator):
-        self.spec, self.folder, self.n_layers, self.rng = spec, folder, n_layers, seed_rng
-        self.entries: list[Any] = []
-        self.metadata = {"format": spec.schema, "synthetic": "true", "label": LABEL}
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return torch.float32 if self.spec.schema == "GemmaScopeNpz" else torch.bfloat16
-
-    def write(self, layer: int, weights: dict[str, torch.Tensor], mean_l0: float) -> None:
-        spec = self.spec
-        canonical = {**weights, "W_dec": weights["W_dec"][:, None, :]}
-        if spec.schema in FORMATS["CltSplit"].schemas:  # later layers' slices: small random directions
-            shape = (spec.d_sae, self.n_layers - layer, weights["W_dec"].shape[1])
-            decoder = torch.from_numpy(self.rng.standard_normal(shape))
-            decoder *= CROSS_LAYER_NORM / torch.linalg.vector_norm(decoder, dim=2, keepdim=True)
-            decoder[:, 0] = weights["W_dec"]
-            canonical["W_dec"] = decoder
-        options = WriteOptions(self.dtype, self.metadata, {"average_l0": mean_l0})
-        relative = format_of(spec.schema).write(self.folder, layer, canonical, options)
-        if spec.schema == "GemmaScopeNpz":  # listed in the YAML; the other layouts are found by name
-            self.entries.append({"id": f"{spec.name}-{layer}", "layer": layer, "filepath": relative})
-
-    def curation(self, model_repo: str | None) -> dict[str, Any]:
-        spec = self.spec
-        document: dict[str, Any] = {
-            "model_name": model_repo,
-            "model_kind": spec.kind,
-            "feature_input_hook": HOOK_POINTS[spec.input_hook].in_block,
-            "feature_output_hook": HOOK_POINTS[spec.output_hook].in_block,
-        }
-        if spec.activation == "relu":
-            document["activation"] = "relu"
-        if self.entries:
-            document["transcoders"] = (
-                self.entries if spec.kind == "sae" else [e["filepath"] for e in self.entries]
-            )
-        return document
-
-
-def build_set(
-    spec: SyntheticSet,
-    activations: Mapping[tuple[str, int], np.ndarray],
-    target: Path,
-    n_layers: int,
-    model: Mapping[str, Any],
-    calibration: Mapping[str, Any],
-    numerics: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Fit, write and describe one synthetic set in ``target`` (atomically).
-
-    ``numerics``: the record of the numerics the calibration and fit ran in (None: native, here).
-    """
-    quality = {}
-    with atomic_directory(Path(target)) as staging:
-        writer = _Writer(spec, staging, n_layers, np.random.default_rng([spec.seed, n_layers]))
-        for layer in spec.layers:
-            x = torch.from_numpy(activations[(spec.input_hook, layer)])
-            y = torch.from_numpy(activations[(spec.output_hook, layer)])
-            rng = np.random.default_rng([spec.seed, layer])
-            stored, quality[str(layer)] = fit_layer(
-                x,
-                y,
-                spec.d_sae,
-                spec.target_l0,
-                rng,
-                spec.activation == "jumprelu",
-                skip=spec.schema == "PltBundle",
-                dtype=writer.dtype,
-            )
-            writer.write(layer, stored, quality[str(layer)]["mean_l0"])
-            log.info("%s layer %d: %s", spec.name, layer, quality[str(layer)])
-        header = f"# {LABEL}\n# Set {spec.name}: {spec.schema}, built by rule build_synthetic_dictionaries.\n"
-        body = yaml.safe_dump(writer.curation(model.get("repo")), sort_keys=False)
-        (staging / CURATION_FILE).write_text(header + body, encoding="utf-8")
-        provenance = {
-            "synthetic": True,
-            "label": LABEL,
-            "set": spec.name,
-            "schema": spec.schema,
-            "kind": spec.kind,
-            "input_hook": spec.input_hook,
-            "output_hook": spec.output_hook,
-            "activation": spec.activation,
-            "d_sae": spec.d_sae,
-            "target_l0": spec.target_l0,
-            "seed": spec.seed,
-            "method": synthetic_fit.__doc__.split("\n\n", 1)[1].strip(),
-            "calibration": dict(calibration),
-            "model": dict(model),
-            "layers": quality,
-            "numerics": dict(numerics or {"mode": "native", "threads": torch.get_num_threads()}),
-            "environment": describe_environment(),
-        }
-        write_json_atomic(staging / PROVENANCE_FILE, provenance)
-    return provenance
 
 
 def calibrate(

@@ -11,17 +11,15 @@ files are read with ``allow_pickle=False``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from mi_oracle.dictionaries.manifest import layer_record
+from mi_oracle.dictionaries.manifest import Manifest
 from mi_oracle.dictionaries.verify import verified_layer_files
 from mi_oracle.errors import DictionaryError
-from mi_oracle.formats import Sizes, format_of
+from mi_oracle.formats import Sizes
 
 
 @dataclass
@@ -52,23 +50,23 @@ class Dictionary:
 
 
 def load_layer(
-    manifest: Mapping[str, Any], layer: int, base: Path, compute_dtype: torch.dtype = torch.float32
+    manifest: Manifest, layer: int, base: Path, compute_dtype: torch.dtype = torch.float32
 ) -> Dictionary:
     """Layer ``layer`` of a resolved set (its manifest), validated and canonicalised."""
-    record = layer_record(manifest, layer)
-    paths = verified_layer_files(record, base, manifest["set"])
-    schema, d_model, d_sae = record["schema"], record["d_model"], record["d_sae"]
-    n_layers = manifest["model"]["num_hidden_layers"]
-    expected_d_model = manifest["model"]["hidden_size"]
+    record = manifest.layer(layer)
+    paths = verified_layer_files(record, base, manifest.name)
+    schema, d_model, d_sae = record.schema, record.d_model, record.d_sae
+    n_layers = manifest.model["num_hidden_layers"]
+    expected_d_model = manifest.model["hidden_size"]
     if d_model != expected_d_model:
         raise DictionaryError(
             f"{paths[0]}: d_model {d_model} but the model's hidden_size is {expected_d_model}"
         )
-    activation = manifest["activation"]["kind"]
-    loaded = format_of(schema).load(paths, layer, Sizes(d_model, d_sae, n_layers, schema))
+    activation = manifest.activation_kind
+    loaded = record.format.load(paths, layer, Sizes(d_model, d_sae, n_layers, schema))
     if activation == "jumprelu" and loaded.get("threshold") is None:
         raise DictionaryError(f"{paths[0]}: JumpReLU needs a threshold tensor and this file has none")
-    apply_b_dec = bool(record["details"].get("apply_b_dec_to_input", False))
+    apply_b_dec = bool(record.details.get("apply_b_dec_to_input", False))
     tensors = {name: None if t is None else t.to(compute_dtype) for name, t in loaded.items()}
     # feature-major in memory (a view of [d_sae, d_in]): each pre-activation is then one contiguous
     # dot product, as in candle-mi's scripts (W_enc.T.contiguous() @ x), giving their bits and
@@ -78,7 +76,7 @@ def load_layer(
         layer=layer,
         schema=schema,
         activation=activation if activation in ("relu", "topk", "jumprelu") else "jumprelu",
-        k=manifest.get("k"),
+        k=manifest.k,
         apply_b_dec_to_input=apply_b_dec,
         **tensors,
     )

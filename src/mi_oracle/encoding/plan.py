@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
+from mi_oracle.dictionaries.manifest import Manifest
 from mi_oracle.errors import DictionaryError
 
 
 def encoding_points(
-    manifest: Mapping[str, Any], capture_hooks: Sequence[str], capture_layers: Sequence[int]
+    manifest: Manifest, capture_hooks: Sequence[str], capture_layers: Sequence[int]
 ) -> list[tuple[int, str, str]]:
     """(layer, input hook, target hook) per layer to encode; a hook or layer not captured is an error.
 
     The layers to encode are the manifest's ``encode_layers``; other resolved layers are there for
     the references only.
     """
-    name = manifest["set"]
-    target_hook = manifest["input_hook"] if manifest["kind"] == "sae" else manifest["output_hook"]
-    resolved = [record["layer"] for record in manifest["layers"]]
+    name, target_hook = manifest.name, manifest.target_hook
     points = []
-    for layer in manifest.get("encode_layers", resolved):
-        for role, hook in (("input", manifest["input_hook"]), ("target", target_hook)):
+    for layer in manifest.encode_layers:
+        for role, hook in (("input", manifest.input_hook), ("target", target_hook)):
             if hook not in capture_hooks or layer not in capture_layers:
                 raise DictionaryError(
                     f"dictionaries[{name}]: layer {layer} reads its {role} at hook {hook!r}, which the "
                     f"capture does not record (capture.hooks {list(capture_hooks)}, capture.layers "
                     f"{list(capture_layers)}): add it there, or narrow dictionaries[{name}].layers"
                 )
-        points.append((layer, manifest["input_hook"], target_hook))
+        points.append((layer, manifest.input_hook, target_hook))
     return points

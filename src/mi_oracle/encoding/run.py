@@ -18,7 +18,7 @@ from tqdm import tqdm
 from mi_oracle.activation_storage import activation_matrix
 from mi_oracle.atomic import atomic_directory, write_json_atomic
 from mi_oracle.devices import DTYPES, cpu_threads, resolve_device
-from mi_oracle.dictionaries.manifest import layer_record
+from mi_oracle.dictionaries.manifest import Manifest
 from mi_oracle.encoding import native
 from mi_oracle.encoding.compute import (
     decode,
@@ -40,6 +40,7 @@ from mi_oracle.parquet_files import (
     iter_batches,
     open_parquet,
     read_metadata,
+    record_sha256,
 )
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def _same_tokens(a: pa.RecordBatch, b: pa.RecordBatch, where: str) -> None:
 
 
 def encode_layer(
-    manifest: Mapping[str, Any],
+    manifest: Manifest,
     manifest_path: Path,
     layer: int,
     inputs: Path,
@@ -100,21 +101,21 @@ def encode_layer(
     dictionary = load_layer(manifest, layer, Path(base or Path.cwd()), dtype).to(device)
     capture_meta = read_metadata(inputs)
     d_model = dictionary.W_enc.shape[0]
-    record = layer_record(manifest, layer)
+    record = manifest.layer(layer)
     metadata = {
-        "set": manifest["set"],
-        "kind": manifest["kind"],
-        "synthetic": manifest["synthetic"],
+        "set": manifest.name,
+        "kind": manifest.kind,
+        "synthetic": manifest.synthetic,
         "layer": layer,
-        "schema": record["schema"],
+        "schema": record.schema,
         "activation": dictionary.activation,
-        "input_hook": manifest["input_hook"],
-        "output_hook": manifest["output_hook"],
+        "input_hook": manifest.input_hook,
+        "output_hook": manifest.output_hook,
         "manifest": {
             "path": str(manifest_path),
             "sha256": hashlib.sha256(Path(manifest_path).read_bytes()).hexdigest(),
         },
-        "dictionary_files": [{"local_path": f["local_path"], "sha256": f["sha256"]} for f in record["files"]],
+        "dictionary_files": [{"local_path": f.local_path, "sha256": f.sha256} for f in record.files],
         "activations": {
             "path": str(inputs),
             "target": str(target),
@@ -148,7 +149,7 @@ def encode_layer(
         unit_scale=True,
         mininterval=5,
         file=sys.stderr,
-        desc=f"encode {manifest['set']} L{layer}",
+        desc=f"encode {manifest.name} L{layer}",
     )
     features_path.parent.mkdir(parents=True, exist_ok=True)
     first_row = 0
@@ -177,9 +178,10 @@ def encode_layer(
             first_row += batch.num_rows
             progress.update(batch.num_rows)
     progress.close()
+    record_sha256(features_path)
     log.info(
         "%s layer %d: %d tokens, mean L0 %.1f",
-        manifest["set"],
+        manifest.name,
         layer,
         sums.n_tokens,
         sums.l0_sum / max(sums.n_tokens, 1),
@@ -188,7 +190,7 @@ def encode_layer(
 
 
 def encode_shard(
-    manifest: Mapping[str, Any],
+    manifest: Manifest,
     manifest_path: Path,
     points: Sequence[tuple[int, Path, Path]],
     shard_dir: Path,
@@ -212,7 +214,7 @@ def encode_shard(
                 sums[str(layer)] = encode_layer(
                     manifest, manifest_path, layer, Path(inputs), Path(target), path, settings, base
                 )
-            write_json_atomic(staging / SUMS_FILE, {"set": manifest["set"], "layers": sums})
+            write_json_atomic(staging / SUMS_FILE, {"set": manifest.name, "layers": sums})
     except OSError as error:  # a full disk, a lost mount: the staging folder is already gone
         raise DataFileError(f"{shard_dir}: encoding failed ({error}); nothing was left behind") from error
     return sums

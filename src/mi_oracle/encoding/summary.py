@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mi_oracle.atomic import write_json_atomic
+from mi_oracle.atomic import write_json_atomic, write_text_atomic
+from mi_oracle.dictionaries.manifest import Manifest
 from mi_oracle.encoding.metrics import MetricSums, summarise
 from mi_oracle.environment import describe_environment
 from mi_oracle.layout import SUMS_FILE
@@ -34,26 +35,24 @@ def read_shard_sums(shard_dir: Path) -> dict[int, MetricSums]:
 
 
 def write_metrics(
-    manifest: Mapping[str, Any], shard_dirs: Sequence[Path], metrics_path: Path, table_path: Path
+    manifest: Manifest, shard_dirs: Sequence[Path], metrics_path: Path, table_path: Path
 ) -> dict[str, Any]:
     """Aggregate the shards' sums into ``metrics.json`` (per layer) and a TSV table, one row a layer."""
     by_layer: dict[int, list[MetricSums]] = {}
     for shard_dir in shard_dirs:
         for layer, sums in read_shard_sums(shard_dir).items():
             by_layer.setdefault(layer, []).append(sums)
-    target_hook = manifest["input_hook"] if manifest["kind"] == "sae" else manifest["output_hook"]
-    schemas = {record["layer"]: record["schema"] for record in manifest["layers"]}
+    target_hook = manifest.target_hook
+    schemas = {record.layer: record.schema for record in manifest.layers}
     layers = {
         str(layer): {"schema": schemas[layer], "target_hook": target_hook, **summarise(parts)}
         for layer, parts in sorted(by_layer.items())
     }
     metrics = {
-        "set": manifest["set"],
-        "kind": manifest["kind"],
-        "synthetic": manifest["synthetic"],
-        "target": "the input (SAE)"
-        if manifest["kind"] == "sae"
-        else f"the captured {target_hook} (same layer)",
+        "set": manifest.name,
+        "kind": manifest.kind,
+        "synthetic": manifest.synthetic,
+        "target": "the input (SAE)" if manifest.kind == "sae" else f"the captured {target_hook} (same layer)",
         "layers": layers,
         "environment": describe_environment(),
     }
@@ -62,11 +61,9 @@ def write_metrics(
     table = csv.writer(buffer, delimiter="\t", lineterminator="\n")
     table.writerow(TABLE_COLUMNS)
     for layer, values in layers.items():
-        row = {"set": manifest["set"], "layer": layer, **values}
+        row = {"set": manifest.name, "layer": layer, **values}
         table.writerow([_cell(row[column]) for column in TABLE_COLUMNS])
-    tmp = Path(table_path).with_name(f".{Path(table_path).name}.tmp")
-    tmp.write_text(buffer.getvalue(), encoding="utf-8")
-    tmp.replace(table_path)
+    write_text_atomic(Path(table_path), buffer.getvalue())
     return metrics
 
 

@@ -166,17 +166,49 @@ def take(
     return tensor
 
 
+@dataclass(frozen=True)
+class SyntheticRecipe:
+    """How the workflow writes a synthetic set of one schema (``dictionaries[].synthetic``).
+
+    ``hooks``: kind -> (input hook, output hook) the published dictionaries of the schema use;
+    ``default_kind``: the kind when the config names none (``sae``: SAEs at the captured layers,
+    reading and writing one hook); ``activation``: ``relu`` or ``jumprelu``; ``dtype``: stored
+    dtype; ``skip``: fit a skip connection; ``listed``: the curation YAML lists the layer files
+    (else they are found beside it by name); ``cross_layer``: the decoder writes later layers too.
+    """
+
+    default_kind: str
+    hooks: Mapping[str, tuple[str, str]]
+    activation: str
+    dtype: str
+    skip: bool = False
+    listed: bool = False
+    cross_layer: bool = False
+
+
 class DictionaryFormat(Protocol):
-    """One on-disk schema: how to recognise, load and write one layer of it.
+    """One on-disk schema: how to recognise, load and write one layer of it, and its facts.
 
     ``schemas``: the names it detects (a CLT split with or without thresholds is two);
     ``stored_dtypes``: what it may hold on disk; ``beside_yaml``: the file name pattern (group 1:
-    the layer) of its layer files when a curation YAML lists none.
+    the layer) of its layer files when a curation YAML of kind ``beside_yaml_kind`` lists none
+    (``beside_yaml_example`` spells it for errors); ``config_files``: companion files that hold
+    no weights; ``reference_kind``: the reference (``plt``, ``clt``) its sets make, None if
+    none; ``reference_repo_keys``: the repo keys candle-mi's readers expect in that reference;
+    ``encoder_stored_transposed``: W_enc is stored [d_model, d_sae]; ``synthetic``: schema ->
+    recipe, for the schemas the workflow can write as synthetic sets.
     """
 
     schemas: tuple[str, ...]
     stored_dtypes: frozenset[str]
     beside_yaml: re.Pattern[str] | None
+    beside_yaml_kind: str | None
+    beside_yaml_example: str | None
+    config_files: frozenset[str]
+    reference_kind: str | None
+    reference_repo_keys: tuple[str, ...]
+    encoder_stored_transposed: bool
+    synthetic: Mapping[str, SyntheticRecipe]
 
     def detect(self, files: list[Path], layer: int, n_layers: int) -> Detected | None:
         """The layer's schema and sizes from headers, or None when the files are not this format's."""
@@ -191,6 +223,20 @@ class DictionaryFormat(Protocol):
         self, folder: Path, layer: int, weights: Mapping[str, torch.Tensor], options: WriteOptions
     ) -> str:
         """Write canonical ``weights`` of ``layer`` under ``folder``; return the entry's relative path."""
+
+
+class FormatFacts:
+    """The defaults of ``DictionaryFormat``'s facts: a format module subclasses this and sets
+    only what differs (no listing pattern, no config files, no reference, no synthetic recipe)."""
+
+    beside_yaml: re.Pattern[str] | None = None
+    beside_yaml_kind: str | None = None
+    beside_yaml_example: str | None = None
+    config_files: frozenset[str] = frozenset()
+    reference_kind: str | None = None
+    reference_repo_keys: tuple[str, ...] = ()
+    encoder_stored_transposed: bool = False
+    synthetic: Mapping[str, SyntheticRecipe] = {}
 
 
 @dataclass(frozen=True)

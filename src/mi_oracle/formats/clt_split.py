@@ -15,7 +15,9 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: the Snakefile imp
 
 from mi_oracle.formats.base import (
     Detected,
+    FormatFacts,
     Sizes,
+    SyntheticRecipe,
     WriteOptions,
     expect,
     read_safetensors,
@@ -27,10 +29,20 @@ from mi_oracle.formats.base import (
 from mi_oracle.formats.writers import write_safetensors
 
 
-class CltSplit:
+def _recipe(activation: str) -> SyntheticRecipe:
+    kind = "cross_layer_transcoder"
+    return SyntheticRecipe(kind, {kind: ("resid_mid", "mlp_out")}, activation, "bfloat16", cross_layer=True)
+
+
+class CltSplit(FormatFacts):
     schemas = ("CltSplit", "CltSplitJumpReLU")
     stored_dtypes = frozenset({"float32", "bfloat16"})
     beside_yaml = re.compile(r"^W_enc_(\d+)\.safetensors$")
+    beside_yaml_kind = "cross_layer_transcoder"
+    beside_yaml_example = "W_enc_<l>.safetensors"
+    reference_kind = "clt"
+    reference_repo_keys = ("clt_repo",)
+    synthetic = {"CltSplit": _recipe("relu"), "CltSplitJumpReLU": _recipe("jumprelu")}  # noqa: RUF012
 
     def detect(self, files: list[Path], layer: int, n_layers: int) -> Detected | None:
         if [path.name for path in files] != [f"W_enc_{layer}.safetensors", f"W_dec_{layer}.safetensors"]:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: the Snakefile imp
 
 from mi_oracle.formats.base import (
     Detected,
+    FormatFacts,
     Sizes,
     WriteOptions,
     expect,
@@ -27,10 +28,12 @@ from mi_oracle.formats.writers import write_safetensors
 SCHEMA = "GemmaScope2"
 
 
-class GemmaScope2:
+class GemmaScope2(FormatFacts):
     schemas = (SCHEMA,)
     stored_dtypes = frozenset({"float32"})
-    beside_yaml = None
+    reference_kind = "plt"
+    reference_repo_keys = ("plt_repo",)
+    encoder_stored_transposed = True
 
     def detect(self, files: list[Path], layer: int, n_layers: int) -> Detected | None:
         if len(files) != 1 or files[0].suffix != ".safetensors":

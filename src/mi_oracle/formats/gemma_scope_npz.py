@@ -13,7 +13,9 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: the Snakefile imp
 
 from mi_oracle.formats.base import (
     Detected,
+    FormatFacts,
     Sizes,
+    SyntheticRecipe,
     WriteOptions,
     expect,
     npz_tensors,
@@ -26,10 +28,21 @@ from mi_oracle.formats.writers import write_npz
 SCHEMA = "GemmaScopeNpz"
 
 
-class GemmaScopeNpz:
+class GemmaScopeNpz(FormatFacts):
     schemas = (SCHEMA,)
     stored_dtypes = frozenset({"float32"})
-    beside_yaml = None
+    reference_kind = "plt"
+    reference_repo_keys = ("weights_repo", "curation_repo")
+    encoder_stored_transposed = True
+    synthetic = {  # noqa: RUF012
+        SCHEMA: SyntheticRecipe(
+            default_kind="transcoder_set",
+            hooks={"transcoder_set": ("ln2_normalized", "mlp_out"), "sae": ("resid_post", "resid_post")},
+            activation="jumprelu",
+            dtype="float32",
+            listed=True,
+        )
+    }
 
     def detect(self, files: list[Path], layer: int, n_layers: int) -> Detected | None:
         if len(files) != 1 or files[0].suffix != ".npz":

@@ -14,7 +14,9 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: the Snakefile imp
 
 from mi_oracle.formats.base import (
     Detected,
+    FormatFacts,
     Sizes,
+    SyntheticRecipe,
     WriteOptions,
     expect,
     read_safetensors,
@@ -28,10 +30,23 @@ from mi_oracle.formats.writers import write_safetensors
 SCHEMA = "PltBundle"
 
 
-class PltBundle:
+class PltBundle(FormatFacts):
     schemas = (SCHEMA,)
     stored_dtypes = frozenset({"float32", "bfloat16"})
     beside_yaml = re.compile(r"^layer_(\d+)\.safetensors$")
+    beside_yaml_kind = "transcoder_set"
+    beside_yaml_example = "layer_<l>.safetensors"
+    reference_kind = "plt"
+    reference_repo_keys = ("plt_repo",)
+    synthetic = {  # noqa: RUF012
+        SCHEMA: SyntheticRecipe(
+            default_kind="transcoder_set",
+            hooks={"transcoder_set": ("mlp_in", "mlp_out")},
+            activation="relu",
+            dtype="bfloat16",
+            skip=True,
+        )
+    }
 
     def detect(self, files: list[Path], layer: int, n_layers: int) -> Detected | None:
         if len(files) != 1 or files[0].suffix != ".safetensors":

@@ -16,6 +16,7 @@ from mi_oracle.atomic import write_json_atomic
 from mi_oracle.errors import DictionaryError
 from mi_oracle.formats.base import (
     Detected,
+    FormatFacts,
     Sizes,
     WriteOptions,
     expect,
@@ -39,10 +40,13 @@ def _config(path: Path) -> dict:
         raise DictionaryError(f"{path}: cannot read SAELens cfg.json ({error})") from error
 
 
-class SaeLensNative:
+class SaeLensNative(FormatFacts):
     schemas = (SCHEMA,)
     stored_dtypes = frozenset({"float32", "bfloat16", "float16"})
-    beside_yaml = None
+    config_files = frozenset({CONFIG})
+    reference_kind = "plt"
+    reference_repo_keys = ("plt_repo",)
+    encoder_stored_transposed = True
 
     def detect(self, files: list[Path], layer: int, n_layers: int) -> Detected | None:
         if len(files) != 1 or files[0].name != WEIGHTS or not (files[0].parent / CONFIG).exists():

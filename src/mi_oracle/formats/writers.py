@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,28 +13,14 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: the Snakefile imp
 
 import numpy as np
 
-from mi_oracle.atomic import readable_by_umask
+from mi_oracle.atomic import atomic_file
 
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
 
-@contextmanager
-def _temporary_beside(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        readable_by_umask(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     """An NPZ (a zip of .npy files, as ``np.savez`` writes) with fixed timestamps and member order."""
-    with _temporary_beside(Path(path)) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
+    with atomic_file(Path(path)) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
         for name in sorted(arrays):
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_FIXED_TIME)
             info.external_attr = 0o644 << 16
@@ -54,5 +37,5 @@ def write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata:
     from safetensors.torch import save_file
 
     header = {"mi_oracle": json.dumps(dict(metadata), sort_keys=True)}
-    with _temporary_beside(Path(path)) as tmp:
+    with atomic_file(Path(path)) as tmp:
         save_file({name: t.contiguous() for name, t in tensors.items()}, str(tmp), metadata=header)

@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mi_oracle.crossval.encoders import MAX_TOKENS
 from mi_oracle.dictionaries.manifest import read_manifest
-from mi_oracle.peers.jobs import circuit_tracer_job
+from mi_oracle.parquet_files import verify_sha256
+from mi_oracle.peers.jobs import MAX_TOKENS, circuit_tracer_job
 from mi_oracle.peers.launch import run_peer
 
 
@@ -24,7 +24,9 @@ def run_circuit_tracer(
     threads: int,
 ) -> dict[str, Any]:
     """circuit-tracer on every transcoder set: reference residuals, captured activations, its capture."""
-    manifests = {manifest["set"]: manifest for manifest in map(read_manifest, manifest_paths)}
+    manifests = {manifest.name: manifest for manifest in map(read_manifest, manifest_paths)}
+    if capture:
+        verify_sha256(Path(capture["tokens"]), "tokens table")
     job = circuit_tracer_job(manifests, points, references, capture, Path.cwd(), MAX_TOKENS)
     idle = None if job["sets"] else "no transcoder set here that circuit-tracer can load"
     return run_peer("circuit-tracer", python, script, job, out_dir, threads, idle=idle)
@@ -32,4 +34,5 @@ def run_circuit_tracer(
 
 def run_nnsight(python: Path, script: Path, capture: Mapping[str, Any], out_dir: Path, threads: int):
     """nnsight's capture of every hook point on the first prompts."""
+    verify_sha256(Path(capture["tokens"]), "tokens table")
     return run_peer("nnsight", python, script, dict(capture), out_dir, threads)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mi_oracle.atomic import write_json_atomic
-from mi_oracle.dictionaries.manifest import read_manifest
+from mi_oracle.dictionaries.manifest import Manifest, read_manifest
 from mi_oracle.environment import describe_environment
 from mi_oracle.errors import NumericsError
 from mi_oracle.hashing import sha256_file
@@ -32,7 +32,7 @@ def build_reference(
     item: Mapping[str, Any],
     options: Mapping[str, Any],
     model_dir: Path,
-    manifest: Mapping[str, Any] | None,
+    manifest: Manifest | None,
     base: Path,
 ) -> dict[str, Any]:
     """The reference document ``item`` (one entry of ``references.items``) describes."""
@@ -43,8 +43,7 @@ def build_reference(
     assert manifest is not None
     if kind == "sae":
         return sae_reference(manifest, item["layer"], item["prompt"], model_dir, settings, base)
-    available = [entry["layer"] for entry in manifest["available_layers"]]
-    layers = transcoder_layers(item, available)
+    layers = transcoder_layers(item, manifest.listed_layers)
     return transcoder_reference(kind, manifest, layers, options["seeds_per_layer"], base)
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import platform
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mi_oracle.dictionaries.manifest import Manifest
 from mi_oracle.environment import package_versions
 from mi_oracle.models.provenance import model_identity, verify_model_files
 
@@ -20,25 +20,24 @@ def model_record(model_dir: Path) -> dict[str, Any]:
     return model_identity(model_dir, with_weights=True)
 
 
-def dictionary_record(manifest: Mapping[str, Any], layers: list[int]) -> dict[str, Any]:
+def dictionary_record(manifest: Manifest, layers: list[int]) -> dict[str, Any]:
     """The set, whether it is synthetic, and every file of ``layers`` with its revision and sha256."""
-    files = []
-    for record in manifest["layers"]:
-        if record["layer"] in layers:
-            for file in record["files"]:
-                files.append(
-                    {
-                        "layer": record["layer"],
-                        "source": file["source"],
-                        "repo": file.get("repo"),
-                        "resolved_revision": file.get("resolved_revision"),
-                        "sha256": file["sha256"],
-                    }
-                )
+    files = [
+        {
+            "layer": record.layer,
+            "source": file.source,
+            "repo": file.repo,
+            "resolved_revision": file.resolved_revision,
+            "sha256": file.sha256,
+        }
+        for record in manifest.layers
+        if record.layer in layers
+        for file in record.files
+    ]
     return {
-        "set": manifest["set"],
-        "synthetic": bool(manifest.get("synthetic")),
-        "curation": (manifest.get("curation") or {}).get("source"),
+        "set": manifest.name,
+        "synthetic": manifest.synthetic,
+        "curation": manifest.curation_source,
         "files": files,
     }
 

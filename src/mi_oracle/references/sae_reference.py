@@ -17,7 +17,7 @@ import torch
 
 from mi_oracle.capture.run import collect_activations
 from mi_oracle.devices import resolve_device
-from mi_oracle.dictionaries.manifest import layer_record
+from mi_oracle.dictionaries.manifest import Manifest
 from mi_oracle.encoding.compute import decode, encode
 from mi_oracle.encoding.loaders import load_layer
 from mi_oracle.errors import ReferenceDataError
@@ -48,7 +48,7 @@ def _norm(vector: np.ndarray) -> float:
 
 
 def sae_reference(
-    manifest: Mapping[str, Any],
+    manifest: Manifest,
     layer: int,
     prompt: str,
     model_dir: Path,
@@ -56,12 +56,12 @@ def sae_reference(
     base: Path,
 ) -> dict[str, Any]:
     """The ``sae`` reference of ``layer`` of an SAE set on ``prompt``."""
-    if manifest["kind"] != "sae":
+    if manifest.kind != "sae":
         raise ReferenceDataError(
-            f"set {manifest['set']}: an sae reference needs an SAE set; this one is a {manifest['kind']}"
+            f"set {manifest.name}: an sae reference needs an SAE set; this one is a {manifest.kind}"
         )
     (layer,) = reference_layers(manifest, [layer])
-    hook = manifest["input_hook"]
+    hook = manifest.input_hook
     ids, tokens = tokenize_prompt(model_dir, prompt)
     device = resolve_device(settings["device"]).type
     with deterministic_torch(threads=settings["threads"]):
@@ -75,7 +75,7 @@ def sae_reference(
     last_x, last_acts, last_rec = (t[-1].numpy() for t in (x, acts, reconstruction))
     positive = last_acts > 0
     top = top_indices(last_acts, TOP_K, keep=positive)
-    record = layer_record(manifest, layer)
+    record = manifest.layer(layer)
     model = model_record(model_dir)
     return {
         "model_id": model["repo"] or model["name"],
@@ -83,7 +83,7 @@ def sae_reference(
         "hook_layer": layer,
         "hook_name": HOOK_POINTS[hook].transformer_lens.format(layer=layer),
         "sae_repo": weights_repo(manifest),
-        "sae_npz_path": weight_path(record["files"][0]),
+        "sae_npz_path": weight_path(record.files[0]),
         "d_in": int(x.shape[1]),
         "d_sae": dictionary.d_sae,
         "architecture": ARCHITECTURES[dictionary.activation],

@@ -9,15 +9,17 @@ deterministic algorithms; the encoder runs in fp32 on the CPU from the weights a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mi_oracle.dictionaries.manifest import Manifest
 from mi_oracle.encoding.compute import encode
 from mi_oracle.encoding.loaders import load_layer
 from mi_oracle.errors import ReferenceDataError
+from mi_oracle.formats import FORMATS, format_of
 from mi_oracle.references.numbers import (
     TOP_K,
     case_seeds,
@@ -38,15 +40,23 @@ from mi_oracle.references.provenance import (
 METHODOLOGY = (
     "mi-oracle: fp32 CPU encoder from the stored weights (no circuit-tracer), seeded torch.randn residuals"
 )
-KIND_SCHEMAS = {
-    "plt": ("GemmaScopeNpz", "PltBundle", "GemmaScope2", "SaeLensNative"),
-    "clt": ("CltSplit", "CltSplitJumpReLU"),
+# what each repo key candle-mi's readers expect names (formats say which keys their reference has)
+REPO_VALUES = {
+    "weights_repo": weights_repo,
+    "plt_repo": weights_repo,
+    "clt_repo": weights_repo,
+    "curation_repo": curation_repo,
 }
 
 
+def kind_schemas(kind: str) -> list[str]:
+    """The schemas whose sets make a ``kind`` reference (``plt``, ``clt``)."""
+    return [schema for schema, fmt in FORMATS.items() if fmt.reference_kind == kind]
+
+
 def encoder_formula(schema: str, activation: str, k: int | None) -> str:
-    """The encoder in candle-mi's notation: GemmaScope stores ``W_enc`` as [d_model, d_sae]."""
-    stored_transposed = schema in ("GemmaScopeNpz", "GemmaScope2", "SaeLensNative")
+    """The encoder in candle-mi's notation (GemmaScope stores ``W_enc`` as [d_model, d_sae])."""
+    stored_transposed = format_of(schema).encoder_stored_transposed
     product = "W_enc.T @ residual" if stored_transposed else "W_enc @ residual"
     if activation == "jumprelu":
         return f"pre = {product} + b_enc; acts = pre * (pre > threshold)"
@@ -55,42 +65,39 @@ def encoder_formula(schema: str, activation: str, k: int | None) -> str:
     return f"ReLU({product} + b_enc)"
 
 
-def repo_fields(kind: str, schema: str, manifest: Mapping[str, Any]) -> dict[str, str]:
+def repo_fields(schema: str, manifest: Manifest) -> dict[str, str]:
     """The repo keys candle-mi's readers expect for the schema, in their order."""
-    if kind == "clt":
-        return {"clt_repo": weights_repo(manifest)}
-    if schema == "GemmaScopeNpz":
-        return {"weights_repo": weights_repo(manifest), "curation_repo": curation_repo(manifest)}
-    return {"plt_repo": weights_repo(manifest)}
+    return {key: REPO_VALUES[key](manifest) for key in format_of(schema).reference_repo_keys}
 
 
-def reference_layers(manifest: Mapping[str, Any], layers: Sequence[int]) -> list[int]:
+def reference_layers(manifest: Manifest, layers: Sequence[int]) -> list[int]:
     """``layers`` checked against what the set resolved; a clear error names any that is missing."""
-    resolved = sorted(record["layer"] for record in manifest["layers"])
+    resolved = manifest.resolved_layers
     missing = sorted(set(layers) - set(resolved))
     if missing:
         raise ReferenceDataError(
-            f"set {manifest['set']}: reference layers {missing} were not resolved (resolved: {resolved})"
+            f"set {manifest.name}: reference layers {missing} were not resolved (resolved: {resolved})"
         )
     return sorted(set(layers))
 
 
 def transcoder_reference(
     kind: str,
-    manifest: Mapping[str, Any],
+    manifest: Manifest,
     layers: Sequence[int],
     seeds_per_layer: int,
     base: Path,
 ) -> dict[str, Any]:
     """The ``plt`` or ``clt`` reference document of ``layers`` of a resolved set."""
-    schema = manifest.get("schema")
-    if schema not in KIND_SCHEMAS[kind]:
+    schemas = manifest.schemas
+    schema = schemas[0] if len(schemas) == 1 else None
+    if schema not in kind_schemas(kind):
         raise ReferenceDataError(
-            f"set {manifest['set']}: a {kind} reference needs a set of schema "
-            f"{' or '.join(KIND_SCHEMAS[kind])}; this set is {schema or 'of mixed schemas'}"
+            f"set {manifest.name}: a {kind} reference needs a set of schema "
+            f"{' or '.join(kind_schemas(kind))}; this set is {schema or 'of mixed schemas'}"
         )
     layers = reference_layers(manifest, layers)
-    activation, k = manifest["activation"]["kind"], manifest.get("k")
+    activation, k = manifest.activation_kind, manifest.k
     cases = []
     d_model = d_sae = None
     with deterministic_torch(threads=1):
@@ -114,7 +121,7 @@ def transcoder_reference(
                     }
                 )
     return {
-        **repo_fields(kind, schema, manifest),
+        **repo_fields(schema, manifest),
         "methodology": METHODOLOGY,
         "schema": schema,
         "encoder_formula": encoder_formula(schema, activation, k),
@@ -127,7 +134,7 @@ def transcoder_reference(
             "cpu",
             "float32",
             seeds_per_layer=seeds_per_layer,
-            model={key: manifest["model"].get(key) for key in ("name", "repo", "resolved_revision")},
+            model={key: manifest.model.get(key) for key in ("name", "repo", "resolved_revision")},
             dictionary=dictionary_record(manifest, layers),
         ),
     }
