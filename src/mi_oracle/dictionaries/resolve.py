@@ -163,7 +163,7 @@ def resolve_set(request: ResolveRequest) -> Manifest:
         output_hook=spec.output_hook,
         hooks_as_written=spec.hooks_as_written,
         activation=_activation(spec, resolved),
-        k=spec.k,
+        k=spec.k if spec.k is not None else _implied_k(resolved),
         available_layers=tuple({"layer": layer, "source": sources[layer]} for layer in sorted(entries)),
         encode_layers=tuple(encode),
         layers=tuple(resolved),
@@ -210,6 +210,12 @@ def _reference_layers(name: str, references: Sequence[Mapping[str, Any]], availa
             )
         needed.update(layers)
     return sorted(needed)
+
+
+def _implied_k(layers: list[LayerRecord]) -> int | None:
+    """The TopK ``k`` the weights' own config gives (a format's ``details``), when every layer agrees."""
+    found = {layer.details.get("k") for layer in layers}
+    return found.pop() if len(found) == 1 else None
 
 
 def _activation(spec: SetSpec, layers: list[LayerRecord]) -> dict[str, Any]:
