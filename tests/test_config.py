@@ -149,5 +149,5 @@ def test_each_real_target_config_builds_its_dag_alone(tmp_path: Path, name: str,
     result = run_snakemake(tmp_path, tmp_path / "config" / f"{name}.yaml", "-n")
     output = result.stdout + result.stderr
     for reference in references:
-        assert f"results/references/{reference}.json" in output
+        assert f"results/references/portable/{reference}.json" in output
     assert "gemma-3-270m" not in output and "synthetic" not in output  # nothing of the default leaks in

@@ -79,7 +79,7 @@ def finished(tmp_path_factory) -> Path:
     configfile = build_workdir(workdir)
     run_snakemake(workdir, configfile, "references")
     for folder in ("committed", "candidates"):
-        shutil.copy2(workdir / "results" / "references" / f"{REFERENCE}.json", workdir / folder)
+        shutil.copy2(workdir / "results" / "references" / "portable" / f"{REFERENCE}.json", workdir / folder)
     run_snakemake(workdir, configfile, "all", "results/reports/reference_check.json")
     return workdir
 

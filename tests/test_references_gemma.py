@@ -14,6 +14,7 @@ import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mi_oracle.dictionaries.manifest import Manifest, read_manifest
+from mi_oracle.layout import reference_path
 from tests.conftest import restore_default_run, run_snakemake, write_config
 from tests.encoding_oracle import load_canonical, oracle
 from tests.reference_checks import (
@@ -35,7 +36,7 @@ KINDS = {
 
 
 def reference(workdir: Path, name: str) -> dict:
-    return json.loads((workdir / "results" / "references" / f"{name}.json").read_text(encoding="utf-8"))
+    return json.loads((workdir / reference_path(name)).read_text(encoding="utf-8"))
 
 
 def manifest(workdir: Path, name: str) -> Manifest:

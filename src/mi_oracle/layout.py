@@ -93,14 +93,27 @@ def metrics_path(run: str, name: str, table: bool = False) -> str:
     return f"results/features/{run}/{name}/metrics.{'tsv' if table else 'json'}"
 
 
+NUMERICS_MODES = ("portable", "native")  # the folders references are generated into
+
+
 def reference_path(name: str, numerics: str = "portable") -> str:
-    """One generated reference (its native copy under ``native/``)."""
-    return f"results/references/{'native/' if numerics == 'native' else ''}{name}.json"
+    """One generated reference, in its numerics mode's folder (``portable``: the one to commit)."""
+    return f"results/references/{numerics}/{name}.json"
 
 
 def reference_provenance_path(name: str, numerics: str = "portable") -> str:
     """A reference's provenance: the machine it ran on and the reference's sha256."""
-    return f"results/references/{'native/' if numerics == 'native' else ''}provenance/{name}.json"
+    return f"results/references/{numerics}/provenance/{name}.json"
+
+
+def log_path(rule: str, *parts: str) -> str:
+    """A rule's log: ``results/logs/<rule>[/<part>...].log`` (parts may hold wildcards)."""
+    return "/".join(["results/logs", rule, *parts]) + ".log"
+
+
+def benchmark_path(rule: str, *parts: str) -> str:
+    """A rule's benchmark table: ``results/benchmarks/<rule>[/<part>...].tsv``."""
+    return "/".join(["results/benchmarks", rule, *parts]) + ".tsv"
 
 
 REFERENCE_CHECK = "results/reports/reference_check.json"

@@ -5,7 +5,7 @@ checkpoint plan_capture:
     output:
         directory(tokens_dir()),
     log:
-        f"results/logs/plan_capture/{RUN}.log",
+        layout.log_path("plan_capture", RUN),
     # the synthetic calibration, the longest chain of the DAG, starts from it
     priority: 50
     conda:
@@ -28,11 +28,9 @@ rule capture_activations:
     output:
         [activation_path(hook, layer, "{shard}") for hook, layer in POINTS],
     log:
-        f"results/logs/capture_activations/{RUN}/part-{{shard}}.log",
+        layout.log_path("capture_activations", RUN, "part-{shard}"),
     benchmark:
-        f"results/benchmarks/capture_activations/{RUN}/part-{{shard}}.tsv"
-    wildcard_constraints:
-        shard=r"\d{5}",
+        layout.benchmark_path("capture_activations", RUN, "part-{shard}")
     # every encoding and cross-check reads the shards: a shard left for last ends the run alone
     priority: 50
     conda:

@@ -82,6 +82,14 @@ if len(SETS) != len(config["dictionaries"]):
 SYNTHETIC = [name for name, definition in SETS.items() if "synthetic" in definition]
 
 
+# What each wildcard may match, for every rule: a shard number, a configured set, a numerics mode.
+wildcard_constraints:
+    shard=r"\d{5}",
+    set="|".join(re.escape(name) for name in SETS) or "(?!)",
+    numerics="|".join(layout.NUMERICS_MODES),
+    model=re.escape(MODEL),
+
+
 synthetic_dir = layout.synthetic_dir
 manifest_path = layout.manifest_path
 dictionary_files_dir = layout.dictionary_files_dir

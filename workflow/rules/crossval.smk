@@ -4,9 +4,9 @@ rule crossval_capture:
     output:
         layout.CAPTURE_CHECK,
     log:
-        "results/logs/crossval_capture.log",
+        layout.log_path("crossval_capture"),
     benchmark:
-        "results/benchmarks/crossval_capture.tsv"
+        layout.benchmark_path("crossval_capture")
     # the longest job the report waits on: first of what is ready, so it ends no run alone
     priority: 30
     conda:
@@ -33,9 +33,9 @@ rule crossval_encoders:
     output:
         [layout.encoder_check_path(name) for name in SETS],
     log:
-        "results/logs/crossval_encoders.log",
+        layout.log_path("crossval_encoders"),
     benchmark:
-        "results/benchmarks/crossval_encoders.tsv"
+        layout.benchmark_path("crossval_encoders")
     conda:
         ENV
     threads: ENCODING["threads"]
@@ -68,7 +68,7 @@ rule crossval_report:
         ),
         json=layout.REPORT_JSON,
     log:
-        "results/logs/crossval_report.log",
+        layout.log_path("crossval_report"),
     localrule: True
     conda:
         ENV
@@ -95,9 +95,9 @@ rule peer_circuit_tracer:
     output:
         directory(layout.peer_dir("circuit-tracer")),
     log:
-        "results/logs/peer_circuit_tracer.log",
+        layout.log_path("peer_circuit_tracer"),
     benchmark:
-        "results/benchmarks/peer_circuit_tracer.tsv"
+        layout.benchmark_path("peer_circuit_tracer")
     # the capture and encoder comparisons wait on it: it runs as soon as its inputs exist
     priority: 40
     conda:
@@ -125,9 +125,9 @@ rule peer_nnsight:
     output:
         directory(layout.peer_dir("nnsight")),
     log:
-        "results/logs/peer_nnsight.log",
+        layout.log_path("peer_nnsight"),
     benchmark:
-        "results/benchmarks/peer_nnsight.tsv"
+        layout.benchmark_path("peer_nnsight")
     conda:
         ENV
     threads: CAPTURE["threads"]

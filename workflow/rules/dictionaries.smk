@@ -7,9 +7,9 @@ if SYNTHETIC:
         output:
             temp(directory(layout.calibration_dir())),
         log:
-            "results/logs/calibrate_synthetic_dictionaries.log",
+            layout.log_path("calibrate_synthetic_dictionaries"),
         benchmark:
-            "results/benchmarks/calibrate_synthetic_dictionaries.tsv"
+            layout.benchmark_path("calibrate_synthetic_dictionaries")
         # every encoding waits on it, so it runs before jobs that can wait
         priority: 50
         conda:
@@ -33,11 +33,9 @@ if SYNTHETIC:
         output:
             directory(synthetic_dir("{set}")),
         log:
-            "results/logs/build_synthetic_dictionaries/{set}.log",
+            layout.log_path("build_synthetic_dictionaries", "{set}"),
         benchmark:
-            "results/benchmarks/build_synthetic_dictionaries/{set}.tsv"
-        wildcard_constraints:
-            set="|".join(re.escape(name) for name in SYNTHETIC),
+            layout.benchmark_path("build_synthetic_dictionaries", "{set}")
         priority: 50
         conda:
             ENV
@@ -60,9 +58,7 @@ checkpoint resolve_dictionary_set:
         manifest=manifest_path("{set}"),
         files=directory(dictionary_files_dir("{set}")),
     log:
-        "results/logs/resolve_dictionary_set/{set}.log",
-    wildcard_constraints:
-        set="|".join(re.escape(name) for name in SETS) or "(?!)",
+        layout.log_path("resolve_dictionary_set", "{set}"),
     localrule: True
     conda:
         ENV

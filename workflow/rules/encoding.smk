@@ -4,12 +4,9 @@ rule encode_features:
     output:
         directory(features_dir("{set}", "{shard}")),
     log:
-        f"results/logs/encode_features/{RUN}/{{set}}/part-{{shard}}.log",
+        layout.log_path("encode_features", RUN, "{set}", "part-{shard}"),
     benchmark:
-        f"results/benchmarks/encode_features/{RUN}/{{set}}/part-{{shard}}.tsv"
-    wildcard_constraints:
-        set="|".join(re.escape(name) for name in SETS) or "(?!)",
-        shard=r"\d{5}",
+        layout.benchmark_path("encode_features", RUN, "{set}", "part-{shard}")
     conda:
         ENV
     threads: ENCODING["threads"]
@@ -37,9 +34,7 @@ rule encoding_metrics:
             category="Encoding",
         ),
     log:
-        f"results/logs/encoding_metrics/{RUN}/{{set}}.log",
-    wildcard_constraints:
-        set="|".join(re.escape(name) for name in SETS) or "(?!)",
+        layout.log_path("encoding_metrics", RUN, "{set}"),
     localrule: True
     conda:
         ENV

@@ -2,9 +2,9 @@ rule fetch_model:
     output:
         directory(layout.model_dir("{model}")),
     log:
-        "results/logs/fetch_model/{model}.log",
+        layout.log_path("fetch_model", "{model}"),
     benchmark:
-        "results/benchmarks/fetch_model/{model}.tsv"
+        layout.benchmark_path("fetch_model", "{model}")
     localrule: True
     conda:
         ENV

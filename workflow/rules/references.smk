@@ -1,15 +1,18 @@
 # Every configured reference in one job per numerics mode: the job loads torch, the model and its
 # tokenizer once for all of them (each was a job of its own, a third of whose time was start-up).
+# {numerics}: portable (the references to commit; numerics.references says how they are made) or
+# native (the CPU's own kernels: the report shows how far they lie from the portable ones, i.e.
+# how tolerant a candidate made on another machine must be).
 rule generate_references:
     input:
         unpack(reference_inputs),
     output:
-        references=all_references(),
-        provenance=[reference_provenance_path(name) for name in REFERENCE_ITEMS],
+        references=all_references("{numerics}"),
+        provenance=[reference_provenance_path(name, "{numerics}") for name in REFERENCE_ITEMS],
     log:
-        "results/logs/generate_references/portable.log",
+        layout.log_path("generate_references", "{numerics}"),
     benchmark:
-        "results/benchmarks/generate_references/portable.tsv"
+        layout.benchmark_path("generate_references", "{numerics}")
     # the transcoder references feed circuit-tracer's peer job, which the report waits on
     priority: 40
     conda:
@@ -22,35 +25,15 @@ rule generate_references:
     params:
         reference_items=list(REFERENCE_ITEMS.values()),
         manifests={name: manifest_path(name) for name in reference_sets()},
-        outputs=reference_outputs("portable"),
+        outputs=lambda wildcards: reference_outputs(wildcards.numerics),
         options=REFERENCE_OPTIONS,
-        numerics={"mode": NUMERICS["references"], "threads": NUMERICS["threads"]},
+        numerics=lambda wildcards: {
+            "mode": NUMERICS["references"] if wildcards.numerics == "portable" else "native",
+            "threads": NUMERICS["threads"],
+        },
         code=code_version("mi_oracle.references.generate"),
     script:
         "../scripts/generate_references.py"
-
-
-# The same references with the CPU's native kernels: the report shows how far they lie from the
-# portable ones, i.e. how tolerant a candidate made on another machine must be.
-use rule generate_references as generate_native_references with:
-    output:
-        references=all_references("native"),
-        provenance=[reference_provenance_path(name, "native") for name in REFERENCE_ITEMS],
-    log:
-        "results/logs/generate_references/native.log",
-    benchmark:
-        "results/benchmarks/generate_references/native.tsv"
-    resources:
-        mem_mb=8000,
-        runtime=60,
-        gpu=1 if REFERENCES["device"].startswith("cuda") else 0,
-    params:
-        reference_items=list(REFERENCE_ITEMS.values()),
-        manifests={name: manifest_path(name) for name in reference_sets()},
-        outputs=reference_outputs("native"),
-        options=REFERENCE_OPTIONS,
-        numerics={"mode": "native", "threads": NUMERICS["threads"]},
-        code=code_version("mi_oracle.references.generate"),
 
 
 rule references:
@@ -66,7 +49,7 @@ rule check_references:
     output:
         layout.REFERENCE_CHECK,
     log:
-        "results/logs/check_references.log",
+        layout.log_path("check_references"),
     localrule: True
     conda:
         ENV
