@@ -9,7 +9,6 @@ made on another machine with native kernels should be judged with bars at least 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -80,35 +79,3 @@ def kernel_spreads(
             {"reference": name, "kind": kind, "numerics": modes, **kernel_spread(portable_doc, native_doc)}
         )
     return rows
-
-
-def kernels_html(rows: list[dict[str, Any]]) -> str:
-    """The report's table of native-against-portable spreads (empty when there is none)."""
-    if not rows:
-        return "<p class='muted'>no native copies of the references in this run</p>"
-    head = (
-        "<p>Each reference made again with this CPU's native kernels, against the one in the numerics "
-        "the run uses (portable: the same bytes on any x86-64 machine). Relative differences are to "
-        "the portable value.</p>"
-    )
-    cells = ["reference", "kind", "numerics", "numbers", "differ", "max abs", "max rel", "integers differ"]
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{escape(str(cell))}</td>"
-            for cell in (
-                row["reference"],
-                row["kind"],
-                " vs ".join(map(str, row["numerics"])),
-                row["values"],
-                row["differing_values"],
-                f"{row['max_abs_diff']:.3g}",
-                f"{row['max_rel_diff']:.3g}",
-                row["differing_integers"] + row["other_differences"],
-            )
-        )
-        + "</tr>"
-        for row in rows
-    )
-    header = "".join(f"<th>{escape(c)}</th>" for c in cells)
-    return f"{head}<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from mi_oracle.atomic import write_json_atomic, write_text_atomic
 from mi_oracle.crossval.candidates import grade_candidates
 from mi_oracle.crossval.devices import compare_runs
-from mi_oracle.crossval.kernels import kernel_spreads, kernels_html
+from mi_oracle.crossval.kernels import kernel_spreads
 from mi_oracle.crossval.peer_outputs import peer_references
 from mi_oracle.crossval.summary import CAPTURE_PEERS, ENCODERS, summarise
 from mi_oracle.crossval.svg import bar_chart
@@ -94,43 +94,12 @@ def _compare_runs(compare_run: tuple[str, str, str], capture: Mapping[str, Any],
     return compare_runs({"this": this, "other": other}, shard, points, sets)
 
 
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:2rem auto;padding:0 1rem;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:0.5rem 0 1.5rem;max-width:100%}
-td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;overflow-wrap:break-word}
-td code{word-break:break-all}
-svg{max-width:100%;height:auto}
-th{background:#f2f2f2}.pass{color:#17803d;font-weight:bold}.fail{color:#c62828;font-weight:bold}
-.muted{color:#777}.chart-title{font-size:13px;font-weight:bold}.tick{font-size:10px;fill:#444}
-code{font-size:90%}li.failure{font-family:monospace;font-size:90%}
-"""
-
-
-def _verdict(passed: bool | None) -> Markup:
-    if passed is None:
-        return Markup('<span class="muted">not run</span>')
-    return Markup('<span class="pass">pass</span>' if passed else '<span class="fail">FAIL</span>')
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -> Markup:
-    """A table; cells are escaped unless already markup (a verdict)."""
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>" for row in rows)
-    return Markup(f'<table class="{escape(cls)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
+CAPTURE_KEYS = ["max_rel_diff"]
+ENCODER_KEYS = ["flips_away_from_threshold", "max_abs_diff"]
 
 
 def _g(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
-def _cell(result: Mapping[str, Any], keys: Sequence[str]) -> Markup:
-    """One implementation's result in one cell: its verdict and numbers, 'n/a' where not applicable."""
-    if "pass" not in result:
-        status = result.get("status", "")
-        text = "n/a" if status.startswith("not applicable") else status
-        return Markup('<span class="muted" title="{}">{}</span>').format(status, text)
-    numbers = ", ".join(f"{key.replace('_', ' ')} {_g(result[key])}" for key in keys if key in result)
-    return Markup("{} <small>{}</small>").format(_verdict(result["pass"]), numbers)
 
 
 def _with_bar(points: Sequence[Mapping[str, Any]], key: str) -> str:
@@ -151,14 +120,18 @@ def _columns(rows: Sequence[Mapping[str, Any]], names: Mapping[str, str]) -> tup
     return shown, folded
 
 
-_TEMPLATES = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-)
-CAPTURE_KEYS = ["max_rel_diff"]
-ENCODER_KEYS = ["flips_away_from_threshold", "max_abs_diff"]
+def _templates() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    environment.filters["g"] = _g
+    return environment
+
+
+_TEMPLATES = _templates()
 
 
 def _charts(report: Mapping[str, Any]) -> dict[str, Markup]:
@@ -187,6 +160,22 @@ def _charts(report: Mapping[str, Any]) -> dict[str, Markup]:
     return {name: Markup(svg) for name, svg in charts.items()}
 
 
+def _kernel_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    return [
+        [
+            row["reference"],
+            row["kind"],
+            " vs ".join(map(str, row["numerics"])),
+            row["values"],
+            row["differing_values"],
+            f"{row['max_abs_diff']:.3g}",
+            f"{row['max_rel_diff']:.3g}",
+            row["differing_integers"] + row["other_differences"],
+        ]
+        for row in rows
+    ]
+
+
 def render_html(report: Mapping[str, Any]) -> str:
     """The self-contained page (``templates/report.html.j2``): summary first, then each comparison,
     plots and provenance."""
@@ -195,21 +184,13 @@ def render_html(report: Mapping[str, Any]) -> str:
     encoder_shown, encoder_folded = _columns(encoders, ENCODERS)
     context = {
         "report": report,
-        "style": Markup(STYLE),
-        "verdict": _verdict,
-        "table": _table,
         "summary_rows": [
             [
                 r["comparison"],
-                _verdict(r["pass"]),
+                {"verdict": r["pass"]},
                 r["agree"],
                 r["worst"],
-                Markup("{}{}").format(
-                    r["detail"],
-                    Markup('<br><span class="muted">not run: {}</span>').format("; ".join(r["not_run"]))
-                    if r["not_run"]
-                    else "",
-                ),
+                {"detail": r["detail"], "not_run": r["not_run"]},
             ]
             for r in report["summary"]
         ],
@@ -225,7 +206,7 @@ def render_html(report: Mapping[str, Any]) -> str:
                 p["hook"],
                 p["layer"],
                 p["n_tokens"],
-                *(_cell(p.get(k, {}), CAPTURE_KEYS) for k in capture_shown),
+                *({"result": p.get(k, {}), "keys": CAPTURE_KEYS} for k in capture_shown),
             ]
             for p in capture["points"]
         ],
@@ -237,12 +218,12 @@ def render_html(report: Mapping[str, Any]) -> str:
                 e["layer"],
                 e["schema"],
                 e["n_tokens"],
-                *(_cell(e.get(k, {}), ENCODER_KEYS) for k in encoder_shown),
+                *({"result": e.get(k, {}), "keys": ENCODER_KEYS} for k in encoder_shown),
             ]
             for e in encoders
         ],
         "encoder_not_run": encoder_folded,
-        "kernels": Markup(kernels_html(report["devices"].get("kernels", []))),
+        "kernel_rows": _kernel_rows(report["devices"].get("kernels", [])),
         "device_activation_rows": [
             [r["hook"], r["layer"], r["n_tokens"], _g(r["max_abs_diff"]), _g(r["max_rel_diff"])]
             for r in (report["devices"].get("comparison") or {}).get("activations", [])
