@@ -39,6 +39,7 @@ include: "workflow/rules/capture.smk"
 include: "workflow/rules/dictionaries.smk"
 include: "workflow/rules/encoding.smk"
 include: "workflow/rules/references.smk"
+include: "workflow/rules/crossval_inputs.smk"
 include: "workflow/rules/crossval.smk"
 
 
