@@ -1,4 +1,4 @@
-"""Adapter for rules generate_references and generate_native_references: see mi_oracle.references.generate."""
+"""Snakemake adapter for rule generate_references, one job per numerics mode: see mi_oracle.references."""
 
 from pathlib import Path
 

@@ -1,7 +1,7 @@
 """Judge a candidate reference (another implementation's output) against ours, case by case.
 
 Grades: ``exact`` (every compared field identical), ``pass`` (within the acceptance bars of
-candle-mi's own test for the kind, DESIGN.md section 6), ``fail`` (a bar failed; every failure
+candle-mi's own test for the kind, docs/design.md section 6), ``fail`` (a bar failed; every failure
 is named with its case and field). Structure comes first: a missing key, a missing or extra
 case, a value of the wrong type or a NaN each fail by name.
 """

@@ -1,4 +1,4 @@
-"""An independent float64 numpy encoder for every dictionary schema, written from DESIGN.md's
+"""An independent float64 numpy encoder for every dictionary schema, written from docs/design.md's
 formulas (not from the project's loaders), and the statistics that hold an encoder against it."""
 
 from __future__ import annotations
