@@ -14,9 +14,10 @@ from mi_oracle.errors import DataFileError
 from mi_oracle.parquet_files import (
     WRITE_OPTIONS,
     open_parquet,
+    open_parquet_pair,
     publish,
+    read_metadata,
     read_parquet,
-    read_schema,
     record_sha256,
     sha256_sidecar,
 )
@@ -53,8 +54,16 @@ def test_the_sidecar_is_what_sha256sum_checks_and_parquet_readers_skip(tmp_path)
     assert read_parquet(path, "tokens table").num_rows == 64
 
 
+READERS = {
+    "open_parquet": lambda path: open_parquet(path, "features file"),
+    "read_parquet": lambda path: read_parquet(path, "features file"),
+    "read_metadata": read_metadata,
+    "open_parquet_pair": lambda path: open_parquet_pair(path, path, "features file"),
+}
+
+
 @pytest.mark.parametrize("part", ["page header", "page body", "footer"])
-@pytest.mark.parametrize("reader", [open_parquet, read_parquet, read_schema])
+@pytest.mark.parametrize("reader", READERS)
 def test_a_changed_byte_anywhere_is_refused_by_every_reader_naming_the_file(tmp_path, part, reader):
     path = written(tmp_path / "part-00000.parquet")
     stat = path.stat()
@@ -63,10 +72,8 @@ def test_a_changed_byte_anywhere_is_refused_by_every_reader_naming_the_file(tmp_
     data[offset : offset + 4] = bytes(byte ^ 0x5A for byte in data[offset : offset + 4])
     path.write_bytes(bytes(data))
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    with pytest.raises(
-        DataFileError, match=rf"{path}: the features file changed since it was written: sha256"
-    ):
-        reader(path, "features file")
+    with pytest.raises(DataFileError, match=rf"{path}: the (features|activation) file changed since it was"):
+        READERS[reader](path)
 
 
 def test_a_missing_or_foreign_sidecar_is_refused(tmp_path):

@@ -75,9 +75,7 @@ def verify_sha256(path: Path, what: str) -> None:
         )
 
 
-def open_parquet(path: Path, what: str) -> pq.ParquetFile:
-    """``path`` opened for streaming, its sha256 and page checksums verified (``what`` names it in errors)."""
-    verify_sha256(path, what)
+def _open(path: Path, what: str) -> pq.ParquetFile:
     try:
         # pre_buffer=False: Arrow would otherwise prefetch (and keep) every row group of the file
         return pq.ParquetFile(path, pre_buffer=False, page_checksum_verification=True)
@@ -85,20 +83,33 @@ def open_parquet(path: Path, what: str) -> pq.ParquetFile:
         raise _unreadable(Path(path), what, error) from error
 
 
+def open_parquet(path: Path, what: str) -> pq.ParquetFile:
+    """``path`` opened for streaming, its sha256 and page checksums verified (``what`` names it in errors)."""
+    verify_sha256(path, what)
+    return _open(path, what)
+
+
+def open_parquet_pair(first: Path, second: Path, what: str) -> tuple[pq.ParquetFile, pq.ParquetFile]:
+    """Two files opened for streaming side by side, each sha256 verified once (one path twice: once)."""
+    opened = open_parquet(first, what)
+    if Path(second).resolve() == Path(first).resolve():
+        return opened, _open(second, what)
+    return opened, open_parquet(second, what)
+
+
+def file_metadata(source: pq.ParquetFile, path: Path) -> dict[str, Any]:
+    """The mi-oracle key-value metadata of an opened data file."""
+    metadata = source.schema_arrow.metadata or {}
+    if METADATA_KEY not in metadata:
+        raise DataFileError(f"{path}: no mi_oracle metadata; not an activation file of mi-oracle")
+    return json.loads(metadata[METADATA_KEY])
+
+
 def read_parquet(path: Path, what: str, columns: Sequence[str] | None = None) -> pa.Table:
     """The whole table (or ``columns``), its sha256 and page checksums verified."""
     verify_sha256(path, what)
     try:
         return pq.read_table(path, columns=columns, page_checksum_verification=True)
-    except (pa.ArrowException, OSError) as error:
-        raise _unreadable(Path(path), what, error) from error
-
-
-def read_schema(path: Path, what: str) -> pa.Schema:
-    """The schema (and key-value metadata) of a Parquet file, its sha256 verified."""
-    verify_sha256(path, what)
-    try:
-        return pq.read_schema(path)
     except (pa.ArrowException, OSError) as error:
         raise _unreadable(Path(path), what, error) from error
 
@@ -133,8 +144,5 @@ def check_finite(values: np.ndarray, path: Path, column: str, first_row: int) ->
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
-    """The mi-oracle key-value metadata of an activation file."""
-    metadata = read_schema(path, "activation file").metadata or {}
-    if METADATA_KEY not in metadata:
-        raise DataFileError(f"{path}: no mi_oracle metadata; not an activation file of mi-oracle")
-    return json.loads(metadata[METADATA_KEY])
+    """The mi-oracle key-value metadata of an activation file, its sha256 verified."""
+    return file_metadata(open_parquet(path, "activation file"), path)

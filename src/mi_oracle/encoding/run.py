@@ -37,9 +37,9 @@ from mi_oracle.layout import SUMS_FILE, features_file
 from mi_oracle.memory import pin_mmap_threshold
 from mi_oracle.parquet_files import (
     check_finite,
+    file_metadata,
     iter_batches,
-    open_parquet,
-    read_metadata,
+    open_parquet_pair,
     record_sha256,
 )
 
@@ -99,7 +99,8 @@ def encode_layer(
     if device.type == "cpu" and not native.AVAILABLE:
         log.warning(native.NOT_BUILT)
     dictionary = load_layer(manifest, layer, Path(base or Path.cwd()), dtype).to(device)
-    capture_meta = read_metadata(inputs)
+    source, wanted = open_parquet_pair(inputs, target, "activation file")
+    capture_meta = file_metadata(source, inputs)
     d_model = dictionary.W_enc.shape[0]
     record = manifest.layer(layer)
     metadata = {
@@ -132,7 +133,6 @@ def encode_layer(
         "environment": describe_environment(),
     }
     sums = MetricSums(d_sae=dictionary.d_sae, d_out=dictionary.W_dec.shape[2])
-    source, wanted = open_parquet(inputs, "activation file"), open_parquet(target, "activation file")
     if source.metadata.num_rows != wanted.metadata.num_rows:
         raise DataFileError(
             f"{inputs}: {source.metadata.num_rows} rows, but the target {target} has "
