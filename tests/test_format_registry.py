@@ -10,8 +10,9 @@ import torch
 
 from mi_oracle import formats
 from mi_oracle.config import load_schema
+from mi_oracle.crossval.oracle import load_canonical
 from mi_oracle.encoding.run import encode_shard
-from mi_oracle.errors import DictionaryError
+from mi_oracle.errors import CrossValidationError, DictionaryError
 from mi_oracle.formats import WriteOptions
 from mi_oracle.layout import features_file
 from mi_oracle.parquet_files import read_parquet
@@ -78,6 +79,10 @@ def test_a_sixth_format_is_resolved_encoded_and_referenced_once_registered(tmp_p
         "pre = W_enc @ residual + b_enc; acts = ReLU(pre) on the top 3"
     )
     assert [case["layer"] for case in document["test_cases"]] == [0, 2]
+
+    # the cross-check's float64 oracle reads formats with its own code, on purpose: it says so
+    with pytest.raises(CrossValidationError, match=r"the float64 oracle has no reader for schema Sparsify"):
+        load_canonical(tmp_path, manifest, 0)
 
 
 def test_a_format_is_known_only_while_registered_and_synthetic_only_with_a_recipe(sixth_format):

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from mi_oracle.dictionaries.manifest import Manifest
 from mi_oracle.dictionaries.verify import verified_layer_files
+from mi_oracle.errors import CrossValidationError
 
 
 def load_canonical(base: Path, manifest: Manifest, layer: int) -> dict[str, np.ndarray]:
@@ -37,6 +38,12 @@ def load_canonical(base: Path, manifest: Manifest, layer: int) -> dict[str, np.n
     if schema == "SaeLensNative":
         cfg = json.loads((paths[0].parent / "cfg.json").read_text())
         return {**tensors, "apply_b_dec_to_input": cfg.get("apply_b_dec_to_input", False)}
+    if not schema.startswith("CltSplit"):
+        raise CrossValidationError(
+            f"{paths[0]}: set {manifest.name}, layer {layer}: the float64 oracle has no reader for schema "
+            f"{schema} (it reads its formats with its own code, not the format modules': add one to "
+            "mi_oracle.crossval.oracle.load_canonical to cross-check this set)"
+        )
     weights = {
         "W_enc": tensors[f"W_enc_{layer}"].T,
         "b_enc": tensors[f"b_enc_{layer}"],
