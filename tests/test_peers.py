@@ -89,7 +89,7 @@ def test_a_planted_encoder_column_is_named_by_set_layer_and_feature(embedded_wor
         threads=2,
     )
     assert status["status"] == "run"
-    layer = compare_layer(planted, LAYER, features, activations, base, circuit_tracer=out)
+    layer = compare_layer(Manifest.from_json(planted), LAYER, features, activations, base, circuit_tracer=out)
 
     # the oracle, SAELens and circuit-tracer read the planted weights and agree with each other
     assert layer["saelens"]["pass"] and layer["circuit_tracer"]["pass"]

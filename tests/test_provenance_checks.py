@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from mi_oracle.capture.run import load_recording_model
+from mi_oracle.dictionaries.manifest import read_manifest
 from mi_oracle.encoding.run import encode_shard
 from mi_oracle.errors import DictionaryError, ModelFolderError
 from mi_oracle.parquet_files import METADATA_KEY, sha256_sidecar
@@ -116,8 +117,8 @@ def test_a_replaced_local_dictionary_file_reruns_resolution_and_is_checked_when_
     workdir = copy_of(finished, tmp_path / "work")
     weights = workdir / "tc" / "layer_0" / "params.npz"
     manifest_path = workdir / "results" / "curation" / "local" / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    recorded = manifest["layers"][0]["files"][0]["sha256"]
+    manifest = read_manifest(manifest_path)
+    recorded = manifest.layers[0].files[0].sha256
     gemma_scope_npz(weights, D_MODEL, D_SAE, seed=99)  # valid new weights, in place
     new = hashlib.sha256(weights.read_bytes()).hexdigest()
     planned = dry_run(workdir)

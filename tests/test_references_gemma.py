@@ -126,7 +126,7 @@ def test_forward_reference_matches_the_lm_head_on_its_own_last_residual(embedded
 
 
 def test_regeneration_is_byte_identical_and_check_references_catches_a_plant(embedded_workdir, tmp_path):
-    folder = embedded_workdir / "results" / "references"
+    folder = embedded_workdir / "results" / "references" / "portable"
     before = {path.name: path.read_bytes() for path in folder.glob("*.json")}
     assert sorted(before) == sorted(f"{name}.json" for name in KINDS)
     configfile = embedded_workdir / "config" / "config.yaml"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from mi_oracle.parquet_files import METADATA_KEY, read_metadata
+from mi_oracle.parquet_files import METADATA_KEY, read_metadata, verify_sha256
 from tests.conftest import REPO_ROOT, run_snakemake, snakemake_command
 from tests.slurm_cluster import slurm_cluster, unavailable_reason
 from tests.test_capture_workflow import tiny_workflow
@@ -51,12 +51,16 @@ def cluster():
 def outputs(workdir: Path) -> dict[str, object]:
     """Every result file a run produced (activations and token tables), by relative path: the bytes,
     or for Parquet its rows and its metadata but the hardware record (a node may differ from the
-    submit host, and its threads do: the record says so, the data must not)."""
+    submit host, and its threads do: the record says so, the data must not). A file's sha256 sidecar
+    is checked against the file it names instead (it hashes the hardware record too)."""
     results = workdir / "results"
     found: dict[str, object] = {}
     for folder in ("activations", "tokens"):
         for path in sorted((results / folder).rglob("*")):
             if not path.is_file():
+                continue
+            if path.name.endswith(".sha256"):
+                verify_sha256(path.with_name(path.name[1:].removesuffix(".sha256")), "data file")
                 continue
             if path.suffix == ".parquet":
                 table = pq.read_table(path)
