@@ -279,3 +279,19 @@ def test_a_dictionary_file_changed_after_resolution_is_refused_with_both_hashes(
     expected = rf"{weights}: set .*, layer 0: sha256 is {actual} but the manifest recorded {record.sha256}"
     with pytest.raises(DictionaryError, match=expected):
         load_layer(manifest, 0, tmp_path / "plt")
+
+
+def test_an_sae_reads_its_file_once_and_writes_what_a_separate_target_copy_gives(tmp_path):
+    manifest, base = schema_manifests(tmp_path)["GemmaScopeNpz"]  # an SAE: its target is its input
+    x = np.random.default_rng(6).normal(size=(23, D_MODEL)) * 3
+    source = capture_file(base / "x.parquet", x)
+    copy = capture_file(base / "copy.parquet", x)
+    once = encode_shard(
+        manifest, base / "m.json", [(1, source, source)], base / "once", SHARD_SETTINGS, base=base
+    )
+    twice = encode_shard(
+        manifest, base / "m.json", [(1, source, copy)], base / "twice", SHARD_SETTINGS, base=base
+    )
+    assert once == twice and once["1"]["n_tokens"] == 23
+    tables = [pq.read_table(features_file(base / name, 1)) for name in ("once", "twice")]
+    assert tables[0].replace_schema_metadata(None).equals(tables[1].replace_schema_metadata(None))

@@ -155,15 +155,19 @@ def encode_layer(
     first_row = 0
     compression, row_group_rows = settings["compression"], settings["row_group_rows"]
     with FeaturesWriter(features_path, metadata, compression, row_group_rows) as writer:
-        pairs = zip(
-            iter_batches(source, inputs, "activation file", batch_rows),
-            iter_batches(wanted, target, "activation file", batch_rows, TARGET_COLUMNS),
-            strict=True,
-        )
+        batches = iter_batches(source, inputs, "activation file", batch_rows)
+        if Path(target).resolve() == Path(inputs).resolve():  # an SAE: its input is its target
+            pairs = ((batch, None) for batch in batches)
+        else:
+            targets = iter_batches(wanted, target, "activation file", batch_rows, TARGET_COLUMNS)
+            pairs = zip(batches, targets, strict=True)
         for batch, target_batch in pairs:
-            _same_tokens(batch, target_batch, str(inputs))
             x = torch.from_numpy(_rows(batch, d_model, inputs, first_row)).to(device)
-            y = torch.from_numpy(_rows(target_batch, d_model, target, first_row)).to(device)
+            if target_batch is None:
+                y = x
+            else:
+                _same_tokens(batch, target_batch, str(inputs))
+                y = torch.from_numpy(_rows(target_batch, d_model, target, first_row)).to(device)
             with torch.inference_mode():
                 acts, active = encode(dictionary, x, out=buffers)
                 output = decode(dictionary, acts, x)
