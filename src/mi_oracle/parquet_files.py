@@ -90,16 +90,16 @@ def open_parquet(path: Path, what: str) -> pq.ParquetFile:
 
 
 def open_parquet_pair(first: Path, second: Path, what: str) -> tuple[pq.ParquetFile, pq.ParquetFile]:
-    """Two files opened for streaming side by side, each sha256 verified once (one path twice: once)."""
+    """Two files opened, each sha256 verified; one path twice is opened (and hashed) once."""
     opened = open_parquet(first, what)
     if Path(second).resolve() == Path(first).resolve():
-        return opened, _open(second, what)
+        return opened, opened
     return opened, open_parquet(second, what)
 
 
-def file_metadata(source: pq.ParquetFile, path: Path) -> dict[str, Any]:
-    """The mi-oracle key-value metadata of an opened data file."""
-    metadata = source.schema_arrow.metadata or {}
+def file_metadata(schema: pa.Schema, path: Path) -> dict[str, Any]:
+    """The mi-oracle key-value metadata of a data file, from its (already read) Arrow schema."""
+    metadata = schema.metadata or {}
     if METADATA_KEY not in metadata:
         raise DataFileError(f"{path}: no mi_oracle metadata; not an activation file of mi-oracle")
     return json.loads(metadata[METADATA_KEY])
@@ -145,4 +145,4 @@ def check_finite(values: np.ndarray, path: Path, column: str, first_row: int) ->
 
 def read_metadata(path: Path) -> dict[str, Any]:
     """The mi-oracle key-value metadata of an activation file, its sha256 verified."""
-    return file_metadata(open_parquet(path, "activation file"), path)
+    return file_metadata(open_parquet(path, "activation file").schema_arrow, path)

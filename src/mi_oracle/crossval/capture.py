@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
@@ -26,7 +27,7 @@ from mi_oracle.crossval.peer_outputs import peer_capture
 from mi_oracle.devices import DTYPES
 from mi_oracle.hook_points import HOOK_POINTS
 from mi_oracle.layout import activation_file
-from mi_oracle.parquet_files import read_metadata, read_parquet
+from mi_oracle.parquet_files import file_metadata, read_metadata, read_parquet
 
 N_PROMPTS = 8
 # Relative to the row norm, per model dtype. float32: the same arithmetic in another call order
@@ -58,7 +59,11 @@ def diff_stats(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float]:
 
 def captured_rows(root: Path, hook: str, layer: int, shard: str, prompt_ids: Sequence[int]) -> np.ndarray:
     """The captured rows of ``prompt_ids`` (in that order, positions ascending) at one point."""
-    table = read_parquet(activation_file(root, hook, layer, shard), "activation file")
+    return rows_of(read_parquet(activation_file(root, hook, layer, shard), "activation file"), prompt_ids)
+
+
+def rows_of(table: pa.Table, prompt_ids: Sequence[int]) -> np.ndarray:
+    """The rows of ``prompt_ids`` of a capture table (in that order, positions ascending)."""
     parts = []
     for prompt_id in prompt_ids:
         rows = table.filter(pc.equal(table["prompt_id"], prompt_id)).sort_by("position")
@@ -95,10 +100,9 @@ def compare_capture(
 
     table = read_parquet(tokens_path, "tokens table", ["prompt_id", "token_ids"])
     tokens = table.slice(0, n_prompts).to_pydict()
-    metadata = [
-        read_metadata(activation_file(activations_root, hook, layer, shard)) for hook, layer in points
-    ]
-    dtype, stored = metadata[0]["model_dtype"], metadata[0].get("stored_dtype", "float32")
+    paths = {point: activation_file(activations_root, *point, shard) for point in points}
+    first = read_metadata(paths[points[0]])
+    dtype, stored = first["model_dtype"], first.get("stored_dtype", "float32")
     bars = {peer: max(bar, STORAGE_BARS[stored]) for peer, bar in BARS[dtype].items()}
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=DTYPES[dtype]).eval()
     hidden: list[list[torch.Tensor]] = []
@@ -108,9 +112,11 @@ def compare_capture(
             hidden.append([state[0].float() for state in states])
     lens = _transformer_lens_caches(model, model_dir, tokens["token_ids"], points)
     peer_rows = {peer: peer_capture(Path(folder)) for peer, folder in (peers or {}).items()}
-    rows = []
-    for hook, layer in points:
-        ours = captured_rows(activations_root, hook, layer, shard, tokens["prompt_id"])
+    rows, devices = [], set()
+    for hook, layer in points:  # one table at a time, each read (and hashed) once
+        table = read_parquet(paths[(hook, layer)], "activation file")
+        devices.add(file_metadata(table.schema, paths[(hook, layer)])["device"])
+        ours = rows_of(table, tokens["prompt_id"])
         row: dict[str, Any] = {"hook": hook, "layer": layer, "n_tokens": len(ours)}
         offsets = np.cumsum([0, *(len(ids) for ids in tokens["token_ids"])])
         pairs = [
@@ -140,7 +146,7 @@ def compare_capture(
         "peers": sorted(peer_rows),
         "n_prompts": len(tokens["prompt_id"]),
         "shard": shard,
-        "devices": sorted({meta["device"] for meta in metadata}),
+        "devices": sorted(devices),
         "model_dtype": dtype,
         "stored_dtype": stored,
         "points": rows,

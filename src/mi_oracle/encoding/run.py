@@ -100,7 +100,7 @@ def encode_layer(
         log.warning(native.NOT_BUILT)
     dictionary = load_layer(manifest, layer, Path(base or Path.cwd()), dtype).to(device)
     source, wanted = open_parquet_pair(inputs, target, "activation file")
-    capture_meta = file_metadata(source, inputs)
+    capture_meta = file_metadata(source.schema_arrow, inputs)
     d_model = dictionary.W_enc.shape[0]
     record = manifest.layer(layer)
     metadata = {
