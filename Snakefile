@@ -14,7 +14,9 @@ while SRC in sys.path:
     sys.path.remove(SRC)
 sys.path.insert(0, SRC)
 
+from mi_oracle import layout
 from mi_oracle.config import load_schema, validate_config
+from mi_oracle.references.suite_config import load_suite_schema
 
 # The embedded default, unless --configfile names another: Snakemake would otherwise merge that
 # file over this one, and keys it leaves out (references, crossval) would leak in.
@@ -23,9 +25,15 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+SUITE = "candle_mi" in config  # config/candle-mi.yaml: every reference candle-mi commits
+SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 validate_config(
     config,
-    load_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"),
+    (
+        load_suite_schema(SCHEMAS / "candle-mi.schema.yaml", SCHEMAS / "config.schema.yaml")
+        if SUITE
+        else load_schema(SCHEMAS / "config.schema.yaml")
+    ),
     sources=workflow.overwrite_configfiles or ["config/config.yaml"],
 )
 
@@ -33,22 +41,34 @@ validate_config(
 report: "workflow/report/workflow.rst"
 
 
-include: "workflow/rules/common.smk"
-include: "workflow/rules/model.smk"
-include: "workflow/rules/capture.smk"
-include: "workflow/rules/dictionaries.smk"
-include: "workflow/rules/encoding.smk"
-include: "workflow/rules/references.smk"
-include: "workflow/rules/crossval_inputs.smk"
-include: "workflow/rules/crossval.smk"
+if SUITE:
 
+    include: "workflow/rules/candle_mi.smk"
 
-rule all:
-    default_target: True
-    input:
-        model_dir(),
-        all_activations,
-        [manifest_path(name) for name in SETS],
-        [metrics_path(name) for name in SETS],
-        all_references(),
-        layout.REPORT_HTML,
+    rule all:
+        default_target: True
+        input:
+            layout.RESURRECTION_JSON,
+            layout.RESURRECTION_MD,
+            layout.RESURRECTION_HTML,
+
+else:
+
+    include: "workflow/rules/common.smk"
+    include: "workflow/rules/model.smk"
+    include: "workflow/rules/capture.smk"
+    include: "workflow/rules/dictionaries.smk"
+    include: "workflow/rules/encoding.smk"
+    include: "workflow/rules/references.smk"
+    include: "workflow/rules/crossval_inputs.smk"
+    include: "workflow/rules/crossval.smk"
+
+    rule all:
+        default_target: True
+        input:
+            model_dir(),
+            all_activations,
+            [manifest_path(name) for name in SETS],
+            [metrics_path(name) for name in SETS],
+            all_references(),
+            layout.REPORT_HTML,

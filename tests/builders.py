@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -17,6 +18,10 @@ TINY_ARCHITECTURES = {
     "qwen3": {"head_dim": 16},
     "qwen2": {},
     "mistral": {"head_dim": 16, "sliding_window": 8},
+    "gemma": {"head_dim": 16},
+    "gemma3_text": {"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 8},
+    "phi3": {},
+    "starcoder2": {"sliding_window": 8},
 }
 
 
@@ -35,8 +40,15 @@ def save_tiny_tokenizer(folder: Path) -> int:
     return len(vocab)
 
 
-def save_tiny_causal_lm(folder: Path, model_type: str = "gemma2", seed: int = 0, **overrides: object) -> Path:
-    """Save a randomly initialised, tiny model of a real architecture with its tokenizer."""
+def save_tiny_causal_lm(
+    folder: Path,
+    model_type: str = "gemma2",
+    seed: int = 0,
+    raw_config: dict | None = None,
+    **overrides: object,
+) -> Path:
+    """Save a randomly initialised, tiny model of a real architecture with its tokenizer;
+    ``raw_config`` entries are then written into config.json as a real checkpoint has them."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     vocab_size = save_tiny_tokenizer(folder)
@@ -56,4 +68,7 @@ def save_tiny_causal_lm(folder: Path, model_type: str = "gemma2", seed: int = 0,
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     model.save_pretrained(folder)
+    if raw_config:
+        path = folder / "config.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **raw_config}, indent=2))
     return folder

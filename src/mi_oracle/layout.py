@@ -131,3 +131,15 @@ def peer_dir(peer: str) -> str:
 def encoder_check_path(name: str) -> str:
     """The cross-checks of one set's encoders (the report's input)."""
     return f"results/reports/crossval/encoders/{name}.json"
+
+
+SUITE_DIR = "results/candle-mi"  # one folder per candle-mi reference (config/candle-mi.yaml)
+RESURRECTION_JSON = "results/reports/resurrection.json"
+RESURRECTION_HTML = "results/reports/resurrection.html"
+RESURRECTION_MD = "results/reports/RESURRECTION.md"
+NEEDS_GPU_FILE = "needs-gpu.json"  # in a reference's folder, where this machine cannot make it
+
+
+def suite_reference_dir(name: str) -> str:
+    """A candle-mi reference's folder: ``<name>.json`` and ``provenance.json``, or ``needs-gpu.json``."""
+    return f"{SUITE_DIR}/{name}"

@@ -134,6 +134,11 @@ def _templates() -> jinja2.Environment:
 _TEMPLATES = _templates()
 
 
+def render_template(name: str, **context: Any) -> str:
+    """One of the package's report templates, rendered with ``context``."""
+    return _TEMPLATES.get_template(name).render(context)
+
+
 def _charts(report: Mapping[str, Any]) -> dict[str, Markup]:
     """The page's SVG bar charts (already markup)."""
     points = [p for p in report["capture"]["points"] if "max_rel_diff" in p["transformer_lens"]]

@@ -9,6 +9,7 @@ any x86-64 machine.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,18 @@ from mi_oracle.errors import NumericsError
 from mi_oracle.hashing import sha256_file
 from mi_oracle.numerics.mode import PORTABLE, Numerics
 from mi_oracle.reference_plan import transcoder_layers
+from mi_oracle.references.families import family_named, family_of_model_type
+from mi_oracle.references.forward_parity import checkpoint_config, forward_parity_reference
 from mi_oracle.references.forward_reference import forward_reference
+from mi_oracle.references.plt_saelens import saelens_plt_reference
+from mi_oracle.references.quantized import SCHEMES, quantization_config
 from mi_oracle.references.provenance import ENVIRONMENT_KEY
 from mi_oracle.references.sae_reference import sae_reference
 from mi_oracle.references.transcoder_reference import transcoder_reference
 
 log = logging.getLogger(__name__)
+OLDEST_VERSION = "0.1.12"  # the seeds' schemas; 0.1.24 is candle-mi's current one
+PARITY_KINDS = ("longrope", "quantized", "forward")
 
 
 def build_reference(
@@ -38,13 +45,32 @@ def build_reference(
     """The reference document ``item`` (one entry of ``references.items``) describes."""
     kind = item["kind"]
     settings = {key: options[key] for key in ("device", "dtype", "threads")}
-    if kind == "forward":
+    version = item.get("schema_version", OLDEST_VERSION)
+    if kind == "forward" and version == OLDEST_VERSION:
         return forward_reference(item["prompts"], model_dir, settings)
+    if kind in PARITY_KINDS:
+        return parity_reference(item, model_dir, settings)
+    if kind == "plt" and version != OLDEST_VERSION:
+        layers = item.get("layers") or list(manifest.listed_layers if manifest else [])
+        return saelens_plt_reference(item["name"], item, layers, options["seeds_per_layer"])
     assert manifest is not None
     if kind == "sae":
         return sae_reference(manifest, item["layer"], item["prompt"], model_dir, settings, base)
     layers = transcoder_layers(item, manifest.listed_layers)
     return transcoder_reference(kind, manifest, layers, options["seeds_per_layer"], base)
+
+
+def parity_reference(item: Mapping[str, Any], model_dir: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A candle-mi 0.1.24 forward, longrope or quantized reference (its family named or detected)."""
+    name = item["name"]
+    if "family" in item:
+        family = family_named(item["family"], name)
+    else:
+        family = family_of_model_type(checkpoint_config(model_dir).get("model_type", ""), name)
+    if item["kind"] == "quantized":
+        quantization_config(model_dir, item["scheme"], name)
+        settings = {**settings, "dtype": SCHEMES[item["scheme"]].dtype}
+    return forward_parity_reference(name, family, item["prompts"], model_dir, settings, item.get("long_prompt"))
 
 
 def write_reference(
@@ -73,7 +99,7 @@ def write_reference(
         _write_reference,
         item=dict(item),
         options=options,
-        model_dir=Path(model_dir),
+        model_dir=None if model_dir is None else Path(model_dir),
         manifest_path=None if manifest_path is None else Path(manifest_path),
         output=Path(output),
         provenance_output=None if provenance_output is None else Path(provenance_output),
@@ -107,7 +133,7 @@ def write_references(
 def _write_reference(
     item: Mapping[str, Any],
     options: Mapping[str, Any],
-    model_dir: str | Path,
+    model_dir: str | Path | None,
     manifest_path: str | Path | None,
     output: str | Path,
     provenance_output: str | Path | None,
@@ -115,13 +141,14 @@ def _write_reference(
     numerics: Mapping[str, Any],
 ) -> dict[str, Any]:
     manifest = read_manifest(Path(manifest_path)) if manifest_path is not None else None
-    document = build_reference(item, options, Path(model_dir), manifest, Path(base))
+    document = build_reference(item, options, model_dir and Path(model_dir), manifest, Path(base))
     document[ENVIRONMENT_KEY]["numerics"] = dict(numerics)
     write_json_atomic(Path(output), document, sort_keys=False, ensure_ascii=True, allow_nan=False)
     if provenance_output is not None:
         record = {
             "reference": Path(output).name,
             "sha256": sha256_file(Path(output)),
+            "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "numerics": dict(numerics),
             "environment": describe_environment(document[ENVIRONMENT_KEY]["device"]),
         }
