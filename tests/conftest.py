@@ -116,3 +116,12 @@ def restore_default_run(workdir: Path) -> None:
     run_snakemake(workdir, workdir / "config" / "config.yaml")
     result = run_snakemake(workdir, workdir / "config" / "config.yaml", "-n")
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.fixture(scope="session")
+def family_models(tmp_path_factory) -> dict[str, Path]:
+    """A fetched model folder of every family candle-mi checks (tests/family_checkpoints.py), by slug."""
+    from tests.family_checkpoints import CHECKPOINTS, family_model_dir
+
+    root = tmp_path_factory.mktemp("families")
+    return {slug: family_model_dir(root, slug) for slug in CHECKPOINTS}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mi_oracle.models.local_folder import fetch_local
 from tests.builders import save_tiny_causal_lm
 
 INIT = {"initializer_range": 0.2}
@@ -70,10 +71,23 @@ CHECKPOINTS: dict[str, tuple[str, str, dict, dict]] = {
 }
 
 
-def save_family_checkpoint(folder: Path, slug: str, seed: int = 0, **overrides: object) -> Path:
-    """The tiny checkpoint of family ``slug`` in ``folder`` (``overrides`` change its config)."""
+def save_family_checkpoint(
+    folder: Path, slug: str, seed: int = 0, raw_config: dict | None = None, **overrides: object
+) -> Path:
+    """The tiny checkpoint of family ``slug`` in ``folder`` (``overrides`` change its config,
+    ``raw_config`` what its config.json says)."""
     _repo, model_type, config, raw = CHECKPOINTS[slug]
-    return save_tiny_causal_lm(folder, model_type, seed, raw_config=raw, **{**INIT, **config, **overrides})
+    return save_tiny_causal_lm(
+        folder, model_type, seed, raw_config={**raw, **(raw_config or {})}, **{**INIT, **config, **overrides}
+    )
+
+
+def family_model_dir(root: Path, slug: str, label: str = "", **overrides: object) -> Path:
+    """A fetched model folder (with its provenance.json) of family ``slug``'s checkpoint."""
+    name = f"{slug}{label}"
+    source = save_family_checkpoint(root / "checkpoints" / name, slug, **overrides)
+    fetch_local(name, str(source), [str(root)], root / "models" / name)
+    return root / "models" / name
 
 
 def publish_families(hub, work: Path, slugs=tuple(CHECKPOINTS)) -> dict[str, str]:

@@ -39,6 +39,18 @@ KIND_TOLERANCES: dict[str, dict[str, Tolerance]] = {
     "forward": {"*": Tolerance(1e-3)},
 }
 PROVENANCE_KEYS = frozenset({"environment", "torch_version", "transformers_version", "platform"})
+# fields one schema version has and the other lacks: a committed reference of another version is
+# compared on the fields both carry (0.1.12 is the seeds' schema, 0.1.24 candle-mi's current one)
+VERSION_FIELDS = {
+    "forward": ("model_type", "rope_scaling", "max_position_embeddings", "use_qk_norm", "methodology"),
+    "plt": ("sae_lens_version", "oracle_release", "oracle_sae_ids", "encoder_formula", "methodology"),
+}
+
+
+def one_sided_fields(expected: Mapping[str, Any], actual: Mapping[str, Any], kind: str) -> set[str]:
+    """The version-specific fields only one of two references carries."""
+    fields = VERSION_FIELDS.get("forward" if kind in ("longrope", "quantized") else kind, ())
+    return {key for key in fields if (key in expected) != (key in actual)}
 
 
 def case_label(case: Any, index: int) -> str:
@@ -136,7 +148,8 @@ def compare_documents(
 ) -> list[str]:
     """Every difference of ``actual`` from ``expected`` beyond ``kind``'s tolerances (any, if ``exact``)."""
     walker = _Walker(EXACT if exact else KIND_TOLERANCES[kind])
-    strip = lambda document: {k: v for k, v in document.items() if k not in PROVENANCE_KEYS}  # noqa: E731
+    skipped = PROVENANCE_KEYS | one_sided_fields(expected, actual, kind)
+    strip = lambda document: {k: v for k, v in document.items() if k not in skipped}  # noqa: E731
     walker.walk(strip(expected), strip(actual), "", "")
     return walker.found
 

@@ -51,7 +51,7 @@ def build_reference(
     if kind in PARITY_KINDS:
         return parity_reference(item, model_dir, settings)
     if kind == "plt" and version != OLDEST_VERSION:
-        layers = item.get("layers") or list(manifest.listed_layers if manifest else [])
+        layers = transcoder_layers(item, manifest.listed_layers) if manifest else item["layers"]
         return saelens_plt_reference(item["name"], item, layers, options["seeds_per_layer"])
     assert manifest is not None
     if kind == "sae":

@@ -16,15 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mi_oracle.references.compare import KIND_TOLERANCES, PROVENANCE_KEYS, Tolerance, _Walker
+from mi_oracle.references.compare import KIND_TOLERANCES, PROVENANCE_KEYS, Tolerance, _Walker, one_sided_fields
 
 NOT_GRADED = PROVENANCE_KEYS | {"methodology"}
 QUANTIZED_BARS = {"bnb-nf4": 1.5, "awq": 1e-1, "gptq": 1e-1}
-# fields whose values exist only in one schema version (compared only when both carry them)
-VERSION_FIELDS = {
-    "forward": ("model_type", "rope_scaling", "max_position_embeddings", "use_qk_norm"),
-    "plt": ("sae_lens_version", "oracle_release", "oracle_sae_ids", "encoder_formula"),
-}
 
 
 @dataclass(frozen=True)
@@ -136,12 +131,7 @@ def grade(
     bars = bars_for(kind, device, scheme)
     if identical:
         return Grade("byte-identical", bars.label)
-    family_kind = "forward" if kind in ("forward", "longrope", "quantized") else kind
-    one_sided = {
-        key
-        for key in VERSION_FIELDS.get(family_kind, ())
-        if (key in committed) != (key in regenerated)
-    }
+    one_sided = one_sided_fields(committed, regenerated, kind) - NOT_GRADED
     note = f"fields in one schema version only, not graded: {', '.join(sorted(one_sided))}" if one_sided else ""
     if bars.top1_bar is not None:
         failures = _top1_failures(committed, regenerated, bars.top1_bar)

@@ -75,7 +75,12 @@ def downloaded_file(repo_id: str, path: str) -> dict[str, str]:
 
     local = Path(hf_hub_download(repo_id=repo_id, filename=f"{path}/params.npz"))
     commit = next((parent.name for parent in local.parents if parent.parent.name == "snapshots"), "")
-    return {"repo": repo_id, "path": f"{path}/params.npz", "resolved_revision": commit, "sha256": sha256_file(local)}
+    return {
+        "source": f"hf://{repo_id}/{path}/params.npz",
+        "repo": repo_id,
+        "resolved_revision": commit,
+        "sha256": sha256_file(local),
+    }
 
 
 def saelens_plt_reference(
@@ -133,6 +138,6 @@ def saelens_plt_reference(
         "n_features_per_layer": d_sae,
         "test_cases": cases,
         ENVIRONMENT_KEY: environment_block(
-            "cpu", "float32", schema_version="0.1.24", seeds_per_layer=seeds_per_layer, dictionary={"files": files}
+            "cpu", "float32", schema_version="0.1.24", seeds_per_layer=seeds_per_layer, dictionary={"set": release, "files": files}
         ),
     }

@@ -75,12 +75,16 @@ def missing_for(scheme_name: str, device: str) -> list[str]:
     return missing
 
 
-def needs_gpu_record(reference: str, scheme_name: str, missing: list[str], config: Mapping[str, Any]) -> dict[str, Any]:
-    """What stands in for a quantized reference this machine cannot make."""
+def needs_gpu_record(
+    reference: str, scheme_name: str, missing: list[str], config: Mapping[str, Any], model: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What stands in for a quantized reference this machine cannot make: what it lacks, and the
+    checkpoint that was fetched and checked (its ``environment`` as a reference would record it)."""
     return {
         "reference": reference,
         "status": "needs a GPU",
         "scheme": scheme_name,
         "missing": missing,
         "quantization_config": dict(config),
+        "environment": {"model": dict(model)},
     }

@@ -15,6 +15,7 @@ from typing import Any
 from mi_oracle.atomic import write_json_atomic, write_text_atomic
 from mi_oracle.json_files import read_json
 from mi_oracle.layout import NEEDS_GPU_FILE, PROVENANCE_FILE
+from mi_oracle.references.compare import recorded_inputs
 from mi_oracle.references.grading import grade
 
 NO_COPY = "no committed copy"
@@ -23,15 +24,7 @@ NEEDS_GPU = "needs a GPU"
 
 def input_hashes(document: Mapping[str, Any]) -> list[dict[str, str]]:
     """The files a reference was made from, as its ``environment`` records them."""
-    environment = document.get("environment") or {}
-    model = environment.get("model") or {}
-    files = [
-        {"repo": model.get("repo") or model.get("name") or "", "path": weight["path"], "sha256": weight["sha256"]}
-        for weight in model.get("weights", [])
-    ]
-    for file in (environment.get("dictionary") or {}).get("files", []):
-        files.append({"repo": file.get("repo") or "", "path": file.get("path", file.get("source", "")), "sha256": file["sha256"]})
-    return files
+    return [{"input": label, "file": file, "sha256": sha256} for label, (file, sha256) in recorded_inputs(document).items()]
 
 
 def resolved_revision(document: Mapping[str, Any]) -> str:
@@ -55,7 +48,14 @@ def reference_row(item: Mapping[str, Any], folder: Path, committed_dir: Path | N
     }
     if (folder / NEEDS_GPU_FILE).is_file():
         record = read_json(folder / NEEDS_GPU_FILE)
-        return {**row, "status": NEEDS_GPU, "missing": record["missing"], "verdict": NEEDS_GPU}
+        return {
+            **row,
+            "status": NEEDS_GPU,
+            "resolved_revision": resolved_revision(record),
+            "inputs": input_hashes(record),
+            "missing": record["missing"],
+            "verdict": NEEDS_GPU,
+        }
     path = folder / f"{name}.json"
     document = read_json(path)
     provenance = read_json(folder / PROVENANCE_FILE)

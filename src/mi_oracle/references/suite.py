@@ -17,6 +17,7 @@ from mi_oracle.atomic import write_json_atomic
 from mi_oracle.layout import NEEDS_GPU_FILE, PROVENANCE_FILE
 from mi_oracle.numerics.mode import Numerics
 from mi_oracle.references.generate import write_reference
+from mi_oracle.references.provenance import model_record
 from mi_oracle.references.quantized import missing_for, needs_gpu_record, quantization_config
 
 
@@ -61,7 +62,8 @@ def _make(
         config = quantization_config(Path(model_dir), item["scheme"], name)
         missing = missing_for(item["scheme"], options["device"])
         if missing:
-            write_json_atomic(folder / NEEDS_GPU_FILE, needs_gpu_record(name, item["scheme"], missing, config))
+            record = needs_gpu_record(name, item["scheme"], missing, config, model_record(Path(model_dir)))
+            write_json_atomic(folder / NEEDS_GPU_FILE, record)
             return "needs a GPU"
         numerics = Numerics("native", numerics.threads)
     write_reference(

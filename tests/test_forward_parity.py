@@ -1,0 +1,118 @@
+"""candle-mi 0.1.24 forward references: every family's keys and pins, longrope's two regimes."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from mi_oracle.errors import ReferenceDataError
+from mi_oracle.references.families import FAMILIES, family_named, family_of_model_type
+from mi_oracle.references.forward_parity import forward_parity_reference
+from tests.family_checkpoints import CHECKPOINTS, HEAD_DIM, LONGROPE_ORIGINAL, family_model_dir
+
+SETTINGS = {"device": "cpu", "dtype": "float32", "threads": 1}
+PROMPTS = ["the capital of france is", "a city in europe"]
+LONG_TEXT = "the river and the city"
+# candle-mi's forward schema, in its order (gemma_validation.py; the issue's list)
+HEAD_KEYS = [
+    "model_repo",
+    "methodology",
+    "torch_version",
+    "transformers_version",
+    "platform",
+    "model_type",
+    "hidden_size",
+    "num_layers",
+    "vocab_size",
+    "head_dim",
+    "num_attention_heads",
+    "num_kv_heads",
+    "max_position_embeddings",
+    "rope_theta",
+    "rms_norm_eps",
+    "rope_scaling",
+]
+
+
+@pytest.fixture
+def models(family_models):
+    return family_models
+
+
+def reference(models, slug, **kwargs):
+    return forward_parity_reference(f"{slug}_forward_reference", FAMILIES[slug], PROMPTS, models[slug], SETTINGS, **kwargs)
+
+
+@pytest.mark.parametrize("slug", [slug for slug in CHECKPOINTS if slug != "longrope"])
+def test_every_family_writes_candle_mis_schema_with_eager_attention(models, slug):
+    document = reference(models, slug)
+    family = FAMILIES[slug]
+    keys = list(document)
+    assert keys[: len(HEAD_KEYS)] == HEAD_KEYS
+    assert keys[len(HEAD_KEYS) :] == [*family.extra_fields, "test_cases", "environment"]
+    assert document["model_type"] == family.model_type == CHECKPOINTS[slug][1]
+    assert document["environment"]["attn_implementation"] == "eager" and "eager attention" in document["methodology"]
+    assert (document["hidden_size"], document["num_layers"], document["head_dim"]) == (32, 3, HEAD_DIM)
+    for case in document["test_cases"]:
+        assert len(case["top_10"]) == 10 and len(case["last_residual_f32"]) == 32
+        logits = [item["logit"] for item in case["top_10"]]
+        assert logits == sorted(logits, reverse=True)
+
+
+def test_rope_scaling_is_the_checkpoints_own(models):
+    assert reference(models, "llama32")["rope_scaling"]["rope_type"] == "llama3"
+    assert reference(models, "deepseek")["rope_scaling"] == {"rope_type": "linear", "factor": 4.0}
+    assert reference(models, "qwen3")["rope_scaling"] is None
+
+
+def test_gemma_1_runs_the_tanh_gelu_its_legacy_config_means(models, tmp_path):
+    document = reference(models, "gemma")
+    assert document["hidden_act_in_checkpoint_config"] == "gelu"
+    assert document["hidden_act_used"] == "gelu_pytorch_tanh"
+    # the same weights with the activation written out: the same numbers
+    spelled = family_model_dir(tmp_path, "gemma", raw_config={"hidden_act": "gelu_pytorch_tanh"})
+    same = forward_parity_reference("gemma_forward_reference", FAMILIES["gemma"], PROMPTS, spelled, SETTINGS)
+    assert same["test_cases"] == document["test_cases"]
+    # exact GELU (what transformers 4.48 to 5.x ran unpinned) moves the logits
+    exact = dataclasses.replace(FAMILIES["gemma"], hidden_act="gelu")
+    moved = forward_parity_reference("gemma_forward_reference", exact, PROMPTS, models["gemma"], SETTINGS)
+    assert moved["hidden_act_used"] == "gelu"
+    assert moved["test_cases"][0]["top_10"] != document["test_cases"][0]["top_10"]
+
+
+def test_longrope_records_mscale_and_a_long_case_past_the_original_context(models, tmp_path):
+    document = reference(models, "longrope", long_text=LONG_TEXT)
+    # transformers' longrope mscale: sqrt(1 + ln(max / original) / ln(original)), 64 / 16 here
+    assert math.isclose(document["attention_scaling"], math.sqrt(1 + math.log(4) / math.log(LONGROPE_ORIGINAL)))
+    assert document["original_max_position_embeddings"] == LONGROPE_ORIGINAL
+    regimes = [(case["regime"], len(case["tokens"])) for case in document["test_cases"]]
+    assert [regime for regime, _ in regimes] == ["short", "short", "long"]
+    assert all(n <= LONGROPE_ORIGINAL for regime, n in regimes if regime == "short")
+    assert regimes[-1][1] > LONGROPE_ORIGINAL
+    # the long factors are in effect on the long case only
+    short_only = family_model_dir(
+        tmp_path,
+        "longrope",
+        rope_parameters={**CHECKPOINTS["longrope"][2]["rope_parameters"], "long_factor": [1.0 + 0.1 * i for i in range(8)]},
+    )
+    other = forward_parity_reference(
+        "longrope", FAMILIES["longrope"], PROMPTS, short_only, SETTINGS, long_text=LONG_TEXT
+    )
+    assert other["test_cases"][:2] == document["test_cases"][:2]
+    assert other["test_cases"][2]["top_10"] != document["test_cases"][2]["top_10"]
+
+
+def test_a_checkpoint_of_another_family_or_without_longrope_is_refused_by_name(models):
+    with pytest.raises(ReferenceDataError, match=r"gemma2_forward_reference: .*model_type is 'gemma', family gemma2"):
+        forward_parity_reference("gemma2_forward_reference", FAMILIES["gemma2"], PROMPTS, models["gemma"], SETTINGS)
+    with pytest.raises(ReferenceDataError, match=r"phi35_longrope_forward_reference: .*rope_type is None, expected 'longrope'"):
+        forward_parity_reference(
+            "phi35_longrope_forward_reference", FAMILIES["longrope"], PROMPTS, models["phi3"], SETTINGS, long_text=LONG_TEXT
+        )
+    with pytest.raises(ReferenceDataError, match=r"x_reference: family 'gpt2' is not supported"):
+        family_named("gpt2", "x_reference")
+    with pytest.raises(ReferenceDataError, match=r"y: model_type 'gpt2' belongs to no supported family"):
+        family_of_model_type("gpt2", "y")
+    assert family_of_model_type("phi3", "z").slug == "phi3"
