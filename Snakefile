@@ -43,6 +43,7 @@ report: "workflow/report/workflow.rst"
 
 if SUITE:
 
+    include: "workflow/rules/candle_mi_common.smk"
     include: "workflow/rules/candle_mi.smk"
 
     rule all:

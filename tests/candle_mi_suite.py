@@ -52,7 +52,10 @@ def publish_suite(hub, work: Path) -> dict[str, str]:
         commits[CHECKPOINTS[slug][0]] = commit
     for index, (repo, quantization) in enumerate(QUANTIZED.items()):
         folder = save_tiny_causal_lm(
-            work / "quantized" / str(index), "llama", seed=index, raw_config={"quantization_config": quantization}
+            work / "quantized" / str(index),
+            "llama",
+            seed=index,
+            raw_config={"quantization_config": quantization},
         )
         commits[repo] = hub.add_folder(repo, folder)
     return commits

@@ -53,7 +53,9 @@ def test_the_suite_regenerates_every_reference_portably_and_grades_committed_cop
     configs = {workdir: clone_like(workdir) for workdir in machines}
     with ThreadPoolExecutor(2) as pool:
         runs = [
-            pool.submit(run_snakemake, workdir, configs[workdir], env={**hub_env(hub, workdir / "hf"), **machine})
+            pool.submit(
+                run_snakemake, workdir, configs[workdir], env={**hub_env(hub, workdir / "hf"), **machine}
+            )
             for workdir, machine in machines.items()
         ]
         for run in runs:
@@ -72,7 +74,9 @@ def test_the_suite_regenerates_every_reference_portably_and_grades_committed_cop
     for name in QUANTIZED_NAMES:
         row = rows[name]
         assert row["verdict"] == "needs a GPU" and "a CUDA device" in row["missing"]
-        made = [file for file in os.listdir(here / "results" / "candle-mi" / name) if not file.startswith(".")]
+        made = [
+            file for file in os.listdir(here / "results" / "candle-mi" / name) if not file.startswith(".")
+        ]
         assert made == ["needs-gpu.json"]
     assert {row["repo"] for row in rows.values() if row["kind"] == "quantized"} == set(QUANTIZED)
 
@@ -86,8 +90,14 @@ def test_the_suite_regenerates_every_reference_portably_and_grades_committed_cop
         assert case["residual"] == [float(v) for v in residual]
         acts = float64_gemma_scope(weights / sae_id / "params.npz", residual)
         assert case["n_active"] == int((acts > 0).sum())
-        assert [item["index"] for item in case["top_10"]] == list(np.argsort(-acts, kind="stable")[: len(case["top_10"])])
-        assert np.allclose([item["activation"] for item in case["top_10"]], acts[[i["index"] for i in case["top_10"]]], atol=1e-5)
+        assert [item["index"] for item in case["top_10"]] == list(
+            np.argsort(-acts, kind="stable")[: len(case["top_10"])]
+        )
+        assert np.allclose(
+            [item["activation"] for item in case["top_10"]],
+            acts[[i["index"] for i in case["top_10"]]],
+            atol=1e-5,
+        )
 
     # candle-mi's committed copies: most as made, one moved past its bar, one within, one older
     committed = tmp_path / "candle-mi" / "scripts"
@@ -100,7 +110,11 @@ def test_the_suite_regenerates_every_reference_portably_and_grades_committed_cop
     llama = json.loads((committed / "llama32_forward_reference.json").read_text())
     llama["test_cases"][0]["last_residual_f32"][4] += 4e-4
     (committed / "llama32_forward_reference.json").write_text(json.dumps(llama, indent=2))
-    older = {key: value for key, value in plt.items() if key not in ("sae_lens_version", "oracle_release", "oracle_sae_ids")}
+    older = {
+        key: value
+        for key, value in plt.items()
+        if key not in ("sae_lens_version", "oracle_release", "oracle_sae_ids")
+    }
     (committed / "plt_gemma_reference.json").write_text(json.dumps(older, indent=2))
     run_snakemake(here, configs[here], env=hub_env(hub, here / "hf"))
     graded = table(here)
@@ -108,7 +122,9 @@ def test_the_suite_regenerates_every_reference_portably_and_grades_committed_cop
     assert graded["pass"] is False
     assert rows["qwen3_forward_reference"]["verdict"] == "fails"
     prompt = qwen3["test_cases"][1]["prompt"]
-    assert rows["qwen3_forward_reference"]["failures"][0].startswith(f"test_cases[prompt {prompt!r}].top_10[2].logit")
+    assert rows["qwen3_forward_reference"]["failures"][0].startswith(
+        f"test_cases[prompt {prompt!r}].top_10[2].logit"
+    )
     assert rows["llama32_forward_reference"]["verdict"] == "within tolerance"
     assert rows["llama32_forward_reference"]["moved"]["last_residual_f32"] == pytest.approx(4e-4, rel=1e-3)
     assert rows["plt_gemma_reference"]["verdict"] == "within tolerance"
@@ -130,7 +146,8 @@ def test_the_suite_regenerates_every_reference_portably_and_grades_committed_cop
         ),
         (
             lambda suite: suite["models"]["gemma-2b"].pop("revision"),
-            "candle_mi.references[gemma_forward_reference]: model 'gemma-2b' (google/gemma-2b) has no revision",
+            "candle_mi.references[gemma_forward_reference]: model 'gemma-2b' (google/gemma-2b) "
+            "has no revision",
         ),
         (
             lambda suite: suite["references"][10].pop("long_prompt"),

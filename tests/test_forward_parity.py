@@ -42,7 +42,9 @@ def models(family_models):
 
 
 def reference(models, slug, **kwargs):
-    return forward_parity_reference(f"{slug}_forward_reference", FAMILIES[slug], PROMPTS, models[slug], SETTINGS, **kwargs)
+    return forward_parity_reference(
+        f"{slug}_forward_reference", FAMILIES[slug], PROMPTS, models[slug], SETTINGS, **kwargs
+    )
 
 
 @pytest.mark.parametrize("slug", [slug for slug in CHECKPOINTS if slug != "longrope"])
@@ -53,7 +55,10 @@ def test_every_family_writes_candle_mis_schema_with_eager_attention(models, slug
     assert keys[: len(HEAD_KEYS)] == HEAD_KEYS
     assert keys[len(HEAD_KEYS) :] == [*family.extra_fields, "test_cases", "environment"]
     assert document["model_type"] == family.model_type == CHECKPOINTS[slug][1]
-    assert document["environment"]["attn_implementation"] == "eager" and "eager attention" in document["methodology"]
+    assert (
+        document["environment"]["attn_implementation"] == "eager"
+        and "eager attention" in document["methodology"]
+    )
     assert (document["hidden_size"], document["num_layers"], document["head_dim"]) == (32, 3, HEAD_DIM)
     for case in document["test_cases"]:
         assert len(case["top_10"]) == 10 and len(case["last_residual_f32"]) == 32
@@ -85,7 +90,9 @@ def test_gemma_1_runs_the_tanh_gelu_its_legacy_config_means(models, tmp_path):
 def test_longrope_records_mscale_and_a_long_case_past_the_original_context(models, tmp_path):
     document = reference(models, "longrope", long_text=LONG_TEXT)
     # transformers' longrope mscale: sqrt(1 + ln(max / original) / ln(original)), 64 / 16 here
-    assert math.isclose(document["attention_scaling"], math.sqrt(1 + math.log(4) / math.log(LONGROPE_ORIGINAL)))
+    assert math.isclose(
+        document["attention_scaling"], math.sqrt(1 + math.log(4) / math.log(LONGROPE_ORIGINAL))
+    )
     assert document["original_max_position_embeddings"] == LONGROPE_ORIGINAL
     regimes = [(case["regime"], len(case["tokens"])) for case in document["test_cases"]]
     assert [regime for regime, _ in regimes] == ["short", "short", "long"]
@@ -95,7 +102,10 @@ def test_longrope_records_mscale_and_a_long_case_past_the_original_context(model
     short_only = family_model_dir(
         tmp_path,
         "longrope",
-        rope_parameters={**CHECKPOINTS["longrope"][2]["rope_parameters"], "long_factor": [1.0 + 0.1 * i for i in range(8)]},
+        rope_parameters={
+            **CHECKPOINTS["longrope"][2]["rope_parameters"],
+            "long_factor": [1.0 + 0.1 * i for i in range(8)],
+        },
     )
     other = forward_parity_reference(
         "longrope", FAMILIES["longrope"], PROMPTS, short_only, SETTINGS, long_text=LONG_TEXT
@@ -105,14 +115,46 @@ def test_longrope_records_mscale_and_a_long_case_past_the_original_context(model
 
 
 def test_a_checkpoint_of_another_family_or_without_longrope_is_refused_by_name(models):
-    with pytest.raises(ReferenceDataError, match=r"gemma2_forward_reference: .*model_type is 'gemma', family gemma2"):
-        forward_parity_reference("gemma2_forward_reference", FAMILIES["gemma2"], PROMPTS, models["gemma"], SETTINGS)
-    with pytest.raises(ReferenceDataError, match=r"phi35_longrope_forward_reference: .*rope_type is None, expected 'longrope'"):
+    with pytest.raises(
+        ReferenceDataError, match=r"gemma2_forward_reference: .*model_type is 'gemma', family gemma2"
+    ):
         forward_parity_reference(
-            "phi35_longrope_forward_reference", FAMILIES["longrope"], PROMPTS, models["phi3"], SETTINGS, long_text=LONG_TEXT
+            "gemma2_forward_reference", FAMILIES["gemma2"], PROMPTS, models["gemma"], SETTINGS
+        )
+    with pytest.raises(
+        ReferenceDataError,
+        match=r"phi35_longrope_forward_reference: .*rope_type is None, expected 'longrope'",
+    ):
+        forward_parity_reference(
+            "phi35_longrope_forward_reference",
+            FAMILIES["longrope"],
+            PROMPTS,
+            models["phi3"],
+            SETTINGS,
+            long_text=LONG_TEXT,
         )
     with pytest.raises(ReferenceDataError, match=r"x_reference: family 'gpt2' is not supported"):
         family_named("gpt2", "x_reference")
     with pytest.raises(ReferenceDataError, match=r"y: model_type 'gpt2' belongs to no supported family"):
         family_of_model_type("gpt2", "y")
     assert family_of_model_type("phi3", "z").slug == "phi3"
+
+
+def test_the_main_config_selects_the_schema_version_per_reference(models):
+    from mi_oracle.references.compare import compare_documents
+    from mi_oracle.references.generate import build_reference
+
+    options = {**SETTINGS, "seeds_per_layer": 1}
+    item = {"name": "forward_reference", "kind": "forward", "prompts": PROMPTS}
+    older = build_reference(item, options, models["gemma3"], None, models["gemma3"])
+    newer = build_reference(
+        {**item, "schema_version": "0.1.24"}, options, models["gemma3"], None, models["gemma3"]
+    )
+    assert "model_type" not in older and "use_qk_norm" in older
+    assert newer["model_type"] == "gemma3_text" and newer["environment"]["family"] == "gemma3"
+    # a committed reference of the older version is still checked, on the fields both carry
+    assert compare_documents(older, newer, "forward") == []
+    moved = {**older, "vocab_size": older["vocab_size"] + 1}
+    assert compare_documents(moved, newer, "forward") == [
+        f"vocab_size: expected {older['vocab_size'] + 1}, got {older['vocab_size']}"
+    ]

@@ -22,7 +22,12 @@ LONG_TEXT = "the river and the city"
 
 def make(model_dir, slug, family=None, name=None):
     return forward_parity_reference(
-        name or f"{slug}_forward_reference", family or FAMILIES[slug], PROMPTS, model_dir, SETTINGS, long_text=LONG_TEXT
+        name or f"{slug}_forward_reference",
+        family or FAMILIES[slug],
+        PROMPTS,
+        model_dir,
+        SETTINGS,
+        long_text=LONG_TEXT,
     )
 
 
@@ -51,9 +56,10 @@ def test_each_family_planted_numeric_faults_fail_by_name_and_small_moves_pass(re
     moved["test_cases"][0]["top_10"][3]["logit"] += 2 * bar
     failed = grade(good, moved, kind_of(slug))
     assert failed.verdict == "fails"
+    expected, got = good["test_cases"][0]["top_10"][3]["logit"], moved["test_cases"][0]["top_10"][3]["logit"]
     assert failed.failures == [
-        f"test_cases[prompt {prompt!r}].top_10[3].logit: expected {good['test_cases'][0]['top_10'][3]['logit']!r}, "
-        f"got {moved['test_cases'][0]['top_10'][3]['logit']!r} (diff {2 * bar:.3g} > tolerance {bar:g})"
+        f"test_cases[prompt {prompt!r}].top_10[3].logit: expected {expected!r}, "
+        f"got {got!r} (diff {2 * bar:.3g} > tolerance {bar:g})"
     ]
 
     swapped = copy.deepcopy(good)
@@ -95,16 +101,23 @@ def test_a_wrong_rope_scaling_fails_by_name(references, tmp_path):
     assert "rope_scaling.factor: expected 32.0, got 8.0 (diff 24 > tolerance 0.001)" in failures
 
     longrope = CHECKPOINTS["longrope"][2]["rope_parameters"]
-    wrong_long = family_model_dir(tmp_path, "longrope", rope_parameters={**longrope, "long_factor": [1.0] * 8})
+    wrong_long = family_model_dir(
+        tmp_path, "longrope", rope_parameters={**longrope, "long_factor": [1.0] * 8}
+    )
     failures = grade(references["longrope"], make(wrong_long, "longrope"), "longrope").failures
-    assert any(failure.startswith("rope_scaling.long_factor[1]: expected 3.0, got 1.0") for failure in failures)
+    assert any(
+        failure.startswith("rope_scaling.long_factor[1]: expected 3.0, got 1.0") for failure in failures
+    )
     long_prompt = references["longrope"]["test_cases"][-1]["prompt"]
     assert any(failure.startswith(f"test_cases[prompt {long_prompt!r}].top_10") for failure in failures)
 
 
 def test_longrope_mscale_is_held_to_1e_4():
     reference = {"attention_scaling": 1.19, "test_cases": []}
-    assert grade(reference, {**reference, "attention_scaling": 1.19 + 5e-5}, "longrope").verdict == "within tolerance"
+    assert (
+        grade(reference, {**reference, "attention_scaling": 1.19 + 5e-5}, "longrope").verdict
+        == "within tolerance"
+    )
     failed = grade(reference, {**reference, "attention_scaling": 1.19 + 2e-4}, "longrope")
     assert failed.failures[0].startswith("attention_scaling: expected 1.19")
 
@@ -123,7 +136,8 @@ def test_quantized_bars_are_the_exact_top_1_and_the_schemes_logit_bar(references
     top = flipped["test_cases"][0]["top_10"]
     top[0], top[1] = top[1], top[0]
     failures = grade(good, flipped, "quantized", "cuda", "gptq").failures
-    assert failures[0].endswith(f"top_10[0].index: top-1 expected {good['test_cases'][0]['top_10'][0]['index']}, got {top[0]['index']}")
+    top1 = good["test_cases"][0]["top_10"][0]["index"]
+    assert failures[0].endswith(f"top_10[0].index: top-1 expected {top1}, got {top[0]['index']}")
 
 
 def test_gpu_references_get_candle_mis_gpu_bar(references):
@@ -136,7 +150,12 @@ def test_gpu_references_get_candle_mis_gpu_bar(references):
 
 def test_an_older_schema_is_graded_on_the_fields_both_versions_carry(references):
     current = references["qwen3"]
-    older = {key: value for key, value in current.items() if key not in ("model_type", "rope_scaling")}
+    # as the seeds wrote it: no model_type, no rope_scaling, no environment block
+    older = {
+        key: value
+        for key, value in current.items()
+        if key not in ("model_type", "rope_scaling", "environment")
+    }
     result = grade(older, current, "forward")
     assert result.verdict == "within tolerance"
     assert result.note == "fields in one schema version only, not graded: model_type, rope_scaling"

@@ -11,7 +11,7 @@ with logged_to(snakemake.log[0]):
     items = snakemake.params.references
     write_resurrection_table(
         items,
-        {item["name"]: Path(folder) for item, folder in zip(items, snakemake.input.references)},
+        {item["name"]: Path(folder) for item, folder in zip(items, snakemake.input.references, strict=True)},
         None if snakemake.params.committed is None else Path(snakemake.params.committed),
         {key: Path(snakemake.output[key]) for key in ("json", "markdown", "html")},
     )

@@ -68,7 +68,9 @@ def load_pinned(model_dir: Path, family: Family, dtype: torch.dtype, device: tor
     )
     model = (model if quantized else model.to(device)).eval()
     if model.config._attn_implementation != family.attention:
-        raise ReferenceDataError(f"{reference}: attention is {model.config._attn_implementation}, not {family.attention}")
+        raise ReferenceDataError(
+            f"{reference}: attention is {model.config._attn_implementation}, not {family.attention}"
+        )
     if family.hidden_act is not None and getattr(model.config, "hidden_act", None) != family.hidden_act:
         raise ReferenceDataError(f"{reference}: the activation pin to {family.hidden_act} did not take")
     return model, raw
@@ -106,7 +108,8 @@ def longrope_fields(model: Any, raw: Mapping[str, Any], reference: str) -> dict[
     scaling = rope_scaling(raw) or {}
     if scaling.get("rope_type", scaling.get("type")) != "longrope":
         raise ReferenceDataError(
-            f"{reference}: config.json: rope_scaling.rope_type is {scaling.get('rope_type')!r}, expected 'longrope'"
+            f"{reference}: config.json: rope_scaling.rope_type is {scaling.get('rope_type')!r}, "
+            "expected 'longrope'"
         )
     original = raw.get("original_max_position_embeddings") or scaling.get("original_max_position_embeddings")
     if original is None:
@@ -143,7 +146,9 @@ def forward_parity_reference(
         if extra:
             cases = [{"prompt": case["prompt"], "regime": "short", **case} for case in cases]
             if long_text is None:
-                raise ReferenceDataError(f"{reference}: a longrope reference needs long_prompt (its long case)")
+                raise ReferenceDataError(
+                    f"{reference}: a longrope reference needs long_prompt (its long case)"
+                )
             text = long_prompt(tokenizer, long_text, extra["original_max_position_embeddings"])
             cases.append({"prompt": text, "regime": "long", **run_case(model, tokenizer, text, device)})
     fields = model_fields(model)

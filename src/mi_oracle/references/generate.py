@@ -9,8 +9,8 @@ any x86-64 machine.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,8 @@ from mi_oracle.references.families import family_named, family_of_model_type
 from mi_oracle.references.forward_parity import checkpoint_config, forward_parity_reference
 from mi_oracle.references.forward_reference import forward_reference
 from mi_oracle.references.plt_saelens import saelens_plt_reference
-from mi_oracle.references.quantized import SCHEMES, quantization_config
 from mi_oracle.references.provenance import ENVIRONMENT_KEY
+from mi_oracle.references.quantized import SCHEMES, quantization_config
 from mi_oracle.references.sae_reference import sae_reference
 from mi_oracle.references.transcoder_reference import transcoder_reference
 
@@ -70,7 +70,9 @@ def parity_reference(item: Mapping[str, Any], model_dir: Path, settings: Mapping
     if item["kind"] == "quantized":
         quantization_config(model_dir, item["scheme"], name)
         settings = {**settings, "dtype": SCHEMES[item["scheme"]].dtype}
-    return forward_parity_reference(name, family, item["prompts"], model_dir, settings, item.get("long_prompt"))
+    return forward_parity_reference(
+        name, family, item["prompts"], model_dir, settings, item.get("long_prompt")
+    )
 
 
 def write_reference(

@@ -16,7 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mi_oracle.references.compare import KIND_TOLERANCES, PROVENANCE_KEYS, Tolerance, _Walker, one_sided_fields
+from mi_oracle.references.compare import (
+    KIND_TOLERANCES,
+    PROVENANCE_KEYS,
+    Tolerance,
+    _Walker,
+    one_sided_fields,
+)
 
 NOT_GRADED = PROVENANCE_KEYS | {"methodology"}
 QUANTIZED_BARS = {"bnb-nf4": 1.5, "awq": 1e-1, "gptq": 1e-1}
@@ -67,7 +73,13 @@ class Grade:
         }
 
 
-def movements(expected: Any, actual: Any, name: str = "", found: dict[str, float] | None = None) -> dict[str, float]:
+def _is_number(value: Any) -> bool:
+    return isinstance(value, float | int) and not isinstance(value, bool)
+
+
+def movements(
+    expected: Any, actual: Any, name: str = "", found: dict[str, float] | None = None
+) -> dict[str, float]:
     """The largest absolute change of each numeric field (by its key) between two documents."""
     found = {} if found is None else found
     if isinstance(expected, Mapping) and isinstance(actual, Mapping):
@@ -77,11 +89,14 @@ def movements(expected: Any, actual: Any, name: str = "", found: dict[str, float
     elif isinstance(expected, list) and isinstance(actual, list):
         for e, a in zip(expected, actual, strict=False):
             movements(e, a, name, found)
-    elif isinstance(expected, float | int) and isinstance(actual, float | int) and not isinstance(expected, bool):
-        if isinstance(expected, float) or isinstance(actual, float):
-            diff = abs(float(actual) - float(expected))
-            if not math.isnan(diff):
-                found[name] = max(found.get(name, 0.0), diff)
+    elif (
+        _is_number(expected)
+        and _is_number(actual)
+        and (isinstance(expected, float) or isinstance(actual, float))
+    ):
+        diff = abs(float(actual) - float(expected))
+        if not math.isnan(diff):
+            found[name] = max(found.get(name, 0.0), diff)
     return found
 
 
@@ -132,7 +147,9 @@ def grade(
     if identical:
         return Grade("byte-identical", bars.label)
     one_sided = one_sided_fields(committed, regenerated, kind) - NOT_GRADED
-    note = f"fields in one schema version only, not graded: {', '.join(sorted(one_sided))}" if one_sided else ""
+    note = (
+        f"fields in one schema version only, not graded: {', '.join(sorted(one_sided))}" if one_sided else ""
+    )
     if bars.top1_bar is not None:
         failures = _top1_failures(committed, regenerated, bars.top1_bar)
     else:

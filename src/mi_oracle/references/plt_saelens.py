@@ -18,11 +18,22 @@ import torch
 
 from mi_oracle.errors import ReferenceDataError
 from mi_oracle.hashing import sha256_file
-from mi_oracle.references.numbers import TOP_K, case_seeds, deterministic_torch, f32, f32_list, seeded_residual, top_indices
+from mi_oracle.references.numbers import (
+    TOP_K,
+    case_seeds,
+    deterministic_torch,
+    f32,
+    f32_list,
+    seeded_residual,
+    top_indices,
+)
 from mi_oracle.references.provenance import ENVIRONMENT_KEY, environment_block, platform_label
 
 SCHEMA = "GemmaScopeNpz"
-METHODOLOGY = "mi-oracle 0.1.24: SAELens SAE.from_pretrained(release, sae_id).encode(), fp32 CPU, seeded torch.randn residuals"
+METHODOLOGY = (
+    "mi-oracle 0.1.24: SAELens SAE.from_pretrained(release, sae_id).encode(), fp32 CPU, "
+    "seeded torch.randn residuals"
+)
 ENCODER_FORMULA = "pre = W_enc.T @ residual + b_enc; acts = pre * (pre > threshold)"
 
 
@@ -52,7 +63,9 @@ def sae_id_of_layer(entry: Any, layer: int, configured: Mapping[Any, str], refer
 def sizes_from_weights(loader: Any) -> Any:
     """``loader`` (a SAELens pretrained loader) with d_in, d_out and d_sae read off the weights."""
 
-    def load(repo_id: str, folder_name: str, device: str = "cpu", force_download: bool = False, cfg_overrides=None):
+    def load(
+        repo_id: str, folder_name: str, device: str = "cpu", force_download: bool = False, cfg_overrides=None
+    ):
         cfg, state, sparsity = loader(
             repo_id=repo_id,
             folder_name=folder_name,
@@ -96,10 +109,14 @@ def saelens_plt_reference(
 
     release = item.get("oracle_release")
     if not release:
-        raise ReferenceDataError(f"{reference}: a 0.1.24 plt reference needs oracle_release (a SAELens release)")
+        raise ReferenceDataError(
+            f"{reference}: a 0.1.24 plt reference needs oracle_release (a SAELens release)"
+        )
     entry = release_entry(release, reference)
     converter = sizes_from_weights(NAMED_PRETRAINED_SAE_LOADERS[entry.conversion_func])
-    sae_ids = {layer: sae_id_of_layer(entry, layer, item.get("oracle_sae_ids") or {}, reference) for layer in layers}
+    sae_ids = {
+        layer: sae_id_of_layer(entry, layer, item.get("oracle_sae_ids") or {}, reference) for layer in layers
+    }
     cases, files = [], []
     d_model = d_sae = None
     with deterministic_torch(threads=1):
@@ -138,6 +155,10 @@ def saelens_plt_reference(
         "n_features_per_layer": d_sae,
         "test_cases": cases,
         ENVIRONMENT_KEY: environment_block(
-            "cpu", "float32", schema_version="0.1.24", seeds_per_layer=seeds_per_layer, dictionary={"set": release, "files": files}
+            "cpu",
+            "float32",
+            schema_version="0.1.24",
+            seeds_per_layer=seeds_per_layer,
+            dictionary={"set": release, "files": files},
         ),
     }

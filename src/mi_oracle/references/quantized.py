@@ -40,7 +40,9 @@ SCHEMES = {
 
 def scheme_named(name: str, reference: str) -> Scheme:
     if name not in SCHEMES:
-        raise ReferenceDataError(f"{reference}: scheme {name!r} is not supported (supported: {', '.join(SCHEMES)})")
+        raise ReferenceDataError(
+            f"{reference}: scheme {name!r} is not supported (supported: {', '.join(SCHEMES)})"
+        )
     return SCHEMES[name]
 
 
@@ -49,7 +51,9 @@ def quantization_config(model_dir: Path, scheme_name: str, reference: str) -> di
     scheme = scheme_named(scheme_name, reference)
     config = checkpoint_config(model_dir).get("quantization_config")
     if not isinstance(config, Mapping):
-        raise ReferenceDataError(f"{reference}: {model_dir}/config.json has no quantization_config ({scheme_name} expected)")
+        raise ReferenceDataError(
+            f"{reference}: {model_dir}/config.json has no quantization_config ({scheme_name} expected)"
+        )
     method = config.get("quant_method")
     if method != scheme.quant_method:
         raise ReferenceDataError(

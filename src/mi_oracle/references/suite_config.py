@@ -44,13 +44,14 @@ def suite_item(item: Mapping[str, Any], suite: Mapping[str, Any], sets: Mapping[
         if model is None:
             raise _needs(name, f"a {kind} reference names its model (one of candle_mi.models)")
         if model not in suite["models"]:
-            raise _needs(name, f"model {model!r} is not under candle_mi.models ({', '.join(suite['models'])})")
+            raise _needs(
+                name, f"model {model!r} is not under candle_mi.models ({', '.join(suite['models'])})"
+            )
         if not suite["models"][model].get("revision"):
             raise _needs(name, f"model {model!r} ({suite['models'][model]['repo']}) has no revision; pin one")
         entry |= {"repo": suite["models"][model]["repo"], "revision": suite["models"][model]["revision"]}
-    if kind in SET_KINDS and not saelens:
-        if item.get("set") not in sets:
-            raise _needs(name, f"set {item.get('set')!r} is not under dictionaries ({', '.join(sets) or 'none'})")
+    if kind in SET_KINDS and not saelens and item.get("set") not in sets:
+        raise _needs(name, f"set {item.get('set')!r} is not under dictionaries ({', '.join(sets) or 'none'})")
     if saelens:
         if not item.get("oracle_release") or not item.get("layers"):
             raise _needs(name, "a 0.1.24 plt reference names oracle_release (a SAELens release) and layers")
