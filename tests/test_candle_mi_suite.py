@@ -113,7 +113,7 @@ def test_the_suite_regenerates_every_reference_portably_and_grades_committed_cop
     older = {
         key: value
         for key, value in plt.items()
-        if key not in ("sae_lens_version", "oracle_release", "oracle_sae_ids")
+        if key not in ("sae_lens_version", "oracle_release", "oracle_sae_ids", "environment")
     }
     (committed / "plt_gemma_reference.json").write_text(json.dumps(older, indent=2))
     run_snakemake(here, configs[here], env=hub_env(hub, here / "hf"))

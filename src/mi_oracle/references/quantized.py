@@ -72,7 +72,7 @@ def missing_for(scheme_name: str, device: str) -> list[str]:
     """What this machine lacks to run ``scheme_name``'s oracle on ``device`` (empty: nothing)."""
     scheme = SCHEMES[scheme_name]
     missing = []
-    if not (device.startswith("cuda") or device == "auto") or not torch.cuda.is_available():
+    if not device.startswith("cuda") or not torch.cuda.is_available():
         missing.append("a CUDA device")
     if importlib.util.find_spec(scheme.package) is None:
         missing.append(f"the {scheme.package} package")

@@ -60,6 +60,7 @@ def _make(
     name = item["name"]
     if item["kind"] == "quantized":
         config = quantization_config(Path(model_dir), item["scheme"], name)
+        options = {**options, "device": "cuda"}  # every backend runs on CUDA, whatever the suite's device
         missing = missing_for(item["scheme"], options["device"])
         if missing:
             record = needs_gpu_record(name, item["scheme"], missing, config, model_record(Path(model_dir)))
