@@ -10,7 +10,7 @@ PEER_VENV ?= .venv-peers
 PEER_VENV_STAMP := $(PEER_VENV)/.mi-oracle-peer-env-installed
 CORES ?= all
 
-.PHONY: install peers run test lint bench system-packages
+.PHONY: install peers run test lint bench system-packages candle-mi
 
 install: $(STAMP)
 
@@ -45,6 +45,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check .
 	$(BIN)/snakemake --lint
+
+# Every reference candle-mi commits, from the real hub (docs/candle-mi.md): needs HF_TOKEN.
+candle-mi: $(STAMP) peers
+	$(BIN)/snakemake --cores $(CORES) --configfile config/candle-mi.yaml
 
 # Benchmarks (benchmarks/README.md): needs the embedded model, so it runs the workflow first.
 bench: run peers
