@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # GPU check, ready for a machine with CUDA: the default workflow on the CPU (run "default"), the
 # same workflow with capture and encoding on CUDA (run "gpu", whose report's devices section
-# compares the two runs), and the capture and encode benchmarks on CUDA. Everything it measures
+# compares the two runs), the capture and encode benchmarks on CUDA, and the candle-mi suite's
+# GPU rows (benchmarks/gpu_references.py: with bitsandbytes installed, the bnb NF4 reference is
+# made). Everything it measures
 # lands in one folder:
 #
 #     benchmarks/gpu_check.sh [OUT]          (OUT defaults to results/gpu_check)
@@ -63,6 +65,8 @@ if [ "$CUDA" = 1 ]; then
     "$PYTHON" "$ROOT/benchmarks/encode_throughput.py" --device cuda --skip-peer \
         > "$OUT/encode_cuda.json" 2> "$OUT/encode_cuda.log"
     note "encode benchmark on CUDA: encode_cuda.json"
+    "$PYTHON" "$ROOT/benchmarks/gpu_references.py" "$OUT" > "$OUT/gpu_references.log" 2>&1
+    note "candle-mi suite's GPU rows (families on CUDA, bnb NF4 made): gpu_references.json"
 else
     reason="no CUDA device (torch.cuda.is_available() is False)"
     workflow --configfile "$OUT/gpu.yaml" --dry-run > "$OUT/gpu_run_dry.log" 2>&1
@@ -70,4 +74,5 @@ else
     note "devices section (CPU against CUDA): skipped: $reason"
     note "capture benchmark on CUDA: skipped: $reason"
     note "encode benchmark on CUDA: skipped: $reason"
+    note "candle-mi suite's GPU rows (gpu_references.py): skipped: $reason"
 fi

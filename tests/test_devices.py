@@ -95,12 +95,15 @@ def test_the_gpu_check_runs_here_with_its_cuda_steps_skipped_by_reason(embedded_
         report = json.loads((out / "crossval.json").read_text())
         assert report["devices"]["comparison"]["runs"]["this"]["device"] == "cuda"
         assert json.loads((out / "capture_cuda.json").read_text())["device"] == "cuda"
+        families = json.loads((out / "gpu_references.json").read_text())["families"]
+        assert all(row["verdict"] != "fails" for row in families)
     else:
         for step in (
             "CUDA run",
             "devices section (CPU against CUDA)",
             "capture benchmark on CUDA",
             "encode benchmark on CUDA",
+            "candle-mi suite's GPU rows (gpu_references.py)",
         ):
             assert f"{step}: skipped: no CUDA device (torch.cuda.is_available() is False)" in summary
         planned = (out / "gpu_run_dry.log").read_text()
