@@ -11,29 +11,14 @@ from mi_oracle.errors import ReferenceDataError
 from mi_oracle.references.families import FAMILIES, family_named, family_of_model_type
 from mi_oracle.references.forward_parity import forward_parity_reference
 from tests.family_checkpoints import CHECKPOINTS, HEAD_DIM, LONGROPE_ORIGINAL, family_model_dir
+from tests.reference_checks import FORWARD_KEYS
 
 SETTINGS = {"device": "cpu", "dtype": "float32", "threads": 1}
 PROMPTS = ["the capital of france is", "a city in europe"]
 LONG_TEXT = "the river and the city"
-# candle-mi's forward schema, in its order (gemma_validation.py; the list)
-HEAD_KEYS = [
-    "model_repo",
-    "methodology",
-    "torch_version",
-    "transformers_version",
-    "platform",
-    "model_type",
-    "hidden_size",
-    "num_layers",
-    "vocab_size",
-    "head_dim",
-    "num_attention_heads",
-    "num_kv_heads",
-    "max_position_embeddings",
-    "rope_theta",
-    "rms_norm_eps",
-    "rope_scaling",
-]
+# candle-mi 0.1.24's forward schema, in its order: 0.1.12's with model_type and rope_scaling, not
+# use_qk_norm (gemma_validation.py; the list)
+HEAD_KEYS = [*FORWARD_KEYS[:5], "model_type", *FORWARD_KEYS[5:14], "rope_scaling"]
 
 
 @pytest.fixture

@@ -49,7 +49,9 @@ def test_without_cuda_the_folder_says_what_is_missing_and_nothing_else(tmp_path)
     model = quantized_model(tmp_path, BNB)
     folder = tmp_path / "out" / "bnb_nf4_forward_reference"
     if not missing_for("bnb-nf4", "cuda"):
-        pytest.skip("CUDA and bitsandbytes are here: benchmarks/gpu_references.py checks this machine's bnb path")
+        pytest.skip(
+            "CUDA and bitsandbytes are here: benchmarks/gpu_references.py checks this machine's bnb path"
+        )
     status = write_suite_reference(ITEM, OPTIONS, model, None, folder, Numerics("portable", 1))
     assert status == "needs a GPU"
     assert sorted(path.name for path in folder.parent.iterdir()) == ["bnb_nf4_forward_reference"]

@@ -19,8 +19,8 @@ import torch
 from mi_oracle.devices import DTYPES, resolve_device
 from mi_oracle.errors import ReferenceDataError
 from mi_oracle.references.families import Family
-from mi_oracle.references.forward_reference import model_fields
-from mi_oracle.references.numbers import TOP_K, deterministic_torch, f32, f32_list, top_indices
+from mi_oracle.references.forward_reference import model_fields, run_case
+from mi_oracle.references.numbers import deterministic_torch
 from mi_oracle.references.provenance import ENVIRONMENT_KEY, environment_block, model_record, platform_label
 from mi_oracle.references.tokenizer import load_tokenizer
 
@@ -83,24 +83,6 @@ def long_prompt(tokenizer: Any, text: str, past: int) -> str:
     while len(tokenizer(" ".join([text] * copies), add_special_tokens=True)["input_ids"]) <= past:
         copies += 1
     return " ".join([text] * copies)
-
-
-def run_case(model: Any, tokenizer: Any, prompt: str, device: torch.device) -> dict[str, Any]:
-    """Tokens, top-10 logits of the last position and its final residual (post final norm)."""
-    ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
-    with torch.inference_mode():
-        outputs = model(
-            input_ids=torch.tensor([ids], device=device),
-            output_hidden_states=True,
-            use_cache=False,
-            logits_to_keep=1,
-        )
-    logits = outputs.logits[0, -1].to(torch.float32).cpu().numpy()
-    return {
-        "tokens": ids,
-        "top_10": [{"index": int(i), "logit": f32(logits[i])} for i in top_indices(logits, TOP_K)],
-        "last_residual_f32": f32_list(outputs.hidden_states[-1][0, -1]),
-    }
 
 
 def longrope_fields(model: Any, raw: Mapping[str, Any], reference: str) -> dict[str, Any]:

@@ -49,6 +49,24 @@ def model_fields(model: torch.nn.Module) -> dict[str, Any]:
     }
 
 
+def run_case(model: Any, tokenizer: Any, prompt: str, device: torch.device) -> dict[str, Any]:
+    """Tokens, top-10 logits of the last position and its final residual (post final norm)."""
+    ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    with torch.inference_mode():
+        outputs = model(
+            input_ids=torch.tensor([ids], device=device),
+            output_hidden_states=True,
+            use_cache=False,
+            logits_to_keep=1,
+        )
+    logits = outputs.logits[0, -1].to(torch.float32).cpu().numpy()
+    return {
+        "tokens": ids,
+        "top_10": [{"index": int(i), "logit": f32(logits[i])} for i in top_indices(logits, TOP_K)],
+        "last_residual_f32": f32_list(outputs.hidden_states[-1][0, -1]),
+    }
+
+
 def forward_reference(prompts: Sequence[str], model_dir: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
     """The ``forward`` reference of ``prompts`` on the model in ``model_dir``."""
     import transformers
@@ -56,30 +74,11 @@ def forward_reference(prompts: Sequence[str], model_dir: Path, settings: Mapping
 
     device = resolve_device(settings["device"])
     model_info = model_record(model_dir)
-    cases = []
     with deterministic_torch(threads=settings["threads"]):
         tokenizer = load_tokenizer(model_dir)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=DTYPES[settings["dtype"]])
         model = model.to(device).eval()
-        for prompt in prompts:
-            ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
-            with torch.inference_mode():
-                outputs = model(
-                    input_ids=torch.tensor([ids], device=device),
-                    output_hidden_states=True,
-                    use_cache=False,
-                    logits_to_keep=1,
-                )
-            logits = outputs.logits[0, -1].to(torch.float32).cpu().numpy()
-            top = top_indices(logits, TOP_K)
-            cases.append(
-                {
-                    "prompt": prompt,
-                    "tokens": ids,
-                    "top_10": [{"index": int(i), "logit": f32(logits[i])} for i in top],
-                    "last_residual_f32": f32_list(outputs.hidden_states[-1][0, -1]),
-                }
-            )
+        cases = [{"prompt": prompt, **run_case(model, tokenizer, prompt, device)} for prompt in prompts]
     return {
         "model_repo": model_info["repo"] or model_info["name"],
         "methodology": METHODOLOGY,

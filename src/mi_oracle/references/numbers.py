@@ -105,3 +105,17 @@ def _box_muller_16(uniforms: np.ndarray) -> np.ndarray:
 def case_seeds(layer: int, n_seeds: int) -> list[int]:
     """The seeds of one layer's cases: ``seed_idx * 100 + layer`` for each ``seed_idx``."""
     return [seed_idx * 100 + layer for seed_idx in range(n_seeds)]
+
+
+def encoder_case(layer: int, seed: int, residual: torch.Tensor, values: np.ndarray) -> dict:
+    """One plt/clt case: the residual, how many features fire (> 0) and the top ten of them."""
+    positive = values > 0
+    n_active = int(positive.sum())
+    top = top_indices(values, min(TOP_K, n_active), keep=positive)
+    return {
+        "layer": layer,
+        "seed": seed,
+        "residual": f32_list(residual),
+        "n_active": n_active,
+        "top_10": [{"index": int(i), "activation": f32(values[i])} for i in top],
+    }

@@ -19,13 +19,10 @@ import torch
 from mi_oracle.errors import ReferenceDataError
 from mi_oracle.hashing import sha256_file
 from mi_oracle.references.numbers import (
-    TOP_K,
     case_seeds,
     deterministic_torch,
-    f32,
-    f32_list,
+    encoder_case,
     seeded_residual,
-    top_indices,
 )
 from mi_oracle.references.provenance import ENVIRONMENT_KEY, environment_block, platform_label
 
@@ -128,18 +125,7 @@ def saelens_plt_reference(
                 residual = seeded_residual(seed, d_model)
                 with torch.inference_mode():
                     values = sae.encode(residual[None, :].to(torch.float32))[0].numpy()
-                positive = values > 0
-                n_active = int(positive.sum())
-                top = top_indices(values, min(TOP_K, n_active), keep=positive)
-                cases.append(
-                    {
-                        "layer": layer,
-                        "seed": seed,
-                        "residual": f32_list(residual),
-                        "n_active": n_active,
-                        "top_10": [{"index": int(i), "activation": f32(values[i])} for i in top],
-                    }
-                )
+                cases.append(encoder_case(layer, seed, residual, values))
     return {
         "weights_repo": entry.repo_id,
         "curation_repo": item.get("curation_repo", ""),

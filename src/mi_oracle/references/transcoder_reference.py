@@ -21,13 +21,10 @@ from mi_oracle.encoding.loaders import load_layer
 from mi_oracle.errors import ReferenceDataError
 from mi_oracle.formats import FORMATS, format_of
 from mi_oracle.references.numbers import (
-    TOP_K,
     case_seeds,
     deterministic_torch,
-    f32,
-    f32_list,
+    encoder_case,
     seeded_residual,
-    top_indices,
 )
 from mi_oracle.references.origins import curation_repo, weights_repo
 from mi_oracle.references.provenance import (
@@ -107,19 +104,7 @@ def transcoder_reference(
             for seed in case_seeds(layer, seeds_per_layer):
                 residual = seeded_residual(seed, d_model)
                 acts, _active = encode(dictionary, residual[None, :])
-                values = acts[0].numpy()
-                positive = values > 0
-                n_active = int(positive.sum())
-                top = top_indices(values, min(TOP_K, n_active), keep=positive)
-                cases.append(
-                    {
-                        "layer": layer,
-                        "seed": seed,
-                        "residual": f32_list(residual),
-                        "n_active": n_active,
-                        "top_10": [{"index": int(i), "activation": f32(values[i])} for i in top],
-                    }
-                )
+                cases.append(encoder_case(layer, seed, residual, acts[0].numpy()))
     return {
         **repo_fields(schema, manifest),
         "methodology": METHODOLOGY,
