@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mi_oracle.atomic import write_json_atomic, write_text_atomic
+from mi_oracle.crossval.report import render_template
 from mi_oracle.json_files import read_json
 from mi_oracle.layout import NEEDS_GPU_FILE, PROVENANCE_FILE
 from mi_oracle.references.compare import recorded_inputs
@@ -132,8 +133,6 @@ def write_resurrection_table(
     outputs: Mapping[str, Path],
 ) -> dict[str, Any]:
     """Write the table as JSON, Markdown and HTML (``outputs`` by ``json``, ``markdown``, ``html``)."""
-    from mi_oracle.crossval.report import render_template
-
     table = resurrection_table(items, folders, committed_dir)
     write_json_atomic(Path(outputs["json"]), table)
     write_text_atomic(Path(outputs["markdown"]), markdown_table(table))
