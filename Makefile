@@ -45,6 +45,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/snakefmt --check .
 	$(BIN)/snakemake --lint
+	$(BIN)/snakemake --lint --configfile config/candle-mi.yaml
 
 # Every reference candle-mi commits, from the real hub (docs/candle-mi.md): needs HF_TOKEN.
 candle-mi: $(STAMP) peers
