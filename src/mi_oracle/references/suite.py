@@ -8,6 +8,7 @@ built under a temporary name and renamed into place: a failed job leaves nothing
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +20,8 @@ from mi_oracle.numerics.mode import Numerics
 from mi_oracle.references.generate import write_reference
 from mi_oracle.references.provenance import model_record
 from mi_oracle.references.quantized import missing_for, needs_gpu_record, quantization_config
+
+log = logging.getLogger(__name__)
 
 
 def reference_file(folder: Path, name: str) -> Path:
@@ -65,6 +68,7 @@ def _make(
         if missing:
             record = needs_gpu_record(name, item["scheme"], missing, config, model_record(Path(model_dir)))
             write_json_atomic(folder / NEEDS_GPU_FILE, record)
+            log.warning("%s: not made here, it needs %s", name, " and ".join(missing))
             return "needs a GPU"
         numerics = Numerics("native", numerics.threads)
     write_reference(
