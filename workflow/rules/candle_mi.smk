@@ -1,6 +1,7 @@
 """The candle-mi suite (config/candle-mi.yaml): every reference candle-mi commits, each made from
 its own model or dictionary set into results/candle-mi/<name>/, and the resurrection table."""
 
+
 rule fetch_suite_model:
     output:
         directory(layout.model_dir("{model}")),
