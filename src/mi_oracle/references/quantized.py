@@ -2,7 +2,7 @@
 
 None of the three backends runs on a CPU-only machine. Before anything loads, the checkpoint's
 ``quantization_config`` is checked against the configured scheme (a wrong checkpoint is an error
-naming the reference); then, where the machine lacks a CUDA device or the backend's package, the
+naming the reference); then, where the machine lacks a CUDA device or the backend's packages, the
 reference is not made and :func:`missing_for` says what it needs. The oracle computes in the
 scheme's compute dtype: fp32 for bnb NF4, fp16 for AWQ and GPTQ, as candle-mi's oracles do.
 """
@@ -23,18 +23,20 @@ from mi_oracle.references.forward_parity import checkpoint_config
 
 @dataclass(frozen=True)
 class Scheme:
-    """A quantization scheme: how its checkpoint says so, the package that runs it, its compute dtype."""
+    """A quantization scheme: how its checkpoint says so, the packages transformers loads it
+    through, its compute dtype."""
 
     quant_method: str
-    package: str
+    packages: tuple[str, ...]
     dtype: str
     quant_type: str | None = None  # bnb_4bit_quant_type
 
 
+# transformers 5 loads AWQ checkpoints through GPTQModel, and GPTQ ones through Optimum and GPTQModel
 SCHEMES = {
-    "bnb-nf4": Scheme("bitsandbytes", "bitsandbytes", "float32", "nf4"),
-    "awq": Scheme("awq", "awq", "float16"),
-    "gptq": Scheme("gptq", "gptqmodel", "float16"),
+    "bnb-nf4": Scheme("bitsandbytes", ("bitsandbytes", "accelerate"), "float32", "nf4"),
+    "awq": Scheme("awq", ("gptqmodel", "accelerate"), "float16"),
+    "gptq": Scheme("gptq", ("optimum", "gptqmodel", "accelerate"), "float16"),
 }
 
 
@@ -74,8 +76,8 @@ def missing_for(scheme_name: str, device: str) -> list[str]:
     missing = []
     if not device.startswith("cuda") or not torch.cuda.is_available():
         missing.append("a CUDA device")
-    if importlib.util.find_spec(scheme.package) is None:
-        missing.append(f"the {scheme.package} package")
+    absent = [package for package in scheme.packages if importlib.util.find_spec(package) is None]
+    missing += [f"the {package} package" for package in absent]
     return missing
 
 
