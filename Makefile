@@ -47,8 +47,9 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint
 	$(BIN)/snakemake --lint --configfile config/candle-mi.yaml
 
-# Every reference candle-mi commits, from the real hub (docs/candle-mi.md): needs HF_TOKEN.
-candle-mi: $(STAMP) peers
+# Every reference candle-mi commits, from the real hub (docs/candle-mi.md): needs HF_TOKEN;
+# SAELens (the PLT oracle) comes with the `peers` extra.
+candle-mi: $(PEERS_STAMP)
 	$(BIN)/snakemake --cores $(CORES) --configfile config/candle-mi.yaml
 
 # Benchmarks (benchmarks/README.md): needs the embedded model, so it runs the workflow first.
