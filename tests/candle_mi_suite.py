@@ -12,7 +12,12 @@ from pathlib import Path
 
 from tests.builders import save_tiny_causal_lm
 from tests.family_checkpoints import CHECKPOINTS, publish_families
-from tests.real_targets import publish_gemma_2_2b, publish_llama_3_2_1b, publish_qwen3_1_7b
+from tests.real_targets import (
+    GEMMA_WEIGHTS_REPO,
+    publish_gemma_2_2b,
+    publish_llama_3_2_1b,
+    publish_qwen3_1_7b,
+)
 
 QUANTIZED = {
     "medmekk/Llama-3.2-1B-Instruct-bnb-nf4": {
@@ -41,9 +46,12 @@ FROM_REAL_TARGETS = ("qwen3", "llama32", "gemma2")
 
 
 def publish_suite(hub, work: Path) -> dict[str, str]:
-    """Every model and dictionary of config/candle-mi.yaml; the model commits by repository."""
+    """Every model and dictionary of config/candle-mi.yaml; the commits of the models and of the
+    Gemma Scope transcoders, by repository."""
+    gemma = publish_gemma_2_2b(hub, work / "gemma-2-2b")
     commits = {
-        "google/gemma-2-2b": publish_gemma_2_2b(hub, work / "gemma-2-2b")["model"],
+        "google/gemma-2-2b": gemma["model"],
+        GEMMA_WEIGHTS_REPO: gemma["weights"],
         "meta-llama/Llama-3.2-1B": publish_llama_3_2_1b(hub, work / "llama-3.2-1b")["model"],
         "Qwen/Qwen3-1.7B-Base": publish_qwen3_1_7b(hub, work / "qwen3-1.7b")["model"],
     }

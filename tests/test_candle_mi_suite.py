@@ -18,6 +18,7 @@ import yaml
 from mi_oracle.references.numbers import seeded_residual
 from tests.candle_mi_suite import QUANTIZED, publish_suite
 from tests.conftest import REPO_ROOT, hub_env, run_snakemake, write_config
+from tests.real_targets import GEMMA_WEIGHTS_REPO
 from tests.test_portable_numerics import OTHER_MACHINE
 
 SUITE = yaml.safe_load((REPO_ROOT / "config" / "candle-mi.yaml").read_text())
@@ -79,6 +80,12 @@ def test_the_suite_regenerates_every_reference_portably_and_grades_committed_cop
         ]
         assert made == ["needs-gpu.json"]
     assert {row["repo"] for row in rows.values() if row["kind"] == "quantized"} == set(QUANTIZED)
+    # the SAELens reference names no model: its row gives the weights' repository and commit
+    plt_row = rows["plt_gemma_reference"]
+    assert (plt_row["repo"], plt_row["resolved_revision"]) == (
+        GEMMA_WEIGHTS_REPO,
+        commits[GEMMA_WEIGHTS_REPO],
+    )
 
     # SAELens's encodings agree with a float64 GemmaScope encoder on the published weights
     plt = json.loads(reference_bytes(here)["plt_gemma_reference"])

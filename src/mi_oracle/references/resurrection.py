@@ -31,13 +31,16 @@ def input_hashes(document: Mapping[str, Any]) -> list[dict[str, str]]:
     ]
 
 
-def resolved_revision(document: Mapping[str, Any]) -> str:
+def made_from(document: Mapping[str, Any]) -> dict[str, str]:
+    """The repository and resolved commit a reference was made from: its model's, else (a
+    reference of dictionary files alone) its first file's."""
     environment = document.get("environment") or {}
     model = environment.get("model") or {}
     if model.get("resolved_revision"):
-        return model["resolved_revision"]
+        return {"repo": model.get("repo") or "", "resolved_revision": model["resolved_revision"]}
     files = (environment.get("dictionary") or {}).get("files", [])
-    return files[0].get("resolved_revision", "") if files else ""
+    first = files[0] if files else {}
+    return {"repo": first.get("repo") or "", "resolved_revision": first.get("resolved_revision", "")}
 
 
 def reference_row(item: Mapping[str, Any], folder: Path, committed_dir: Path | None) -> dict[str, Any]:
@@ -55,7 +58,7 @@ def reference_row(item: Mapping[str, Any], folder: Path, committed_dir: Path | N
         return {
             **row,
             "status": NEEDS_GPU,
-            "resolved_revision": resolved_revision(record),
+            **made_from(record),
             "inputs": input_hashes(record),
             "missing": record["missing"],
             "verdict": NEEDS_GPU,
@@ -66,7 +69,7 @@ def reference_row(item: Mapping[str, Any], folder: Path, committed_dir: Path | N
     row |= {
         "status": "made",
         "regenerated_at": provenance.get("generated_at", ""),
-        "resolved_revision": resolved_revision(document),
+        **made_from(document),
         "sha256": provenance["sha256"],
         "inputs": input_hashes(document),
     }
