@@ -1,9 +1,9 @@
 """The model families candle-mi checks forward parity for, each with the trap its oracle must avoid.
 
-A family names the ``model_type`` its checkpoint must declare, the reference file and the
-candle-mi test that reads it, and its pins: every oracle runs eager attention (SDPA drops Gemma 2's
-attention soft-capping, and its backend varies by host), and Gemma 1 runs the tanh GELU its
-checkpoint's legacy ``hidden_act: gelu`` means (transformers 4.48 to 5.x ran exact GELU for it).
+A family names the ``model_type`` its checkpoint must declare and its pins: every oracle runs
+eager attention (SDPA drops Gemma 2's attention soft-capping, and its backend varies by host),
+and Gemma 1 runs the tanh GELU its checkpoint's legacy ``hidden_act: gelu`` means
+(transformers 4.48 to 5.x ran exact GELU for it).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ class Family:
 
     slug: str  # candle-mi's entry id (scripts/resurrect.ps1)
     model_type: str
-    test: str  # candle-mi's tests/<test>.rs
     attention: str = "eager"
     hidden_act: str | None = None  # the activation pinned over the checkpoint's config
     extra_fields: tuple[str, ...] = ()  # config fields this family's reference also records
@@ -31,24 +30,23 @@ class Family:
 FAMILIES = {
     family.slug: family
     for family in (
-        Family("qwen3", "qwen3", "validate_qwen3_forward"),
-        Family("llama32", "llama", "validate_llama32_forward"),
+        Family("qwen3", "qwen3"),
+        Family("llama32", "llama"),
         Family(
             "gemma",
             "gemma",
-            "validate_gemma_forward",
             hidden_act="gelu_pytorch_tanh",
             extra_fields=(*SOFTCAPPING, "hidden_act_in_checkpoint_config", "hidden_act_used"),
         ),
-        Family("gemma2", "gemma2", "validate_gemma2_forward", extra_fields=SOFTCAPPING),
-        Family("gemma3", "gemma3_text", "none", extra_fields=SOFTCAPPING),  # no candle-mi test yet
-        Family("deepseek", "llama", "validate_deepseek_forward"),
-        Family("qwen25coder", "qwen2", "validate_qwen25_coder_forward"),
-        Family("starcoder2", "starcoder2", "validate_starcoder2_forward"),
-        Family("phi3", "phi3", "validate_phi3_mini_forward"),
-        Family("mistral7b", "mistral", "validate_mistral_7b_forward"),
-        Family("longrope", "phi3", "validate_longrope", rope_type="longrope"),
-        Family("quantized", "llama", "validate_quantized_loading"),
+        Family("gemma2", "gemma2", extra_fields=SOFTCAPPING),
+        Family("gemma3", "gemma3_text", extra_fields=SOFTCAPPING),
+        Family("deepseek", "llama"),
+        Family("qwen25coder", "qwen2"),
+        Family("starcoder2", "starcoder2"),
+        Family("phi3", "phi3"),
+        Family("mistral7b", "mistral"),
+        Family("longrope", "phi3", rope_type="longrope"),
+        Family("quantized", "llama"),
     )
 }
 

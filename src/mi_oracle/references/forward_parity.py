@@ -9,7 +9,6 @@ past ``original_max_position_embeddings``, where the long factors take over.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 
 from mi_oracle.devices import DTYPES, resolve_device
 from mi_oracle.errors import ReferenceDataError
+from mi_oracle.json_files import read_json
 from mi_oracle.references.families import Family
 from mi_oracle.references.forward_reference import model_fields, run_case
 from mi_oracle.references.numbers import deterministic_torch
@@ -30,7 +30,7 @@ ROPE_PARAMETER_KEYS_NOT_SCALING = ("rope_theta", "partial_rotary_factor")
 
 def checkpoint_config(model_dir: Path) -> dict[str, Any]:
     """The checkpoint's ``config.json`` as written (transformers rewrites some fields on load)."""
-    return json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    return read_json(Path(model_dir) / "config.json", ReferenceDataError)
 
 
 def rope_scaling(raw: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -26,7 +26,7 @@ from mi_oracle.references.forward_parity import checkpoint_config, forward_parit
 from mi_oracle.references.forward_reference import forward_reference
 from mi_oracle.references.plt_saelens import saelens_plt_reference
 from mi_oracle.references.provenance import ENVIRONMENT_KEY
-from mi_oracle.references.quantized import SCHEMES, quantization_config
+from mi_oracle.references.quantized import SCHEMES
 from mi_oracle.references.sae_reference import sae_reference
 from mi_oracle.references.transcoder_reference import transcoder_reference
 
@@ -67,8 +67,7 @@ def parity_reference(item: Mapping[str, Any], model_dir: Path, settings: Mapping
         family = family_named(item["family"], name)
     else:
         family = family_of_model_type(checkpoint_config(model_dir).get("model_type", ""), name)
-    if item["kind"] == "quantized":
-        quantization_config(model_dir, item["scheme"], name)
+    if item["kind"] == "quantized":  # the suite checked the checkpoint's quantization_config
         settings = {**settings, "dtype": SCHEMES[item["scheme"]].dtype}
     return forward_parity_reference(
         name, family, item["prompts"], model_dir, settings, item.get("long_prompt")
