@@ -51,8 +51,15 @@ def test_every_family_writes_candle_mis_schema_with_eager_attention(models, slug
         assert logits == sorted(logits, reverse=True)
 
 
-def test_rope_scaling_is_the_checkpoints_own(models):
+def test_rope_scaling_is_the_checkpoints_own(models, tmp_path):
     assert reference(models, "llama32")["rope_scaling"]["rope_type"] == "llama3"
+    # a checkpoint saved before transformers 5 spells it rope_scaling (Llama 3.2's config.json):
+    # recorded as written, whatever transformers makes of it on load
+    written = {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0}
+    written |= {"original_max_position_embeddings": 8, "rope_type": "llama3"}
+    older = family_model_dir(tmp_path, "llama32", raw_config={"rope_scaling": written})
+    document = forward_parity_reference("r", FAMILIES["llama32"], PROMPTS, older, SETTINGS)
+    assert document["rope_scaling"] == written and list(document["rope_scaling"]) == list(written)
     assert reference(models, "deepseek")["rope_scaling"] == {"rope_type": "linear", "factor": 4.0}
     assert reference(models, "qwen3")["rope_scaling"] is None
 
