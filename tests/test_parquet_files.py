@@ -1,11 +1,14 @@
-"""Every data file's sha256 is recorded beside it and checked by each reader: any changed byte of a
-tokens, activation or features file is an error naming the file."""
+"""Every data file's content hash (BLAKE3; sha256 for files written before it) is recorded beside it
+and checked by each reader: any changed byte of a tokens, activation or features file is an error
+naming the file and both digests."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 
+import blake3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -13,6 +16,7 @@ import pytest
 from mi_oracle.errors import DataFileError
 from mi_oracle.parquet_files import (
     WRITE_OPTIONS,
+    digest_sidecar,
     open_parquet,
     open_parquet_pair,
     publish,
@@ -20,6 +24,7 @@ from mi_oracle.parquet_files import (
     read_parquet,
     record_sha256,
     sha256_sidecar,
+    verify_sha256,
 )
 
 
@@ -41,17 +46,28 @@ def offsets(path):
     }
 
 
-def test_the_sidecar_is_what_sha256sum_checks_and_parquet_readers_skip(tmp_path):
+def test_the_sidecar_is_what_b3sum_checks_and_parquet_readers_skip(tmp_path):
     path = written(tmp_path / "part-00000.parquet")
-    sidecar = sha256_sidecar(path)
+    sidecar = digest_sidecar(path)
     assert (
-        sidecar.name == "_part-00000.parquet.sha256"
+        sidecar.name == "_part-00000.parquet.blake3"
         and not path.with_name(".part-00000.parquet.partial").exists()
+        and not sha256_sidecar(path).exists()
     )
-    check = subprocess.run(["sha256sum", "-c", sidecar.name], cwd=tmp_path, capture_output=True, text=True)
-    assert check.returncode == 0 and "part-00000.parquet: OK" in check.stdout
+    # b3sum's format, the digest computed here by the blake3 package itself
+    assert sidecar.read_text() == f"{blake3.blake3(path.read_bytes()).hexdigest()}  part-00000.parquet\n"
     assert pq.ParquetDataset(tmp_path).read().num_rows == 64  # the sidecar is not data
     assert read_parquet(path, "tokens table").num_rows == 64
+
+
+def old_sha256_sidecar(path):
+    """The sidecar a file written before BLAKE3 has, in the format ``sha256sum -c`` checks."""
+    digest_sidecar(path).unlink()
+    sha256_sidecar(path).write_text(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}\n")
+    check = subprocess.run(
+        ["sha256sum", "-c", sha256_sidecar(path).name], cwd=path.parent, capture_output=True
+    )
+    assert check.returncode == 0
 
 
 READERS = {
@@ -72,17 +88,55 @@ def test_a_changed_byte_anywhere_is_refused_by_every_reader_naming_the_file(tmp_
     data[offset : offset + 4] = bytes(byte ^ 0x5A for byte in data[offset : offset + 4])
     path.write_bytes(bytes(data))
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    with pytest.raises(DataFileError, match=rf"{path}: the (features|activation) file changed since it was"):
+    digest = blake3.blake3(bytes(data)).hexdigest()
+    recorded = digest_sidecar(path).read_text().split()[0]
+    with pytest.raises(
+        DataFileError,
+        match=rf"{path}: the (features|activation) file changed since it was written: blake3 {digest}, "
+        rf"recorded {recorded} in _part-00000.parquet.blake3",
+    ):
         READERS[reader](path)
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_a_file_written_before_blake3_is_read_through_its_sha256_and_a_changed_byte_refused(tmp_path, reader):
+    path = written(tmp_path / "part-00000.parquet")
+    old_sha256_sidecar(path)
+    verify_sha256(path, "tokens table")  # still readable
+    data = bytearray(path.read_bytes())
+    offset = offsets(path)["page body"]
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+    digest = hashlib.sha256(bytes(data)).hexdigest()
+    with pytest.raises(
+        DataFileError, match=rf"{path}: .* changed since it was written: sha256 {digest}, rec"
+    ):
+        READERS[reader](path)
+
+
+def test_recording_again_replaces_an_old_sha256_sidecar(tmp_path):
+    path = written(tmp_path / "part-00000.parquet")
+    old_sha256_sidecar(path)
+    path.write_bytes(path.read_bytes())  # same bytes, rewritten
+    record_sha256(path)
+    assert digest_sidecar(path).exists() and not sha256_sidecar(path).exists()
+    verify_sha256(path, "tokens table")
+
+
+def test_a_truncated_file_is_refused_naming_it(tmp_path):
+    path = written(tmp_path / "part-00000.parquet")
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DataFileError, match=rf"{path}: the activation file changed since it was written"):
+        read_parquet(path, "activation file")
 
 
 def test_a_missing_or_foreign_sidecar_is_refused(tmp_path):
     path = written(tmp_path / "part-00000.parquet")
-    sha256_sidecar(path).write_text("not a digest\n")
-    with pytest.raises(DataFileError, match=r"_part-00000\.parquet\.sha256: expected '<sha256>  part-00000"):
+    digest_sidecar(path).write_text("not a digest\n")
+    with pytest.raises(DataFileError, match=r"_part-00000\.parquet\.blake3: expected '<blake3>  part-00000"):
         read_parquet(path, "activation file")
-    sha256_sidecar(path).unlink()
-    with pytest.raises(DataFileError, match=rf"{path}: the activation file has no readable recorded sha256"):
+    digest_sidecar(path).unlink()
+    with pytest.raises(DataFileError, match=rf"{path}: the activation file has no readable recorded hash"):
         read_parquet(path, "activation file")
     record_sha256(path)
     assert read_parquet(path, "activation file").num_rows == 64

@@ -59,8 +59,8 @@ def outputs(workdir: Path) -> dict[str, object]:
         for path in sorted((results / folder).rglob("*")):
             if not path.is_file():
                 continue
-            if path.name.endswith(".sha256"):
-                verify_sha256(path.with_name(path.name[1:].removesuffix(".sha256")), "data file")
+            if path.name.startswith("_") and path.suffix in (".blake3", ".sha256"):
+                verify_sha256(path.with_name(path.name[1:].removesuffix(path.suffix)), "data file")
                 continue
             if path.suffix == ".parquet":
                 table = pq.read_table(path)

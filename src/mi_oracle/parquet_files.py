@@ -1,11 +1,15 @@
-"""Parquet files written with page checksums and a recorded sha256, read with both verified.
+"""Parquet files written with page checksums and a recorded content hash, read with the hash verified.
 
-Every data file mi-oracle writes (tokens, activations, features) gets a sidecar beside it,
-``_<name>.sha256`` in ``sha256sum`` format (``sha256sum -c`` checks it; Parquet readers skip files
-starting with ``_``). Every reader here checks the file against it first, so any changed byte (a
-page header, a page body, the footer) is an error naming the file. Each data page also carries a
-CRC32 (``write_page_checksum``), verified while decoding. A truncated file, a foreign one and a
-non-finite value are errors naming the file (and row and column).
+Every data file mi-oracle writes (tokens, activations, features) gets a sidecar beside it naming
+its hash: ``_<name>.blake3`` (``b3sum -c`` checks it) or, for files written before BLAKE3,
+``_<name>.sha256`` (``sha256sum -c``), both ``<hex digest>  <name>``; Parquet readers skip files
+starting with ``_``. Every reader here maps the file once, hashes the mapped bytes and decodes those
+same bytes, so any changed byte (a page header, a page body, the footer) is an error naming the
+file and both digests, and no second read of the file can see other bytes. Each data page also
+carries a CRC32 (``write_page_checksum``) for other readers; ours skip it, the whole-file hash
+covering every byte already. A truncated file, a foreign one and a non-finite value are errors
+naming the file (and row and column). ``record_sha256`` and ``verify_sha256`` keep their names from
+the sha256 days: they record (and check) the content hash of either algorithm.
 """
 
 from __future__ import annotations
@@ -22,75 +26,112 @@ import pyarrow.parquet as pq
 
 from mi_oracle.atomic import write_text_atomic
 from mi_oracle.errors import DataFileError
-from mi_oracle.hashing import sha256_file
+from mi_oracle.hashing import DEFAULT_CONTENT_ALGORITHM, KNOWN_CONTENT_ALGORITHMS, content_digest
 
 WRITE_OPTIONS = {"write_page_checksum": True}
 METADATA_KEY = b"mi_oracle"  # the key-value metadata (JSON) of every data file mi-oracle writes
 _REWRITE = "rerun the step that wrote it (snakemake --forcerun <rule>) or restore the file"
+_HEX_LENGTH = 64  # BLAKE3's default output and sha256: 32 bytes
 
 
 def _unreadable(path: Path, what: str, error: Exception) -> DataFileError:
     return DataFileError(f"{path}: the {what} is unreadable or corrupt ({error}); {_REWRITE}")
 
 
-def sha256_sidecar(path: Path) -> Path:
-    """Where the sha256 of data file ``path`` is recorded: ``_<name>.sha256`` beside it."""
+def digest_sidecar(path: Path, algorithm: str = DEFAULT_CONTENT_ALGORITHM) -> Path:
+    """Where the ``algorithm`` digest of data file ``path`` is recorded: ``_<name>.<algorithm>``."""
     path = Path(path)
-    return path.with_name(f"_{path.name}.sha256")
+    return path.with_name(f"_{path.name}.{algorithm}")
 
 
-def record_sha256(content: Path, published_as: Path | None = None) -> str:
-    """Record the sha256 of ``content`` in the sidecar of ``published_as`` (default: ``content``)."""
-    target = Path(published_as or content)
-    digest = sha256_file(content)
-    write_text_atomic(sha256_sidecar(target), f"{digest}  {target.name}\n")
-    return digest
+def sha256_sidecar(path: Path) -> Path:
+    """Where a sha256 of data file ``path`` is recorded (files written before BLAKE3)."""
+    return digest_sidecar(path, "sha256")
 
 
-def publish(temporary: Path, final: Path) -> None:
-    """Record the sha256 of a completed ``temporary`` file for ``final``, then rename it there."""
-    record_sha256(temporary, final)
-    os.replace(temporary, final)
+def recorded_sidecar(path: Path) -> Path:
+    """The sidecar that records ``path``'s hash: the BLAKE3 one, else the sha256 one, else the
+    default algorithm's (missing) one."""
+    for algorithm in KNOWN_CONTENT_ALGORITHMS:
+        if digest_sidecar(path, algorithm).exists():
+            return digest_sidecar(path, algorithm)
+    return digest_sidecar(path)
 
 
-def verify_sha256(path: Path, what: str) -> None:
-    """Refuse ``path`` unless its bytes have the sha256 its sidecar records."""
-    path, sidecar = Path(path), sha256_sidecar(path)
+def _mapped(path: Path, what: str) -> pa.Buffer:
+    """The whole file as one buffer over a read-only map of it (nothing copied)."""
     try:
-        recorded = sidecar.read_text(encoding="utf-8").split()
-    except OSError as error:
-        raise DataFileError(
-            f"{path}: the {what} has no readable recorded sha256 ({sidecar}: {error.strerror}); {_REWRITE}"
-        ) from error
-    if len(recorded) != 2 or recorded[1] != path.name or len(recorded[0]) != 64:
-        raise DataFileError(f"{sidecar}: expected '<sha256>  {path.name}'; {_REWRITE}")
-    try:
-        actual = sha256_file(path)
-    except OSError as error:
-        raise _unreadable(path, what, error) from error
-    if actual != recorded[0]:
-        raise DataFileError(
-            f"{path}: the {what} changed since it was written: sha256 {actual}, recorded "
-            f"{recorded[0]} in {sidecar.name}; {_REWRITE}"
-        )
-
-
-def _open(path: Path, what: str) -> pq.ParquetFile:
-    try:
-        # pre_buffer=False: Arrow would otherwise prefetch (and keep) every row group of the file
-        return pq.ParquetFile(path, pre_buffer=False, page_checksum_verification=True)
+        with pa.memory_map(str(path), "r") as source:
+            return source.read_buffer()
     except (pa.ArrowException, OSError) as error:
         raise _unreadable(Path(path), what, error) from error
 
 
-def open_parquet(path: Path, what: str) -> pq.ParquetFile:
-    """``path`` opened for streaming, its sha256 and page checksums verified (``what`` names it in errors)."""
-    verify_sha256(path, what)
-    return _open(path, what)
+def record_sha256(content: Path, published_as: Path | None = None) -> str:
+    """Record the content hash (BLAKE3 where installed) of ``content`` in the sidecar of
+    ``published_as`` (default: ``content``); a sidecar of the other algorithm is removed."""
+    target = Path(published_as or content)
+    digest = content_digest(_mapped(Path(content), "file"), DEFAULT_CONTENT_ALGORITHM)
+    write_text_atomic(digest_sidecar(target), f"{digest}  {target.name}\n")
+    for algorithm in KNOWN_CONTENT_ALGORITHMS:
+        if algorithm != DEFAULT_CONTENT_ALGORITHM:
+            digest_sidecar(target, algorithm).unlink(missing_ok=True)
+    return digest
+
+
+def publish(temporary: Path, final: Path) -> None:
+    """Record the content hash of a completed ``temporary`` file for ``final``, then rename it there."""
+    record_sha256(temporary, final)
+    os.replace(temporary, final)
+
+
+def verified_buffer(path: Path, what: str, threads: int = 1) -> pa.Buffer:
+    """``path``'s bytes, mapped, refused unless they hash to what its sidecar records."""
+    path = Path(path)
+    sidecar = recorded_sidecar(path)
+    algorithm = sidecar.suffix[1:]
+    try:
+        recorded = sidecar.read_text(encoding="utf-8").split()
+    except OSError as error:
+        raise DataFileError(
+            f"{path}: the {what} has no readable recorded hash ({sidecar}: {error.strerror}); {_REWRITE}"
+        ) from error
+    if len(recorded) != 2 or recorded[1] != path.name or len(recorded[0]) != _HEX_LENGTH:
+        raise DataFileError(f"{sidecar}: expected '<{algorithm}>  {path.name}'; {_REWRITE}")
+    data = _mapped(path, what)
+    try:
+        actual = content_digest(data, algorithm, threads)
+    except ModuleNotFoundError as error:
+        raise DataFileError(f"{sidecar}: recorded with {algorithm}, but {error}") from error
+    if actual != recorded[0].lower():
+        raise DataFileError(
+            f"{path}: the {what} changed since it was written: {algorithm} {actual}, recorded "
+            f"{recorded[0]} in {sidecar.name}; {_REWRITE}"
+        )
+    return data
+
+
+def verify_sha256(path: Path, what: str) -> None:
+    """Refuse ``path`` unless its bytes have the hash its sidecar records (BLAKE3 or sha256)."""
+    verified_buffer(path, what)
+
+
+def _open(data: pa.Buffer, path: Path, what: str) -> pq.ParquetFile:
+    try:
+        # pre_buffer=False: Arrow would otherwise prefetch (and keep) every row group of the file
+        return pq.ParquetFile(pa.BufferReader(data), pre_buffer=False)
+    except (pa.ArrowException, OSError) as error:
+        raise _unreadable(Path(path), what, error) from error
+
+
+def open_parquet(path: Path, what: str, threads: int = 1) -> pq.ParquetFile:
+    """``path`` opened for streaming, its hash verified first (``what`` names it in errors);
+    the file is read from the very bytes that were hashed."""
+    return _open(verified_buffer(path, what, threads), path, what)
 
 
 def open_parquet_pair(first: Path, second: Path, what: str) -> tuple[pq.ParquetFile, pq.ParquetFile]:
-    """Two files opened, each sha256 verified; one path twice is opened (and hashed) once."""
+    """Two files opened, each hash verified; one path twice is opened (and hashed) once."""
     opened = open_parquet(first, what)
     if Path(second).resolve() == Path(first).resolve():
         return opened, opened
@@ -105,11 +146,11 @@ def file_metadata(schema: pa.Schema, path: Path) -> dict[str, Any]:
     return json.loads(metadata[METADATA_KEY])
 
 
-def read_parquet(path: Path, what: str, columns: Sequence[str] | None = None) -> pa.Table:
-    """The whole table (or ``columns``), its sha256 and page checksums verified."""
-    verify_sha256(path, what)
+def read_parquet(path: Path, what: str, columns: Sequence[str] | None = None, threads: int = 1) -> pa.Table:
+    """The whole table (or ``columns``), decoded from the very bytes whose hash was verified."""
+    source = open_parquet(path, what, threads)
     try:
-        return pq.read_table(path, columns=columns, page_checksum_verification=True)
+        return source.read(columns=columns, use_threads=threads > 1)
     except (pa.ArrowException, OSError) as error:
         raise _unreadable(Path(path), what, error) from error
 
@@ -144,5 +185,5 @@ def check_finite(values: np.ndarray, path: Path, column: str, first_row: int) ->
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
-    """The mi-oracle key-value metadata of an activation file, its sha256 verified."""
+    """The mi-oracle key-value metadata of an activation file, its hash verified."""
     return file_metadata(open_parquet(path, "activation file").schema_arrow, path)
