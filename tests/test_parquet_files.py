@@ -5,8 +5,10 @@ naming the file and both digests."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import subprocess
+import threading
 
 import blake3
 import pyarrow as pa
@@ -17,8 +19,10 @@ from mi_oracle.errors import DataFileError
 from mi_oracle.parquet_files import (
     WRITE_OPTIONS,
     digest_sidecar,
+    iter_batches,
     open_parquet,
     open_parquet_pair,
+    prefetched,
     publish,
     read_metadata,
     read_parquet,
@@ -140,3 +144,24 @@ def test_a_missing_or_foreign_sidecar_is_refused(tmp_path):
         read_parquet(path, "activation file")
     record_sha256(path)
     assert read_parquet(path, "activation file").num_rows == 64
+
+
+def test_prefetched_batches_come_in_order_errors_in_place_and_an_early_exit_stops_the_thread(tmp_path):
+    path = written(tmp_path / "part-00000.parquet")
+    direct = list(iter_batches(open_parquet(path, "tokens table"), path, "tokens table", 10))
+    ahead = list(prefetched(iter_batches(open_parquet(path, "tokens table"), path, "tokens table", 10)))
+    assert len(ahead) == 7 and all(a.equals(b) for a, b in zip(ahead, direct, strict=True))
+
+    def failing():
+        yield from range(3)
+        raise DataFileError(f"{path}: row 30 is broken")
+
+    seen = []
+    with pytest.raises(DataFileError, match="row 30 is broken"):
+        for item in prefetched(failing()):
+            seen.append(item)
+    assert seen == [0, 1, 2]
+    endless = prefetched(itertools.count())
+    assert [next(endless), next(endless)] == [0, 1]
+    endless.close()
+    assert not [thread for thread in threading.enumerate() if thread.name == "prefetch"]

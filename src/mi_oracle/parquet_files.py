@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -31,7 +33,8 @@ from mi_oracle.hashing import DEFAULT_CONTENT_ALGORITHM, KNOWN_CONTENT_ALGORITHM
 WRITE_OPTIONS = {"write_page_checksum": True}
 METADATA_KEY = b"mi_oracle"  # the key-value metadata (JSON) of every data file mi-oracle writes
 _REWRITE = "rerun the step that wrote it (snakemake --forcerun <rule>) or restore the file"
-_HEX_LENGTH = 64  # BLAKE3's default output and sha256: 32 bytes
+_HEX_LENGTH = 64
+_Item = TypeVar("_Item")  # BLAKE3's default output and sha256: 32 bytes
 
 
 def _unreadable(path: Path, what: str, error: Exception) -> DataFileError:
@@ -168,6 +171,47 @@ def iter_batches(
         except (pa.ArrowException, OSError) as error:
             raise _unreadable(Path(path), what, error) from error
         yield batch
+
+
+def prefetched(items: Iterator[_Item], depth: int = 2) -> Iterator[_Item]:
+    """``items`` produced on a background thread up to ``depth`` ahead (Arrow decodes without the
+    GIL, so the next batches decode while the caller computes); an error is raised here, in order.
+    Leaving the loop early stops the thread before this generator returns."""
+    slots: queue.Queue[tuple[bool, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((False, item)):
+                    return
+        except BaseException as error:  # handed to the consumer, raised in its thread
+            put((True, error))
+            return
+        put((True, None))
+
+    thread = threading.Thread(target=produce, name="prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            finished, value = slots.get()
+            if finished:
+                if value is not None:
+                    raise value
+                return
+            yield value
+    finally:
+        stop.set()
+        thread.join()
 
 
 def check_finite(values: np.ndarray, path: Path, column: str, first_row: int) -> None:

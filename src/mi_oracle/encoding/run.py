@@ -6,7 +6,8 @@ import hashlib
 import logging
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from mi_oracle.parquet_files import (
     file_metadata,
     iter_batches,
     open_parquet_pair,
+    prefetched,
     record_sha256,
 )
 
@@ -57,6 +59,28 @@ def _rows(batch: pa.RecordBatch, d_model: int, path: Path, first_row: int) -> np
     values = activation_matrix(batch.column("activation"), d_model)
     check_finite(values, path, "activation", first_row)
     return np.require(values, requirements="W")
+
+
+def _host_rows(
+    pairs: Iterator[tuple[pa.RecordBatch, pa.RecordBatch | None]],
+    d_model: int,
+    inputs: Path,
+    target: Path,
+    pin: bool,
+) -> Iterator[tuple[pa.RecordBatch, torch.Tensor, torch.Tensor | None]]:
+    """Each batch with its input and target rows as float32 CPU tensors (page-locked if ``pin``,
+    so that the copy to the GPU runs asynchronously); ``None`` for a target that is the input."""
+    first_row = 0
+    for batch, target_batch in pairs:
+        x = torch.from_numpy(_rows(batch, d_model, inputs, first_row))
+        y = None
+        if target_batch is not None:
+            _same_tokens(batch, target_batch, str(inputs))
+            y = torch.from_numpy(_rows(target_batch, d_model, target, first_row))
+        if pin:
+            x, y = x.pin_memory(), None if y is None else y.pin_memory()
+        first_row += batch.num_rows
+        yield batch, x, y
 
 
 def _check_sums(sums: MetricSums, output: torch.Tensor, target: torch.Tensor, where: str, first_row: int):
@@ -154,20 +178,22 @@ def encode_layer(
     features_path.parent.mkdir(parents=True, exist_ok=True)
     first_row = 0
     compression, row_group_rows = settings["compression"], settings["row_group_rows"]
-    with FeaturesWriter(features_path, metadata, compression, row_group_rows) as writer:
-        batches = iter_batches(source, inputs, "activation file", batch_rows)
-        if Path(target).resolve() == Path(inputs).resolve():  # an SAE: its input is its target
-            pairs = ((batch, None) for batch in batches)
-        else:
-            targets = iter_batches(wanted, target, "activation file", batch_rows, TARGET_COLUMNS)
-            pairs = zip(batches, targets, strict=True)
-        for batch, target_batch in pairs:
-            x = torch.from_numpy(_rows(batch, d_model, inputs, first_row)).to(device)
-            if target_batch is None:
-                y = x
-            else:
-                _same_tokens(batch, target_batch, str(inputs))
-                y = torch.from_numpy(_rows(target_batch, d_model, target, first_row)).to(device)
+    batches = iter_batches(source, inputs, "activation file", batch_rows)
+    if Path(target).resolve() == Path(inputs).resolve():  # an SAE: its input is its target
+        pairs = ((batch, None) for batch in batches)
+    else:
+        targets = iter_batches(wanted, target, "activation file", batch_rows, TARGET_COLUMNS)
+        pairs = zip(batches, targets, strict=True)
+    host = _host_rows(pairs, d_model, inputs, target, pin=device.type == "cuda")
+    # on CUDA the next batches are decoded and pinned on another thread while the GPU computes
+    # (on the CPU, torch's threads already use every core: decoding stays in line)
+    with (
+        FeaturesWriter(features_path, metadata, compression, row_group_rows) as writer,
+        closing(prefetched(host) if device.type == "cuda" else host) as decoded,
+    ):
+        for batch, x_host, y_host in decoded:
+            x = x_host.to(device, non_blocking=True)
+            y = x if y_host is None else y_host.to(device, non_blocking=True)
             with torch.inference_mode():
                 acts, active = encode(dictionary, x, out=buffers)
                 output = decode(dictionary, acts, x)
