@@ -11,6 +11,11 @@
 # Run it from a working directory holding config/ (the repository root, or a copy of config/).
 # Without CUDA every CUDA step is skipped with the reason in OUT/SUMMARY.md, and what can run
 # still runs: the CPU workflow and a dry run of the CUDA run's DAG.
+#
+# GPU_ROWS_ONLY=1 runs the GPU rows alone, in one call on a bare GPU machine (no workflow runs):
+# benchmarks/gpu_paths.py (CUDA against the CPU; encoding at GemmaScope 2B size against
+# min(GEMM roofline, host read rate)), the encode benchmark on CUDA, the capture benchmark on CUDA
+# where make run's model is there, and the candle-mi suite's GPU rows.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${1:-results/gpu_check}
@@ -22,6 +27,26 @@ SUMMARY="$OUT/SUMMARY.md"
 echo "# GPU check, $(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$SUMMARY"
 note() { echo "- $*" | tee -a "$SUMMARY"; }
 workflow() { "$SNAKEMAKE" --snakefile "$ROOT/Snakefile" --directory "$PWD" --cores "$CORES" "$@"; }
+
+if [ "${GPU_ROWS_ONLY:-0}" = 1 ]; then
+    "$PYTHON" -c 'import torch; assert torch.cuda.is_available(), "GPU_ROWS_ONLY=1 needs CUDA"'
+    start=$(date +%s)
+    "$PYTHON" "$ROOT/benchmarks/gpu_paths.py" "$OUT" > "$OUT/gpu_paths.log" 2>&1
+    note "CUDA paths against the CPU, encoding against min(roofline, read): gpu_paths.json ($(( $(date +%s) - start )) s)"
+    "$PYTHON" "$ROOT/benchmarks/encode_throughput.py" --device cuda --skip-peer --skip-memory \
+        > "$OUT/encode_cuda.json" 2> "$OUT/encode_cuda.log"
+    note "encode benchmark on CUDA: encode_cuda.json ($(( $(date +%s) - start )) s)"
+    if [ -d "$ROOT/resources/models/gemma-3-270m" ]; then
+        "$PYTHON" "$ROOT/benchmarks/capture_throughput.py" --device cuda --skip-peer --skip-memory \
+            > "$OUT/capture_cuda.json" 2> "$OUT/capture_cuda.log"
+        note "capture benchmark on CUDA: capture_cuda.json ($(( $(date +%s) - start )) s)"
+    else
+        note "capture benchmark on CUDA: skipped: no resources/models/gemma-3-270m (make run fetches it)"
+    fi
+    "$PYTHON" "$ROOT/benchmarks/gpu_references.py" "$OUT" > "$OUT/gpu_references.log" 2>&1
+    note "candle-mi suite's GPU rows: gpu_references.json ($(( $(date +%s) - start )) s in all)"
+    exit 0
+fi
 
 "$PYTHON" - > "$OUT/device.json" <<'PY'
 import json, platform, torch

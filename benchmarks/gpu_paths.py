@@ -8,7 +8,10 @@ script makes itself (no hub, no embedded model: it runs on a bare GPU machine wi
 2. A GemmaScope NPZ transcoder set encoded from the same activations on the CPU and on CUDA:
    flipped features and the largest value difference where both fire.
 3. Throughput of the whole encode stage (``encode_shard``: read, encode, sparse rows, features
-   Parquet) at GemmaScope 2B size (2304 x 16384) on CUDA and on the CPU, side by side.
+   Parquet) at GemmaScope 2B size (2304 x 16384) on CUDA and on the CPU, side by side, against
+   min(the GEMM roofline of each device: ``torch.addmm`` of the same batches, the rows already
+   there; the host read rate: the activation file through ``open_parquet``, ``iter_batches`` and
+   ``activation_matrix``, its hash included): issue 41's target is >= 0.5 of it.
 
 Writes OUT_DIR/gpu_paths.json; without CUDA the CUDA parts are reported as skipped with the reason.
 """
@@ -30,6 +33,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
+from mi_oracle.activation_storage import activation_matrix  # noqa: E402
 from mi_oracle.capture.run import capture_shard  # noqa: E402
 from mi_oracle.crossval.devices import compare_activations, compare_features  # noqa: E402
 from mi_oracle.dictionaries.resolve import ResolveRequest, resolve_set  # noqa: E402
@@ -37,7 +41,7 @@ from mi_oracle.encoding.run import encode_shard  # noqa: E402
 from mi_oracle.environment import describe_environment  # noqa: E402
 from mi_oracle.layout import activation_file  # noqa: E402
 from mi_oracle.models.local_folder import fetch_local  # noqa: E402
-from mi_oracle.parquet_files import METADATA_KEY, record_sha256  # noqa: E402
+from mi_oracle.parquet_files import METADATA_KEY, iter_batches, open_parquet, record_sha256  # noqa: E402
 from tests.builders import WORDS, save_tiny_causal_lm  # noqa: E402
 from tests.capture_helpers import PLAN, SETTINGS, tokenize, write_tokens  # noqa: E402
 from tests.dictionary_files import gemma_scope_npz  # noqa: E402
@@ -172,6 +176,37 @@ def gemma_scope_size(work: Path, rows: int, cuda: bool) -> dict:
     return {"rows": rows, "shape": [d_model, d_sae], "devices": "skipped" if not cuda else None}
 
 
+def read_rate(path: Path, rows: int, d_model: int) -> float:
+    """Rows a second of the host read path the encoder takes (best of 2)."""
+    seconds = []
+    for _ in range(2):
+        start = time.perf_counter()
+        source = open_parquet(path, "activation file")
+        for batch in iter_batches(source, path, "activation file", ENCODE["batch_rows"], ["activation"]):
+            activation_matrix(batch.column(0), d_model)
+        seconds.append(time.perf_counter() - start)
+    return rows / min(seconds)
+
+
+def roofline(device: str, rows: int, d_model: int, d_sae: int) -> float:
+    """Rows a second of ``torch.addmm`` at the encoder's shapes and batch, on ``device`` (best of 3)."""
+    batch = ENCODE["batch_rows"]
+    x = torch.randn(batch, d_model, device=device)
+    w, b = torch.randn(d_model, d_sae, device=device), torch.randn(d_sae, device=device)
+    out = torch.empty(batch, d_sae, device=device)
+    seconds = []
+    for _ in range(3):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(max(1, rows // batch)):
+            torch.addmm(b, x, w, out=out)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - start)
+    return max(1, rows // batch) * batch / min(seconds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -214,6 +249,8 @@ def timed_encode(work: Path, rows: int, cuda: bool) -> dict:
     )
     source = activation_file(folder / "acts", "ln2_normalized", 0, "00000")
     info["rows_per_s"] = {}
+    info["read_rows_per_s"] = round(read_rate(source, rows, 2304))
+    info["roofline_rows_per_s"], info["encode_over_min_roofline_read"] = {}, {}
     for device in ["cpu", *(["cuda"] if cuda else [])]:
         for attempt in range(2):  # the first CUDA run pays for its context and kernels' start
             shard = folder / "features" / f"{device}-{attempt}"
@@ -230,6 +267,9 @@ def timed_encode(work: Path, rows: int, cuda: bool) -> dict:
             seconds = time.perf_counter() - start
         info["rows_per_s"][device] = round(rows / seconds)
         info[f"mean_l0_{device}"] = sums["0"]["l0_sum"] / sums["0"]["n_tokens"]
+        info["roofline_rows_per_s"][device] = round(roofline(device, rows, 2304, 16384))
+        bound = min(info["read_rows_per_s"], info["roofline_rows_per_s"][device])
+        info["encode_over_min_roofline_read"][device] = round(rows / seconds / bound, 3)
     if cuda:
         info["features_cuda_vs_cpu"] = compare_features(
             folder / "features" / "cuda-1", folder / "features" / "cpu-1", "big", 0
