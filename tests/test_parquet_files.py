@@ -8,6 +8,7 @@ import hashlib
 import itertools
 import os
 import subprocess
+import sys
 import threading
 
 import blake3
@@ -165,3 +166,26 @@ def test_prefetched_batches_come_in_order_errors_in_place_and_an_early_exit_stop
     assert [next(endless), next(endless)] == [0, 1]
     endless.close()
     assert not [thread for thread in threading.enumerate() if thread.name == "prefetch"]
+
+
+def test_without_the_blake3_package_new_sidecars_are_sha256_and_blake3_ones_are_refused_by_name(tmp_path):
+    blake3_file = written(tmp_path / "part-00000.parquet")
+    sha256_file = written(tmp_path / "part-00001.parquet")
+    sha256_file.with_name("_part-00001.parquet.blake3").unlink()
+    child = f"""
+import sys
+sys.modules["blake3"] = None  # as on a machine without the package
+from pathlib import Path
+from mi_oracle.errors import DataFileError
+from mi_oracle.parquet_files import digest_sidecar, read_parquet, record_sha256
+record_sha256(Path({str(sha256_file)!r}))
+print(digest_sidecar(Path({str(sha256_file)!r})).name, read_parquet(Path({str(sha256_file)!r}), "t").num_rows)
+try:
+    read_parquet(Path({str(blake3_file)!r}), "t")
+except DataFileError as error:
+    print(error)
+"""
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
+    lines = result.stdout.splitlines()
+    assert lines[0] == "_part-00001.parquet.sha256 64"
+    assert lines[1].startswith(f"{digest_sidecar(blake3_file)}: recorded with blake3, but the blake3 package")
