@@ -33,8 +33,8 @@ from mi_oracle.hashing import DEFAULT_CONTENT_ALGORITHM, KNOWN_CONTENT_ALGORITHM
 WRITE_OPTIONS = {"write_page_checksum": True}
 METADATA_KEY = b"mi_oracle"  # the key-value metadata (JSON) of every data file mi-oracle writes
 _REWRITE = "rerun the step that wrote it (snakemake --forcerun <rule>) or restore the file"
-_HEX_LENGTH = 64
-_Item = TypeVar("_Item")  # BLAKE3's default output and sha256: 32 bytes
+_HEX_LENGTH = 64  # BLAKE3's default output and sha256: 32 bytes
+_Item = TypeVar("_Item")
 
 
 def _unreadable(path: Path, what: str, error: Exception) -> DataFileError:
