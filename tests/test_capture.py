@@ -313,3 +313,47 @@ def test_a_full_disk_fails_naming_the_file_and_leaves_nothing_behind(tmp_path):
     assert outcome["left"] == [], outcome
     assert outcome["error"].startswith("DataFileError: ") and "the disk is full" in outcome["error"]
     assert f"{disk}/hook=" in outcome["error"] and "No space left on device" in outcome["error"]
+
+
+def test_several_writer_threads_keep_each_files_rows_in_order_and_a_failure_leaves_nothing(tmp_path):
+    from mi_oracle.capture.writer import ShardWriters, activation_schema
+    from mi_oracle.errors import DataFileError
+
+    keys = [(hook, layer) for hook in ("resid_pre", "resid_post") for layer in (0, 1)]
+
+    def writers(folder, n_buffers):
+        outputs = {key: folder / f"hook={key[0]}" / f"layer={key[1]}" / "part-00000.parquet" for key in keys}
+        schemas = {key: activation_schema(4, {"hook": key[0]}) for key in keys}
+        return outputs, ShardWriters(
+            outputs, schemas, 5, "zstd", buffer_rows=3, n_buffers=n_buffers, writer_threads=3
+        )
+
+    padded = torch.arange(12, dtype=torch.float32).reshape(1, 3, 4)
+    outputs, shard = writers(tmp_path / "good", n_buffers=2)
+    with shard:
+        for batch in range(20):
+            index = torch.tensor([0, 2]) if batch % 2 else torch.tensor([1])
+            ids = np.full(len(index), batch)
+            shard.start_batch(ids, index.numpy(), ids, index)
+            for n, key in enumerate(keys):
+                shard.put(key, padded + 1000 * n + batch)
+    for n, key in enumerate(keys):
+        table = pq.read_table(outputs[key])
+        expected = [
+            padded.reshape(3, 4)[[0, 2] if batch % 2 else [1]] + 1000 * n + batch for batch in range(20)
+        ]
+        assert table["prompt_id"].to_pylist() == [b for b in range(20) for _ in range(2 if b % 2 else 1)]
+        np.testing.assert_array_equal(
+            np.stack(table["activation"].to_numpy(zero_copy_only=False)), torch.cat(expected)
+        )
+
+    bad = padded.clone()
+    bad[0, 1, 3] = float("nan")
+    outputs, shard = writers(tmp_path / "bad", n_buffers=5)
+    failing = r"layer=1/part-00000\.parquet: row 4, column activation\[3\]"
+    with pytest.raises(DataFileError, match=failing), shard:
+        for batch in range(6):
+            shard.start_batch(np.full(3, batch), np.arange(3), np.zeros(3), torch.arange(3))
+            for key in keys:
+                shard.put(key, bad if key == ("resid_post", 1) and batch == 1 else padded)
+    assert not [p for p in (tmp_path / "bad").rglob("*") if p.is_file()], "a partial file was left behind"

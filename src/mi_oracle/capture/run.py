@@ -168,6 +168,9 @@ def capture_shard(
     n_tokens = sum(len(row) for row in rows)
     lengths = [len(row) for row in rows]
     batches = list(length_grouped_batches(lengths, settings["batch_tokens"], settings["max_padding"]))
+    # on CUDA the host's cores are free for Parquet: one writer thread per core, up to one per
+    # file; on the CPU torch's threads compute the forward and one writer thread keeps up
+    writer_threads = max(1, min(len(outputs), threads)) if device.type == "cuda" else 1
     progress = tqdm(
         total=n_tokens, unit="tok", unit_scale=True, mininterval=5, file=sys.stderr, desc="capture"
     )
@@ -179,8 +182,9 @@ def capture_shard(
         float_encoding=settings["float_encoding"],
         stored_dtype=settings["storage_dtype"],
         buffer_rows=max((sum(len(rows[i]) for i in batch) for batch in batches), default=1),
-        n_buffers=len({hook for hook, _layer in outputs}) + 1,
+        n_buffers=len({hook for hook, _layer in outputs}) + writer_threads,
         pin_memory=device.type == "cuda",
+        writer_threads=writer_threads,
     )
     with writers:
         for batch in batches:

@@ -45,8 +45,9 @@ class ShardWriters:
     """One ParquetWriter per output, renamed into place only when every write succeeded.
 
     Points are streamed as their hooks fire: ``put`` copies a point's real rows into one of
-    ``n_buffers`` reusable [buffer_rows, d_model] float32 buffers and a background thread
-    writes it while the forward goes on. ``put`` waits for a free buffer, so the activations
+    ``n_buffers`` reusable [buffer_rows, d_model] float32 buffers and one of ``writer_threads``
+    background threads writes it while the forward goes on (each output always on the same
+    thread, so its rows stay in order). ``put`` waits for a free buffer, so the activations
     held at any time are those buffers, allocated once, whatever the size of the corpus and
     however full the batches are.
     """
@@ -62,6 +63,7 @@ class ShardWriters:
         pin_memory: bool = False,
         float_encoding: str = "plain",
         stored_dtype: str = "float32",
+        writer_threads: int = 1,
     ) -> None:
         self.outputs = {key: Path(path) for key, path in outputs.items()}
         self.schemas = schemas
@@ -82,8 +84,13 @@ class ShardWriters:
         # last in, first out: the buffer just written is reused while it is still in cache, and
         # buffers beyond what the writer's pace needs are never touched (never resident)
         self._free: queue.LifoQueue[torch.Tensor] = queue.LifoQueue()
-        self._pending: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._drain, name="parquet-writer", daemon=True)
+        lanes = max(1, min(writer_threads, len(self.outputs)))
+        self._lane = {key: i % lanes for i, key in enumerate(self.outputs)}
+        self._pending: list[queue.Queue] = [queue.Queue() for _ in range(lanes)]
+        self._threads = [
+            threading.Thread(target=self._drain, args=(pending,), name="parquet-writer", daemon=True)
+            for pending in self._pending
+        ]
         self._error: BaseException | None = None
         self._columns: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._index: torch.Tensor | None = None
@@ -115,7 +122,8 @@ class ShardWriters:
                     writer.close()
             self._remove_temporaries()
             raise self._write_error(key, error) from error
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def start_batch(
@@ -139,10 +147,10 @@ class ShardWriters:
             torch.index_select(flat, 0, self._index, out=rows)
         else:
             rows.copy_(flat.index_select(0, self._index))
-        self._pending.put((key, self._columns, buffer, len(rows)))
+        self._pending[self._lane[key]].put((key, self._columns, buffer, len(rows)))
 
-    def _drain(self) -> None:
-        while (item := self._pending.get()) is not None:
+    def _drain(self, pending: queue.Queue) -> None:
+        while (item := pending.get()) is not None:
             key, columns, buffer, n_rows = item
             try:
                 if self._error is None:
@@ -191,9 +199,12 @@ class ShardWriters:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._thread.is_alive():
-            self._pending.put(None)
-            self._thread.join()
+        for pending, thread in zip(self._pending, self._threads, strict=True):
+            if thread.is_alive():
+                pending.put(None)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join()
         failure = exc or self._error
         for key, writer in self._writers.items():
             try:  # closing flushes the last row group and the footer: a full disk can fail it too
