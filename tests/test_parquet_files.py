@@ -189,3 +189,33 @@ except DataFileError as error:
     lines = result.stdout.splitlines()
     assert lines[0] == "_part-00001.parquet.sha256 64"
     assert lines[1].startswith(f"{digest_sidecar(blake3_file)}: recorded with blake3, but the blake3 package")
+
+
+def test_batches_decoded_on_several_threads_are_the_same_batches_in_order_and_errors_name_the_file(tmp_path):
+    path = tmp_path / "part-00000.parquet"
+    temporary = path.with_name(f".{path.name}.partial")
+    values = pa.FixedSizeListArray.from_arrays(pa.array(range(1000 * 3), pa.float32()), 3)
+    table = pa.table({"prompt_id": pa.array(range(1000), pa.int64()), "activation": values})
+    pq.write_table(table, temporary, row_group_size=64, **WRITE_OPTIONS)
+    publish(temporary, path)
+    for batch_size, columns in [(100, None), (64, ["activation"]), (1000, None), (37, ["prompt_id"])]:
+        serial = list(iter_batches(open_parquet(path, "t"), path, "t", batch_size, columns))
+        parallel = list(iter_batches(open_parquet(path, "t"), path, "t", batch_size, columns, threads=3))
+        assert [b.num_rows for b in parallel] == [b.num_rows for b in serial]
+        assert all(a.equals(b) for a, b in zip(parallel, serial, strict=True))
+    broken = written_with_row_groups(tmp_path / "part-00001.parquet")
+    data = bytearray(broken.read_bytes())
+    offset = pq.ParquetFile(broken).metadata.row_group(3).column(0).data_page_offset + 1
+    data[offset : offset + 4] = b"\xff\xff\xff\xff"  # a page header of row group 3 made unreadable
+    broken.write_bytes(bytes(data))
+    record_sha256(broken)  # recorded as it now is: only decoding can tell
+    source = open_parquet(broken, "activation file")
+    with pytest.raises(DataFileError, match=rf"{broken}: the activation file is unreadable or corrupt"):
+        list(iter_batches(source, broken, "activation file", 10, threads=2))
+
+
+def written_with_row_groups(path):
+    table = pa.table({"prompt_id": pa.array(range(200), pa.int64())})
+    pq.write_table(table, path, row_group_size=20, **WRITE_OPTIONS)
+    record_sha256(path)
+    return path

@@ -18,7 +18,9 @@ import json
 import os
 import queue
 import threading
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -130,7 +132,10 @@ def _open(data: pa.Buffer, path: Path, what: str) -> pq.ParquetFile:
 def open_parquet(path: Path, what: str, threads: int = 1) -> pq.ParquetFile:
     """``path`` opened for streaming, its hash verified first (``what`` names it in errors);
     the file is read from the very bytes that were hashed."""
-    return _open(verified_buffer(path, what, threads), path, what)
+    data = verified_buffer(path, what, threads)
+    opened = _open(data, path, what)
+    opened.verified_bytes = data  # what iter_batches' threads open again
+    return opened
 
 
 def open_parquet_pair(first: Path, second: Path, what: str) -> tuple[pq.ParquetFile, pq.ParquetFile]:
@@ -159,9 +164,24 @@ def read_parquet(path: Path, what: str, columns: Sequence[str] | None = None, th
 
 
 def iter_batches(
-    source: pq.ParquetFile, path: Path, what: str, batch_size: int, columns: Sequence[str] | None = None
+    source: pq.ParquetFile,
+    path: Path,
+    what: str,
+    batch_size: int,
+    columns: Sequence[str] | None = None,
+    threads: int = 1,
 ) -> Iterator[pa.RecordBatch]:
-    """The batches of an open file; a checksum or decoding failure mid-file names the file."""
+    """The batches of an open file; a checksum or decoding failure mid-file names the file.
+
+    ``threads`` > 1 (a file from ``open_parquet``): row groups decode on that many threads, at most
+    ``threads`` ahead, and come out in the same batches, in order.
+    """
+    data = getattr(source, "verified_bytes", None)
+    if threads > 1 and data is not None and source.metadata.num_row_groups > 1:
+        yield from _parallel_batches(
+            data, source.metadata.num_row_groups, path, what, batch_size, columns, threads
+        )
+        return
     batches = source.iter_batches(batch_size=batch_size, columns=columns)
     while True:
         try:
@@ -171,6 +191,35 @@ def iter_batches(
         except (pa.ArrowException, OSError) as error:
             raise _unreadable(Path(path), what, error) from error
         yield batch
+
+
+def _parallel_batches(
+    data: pa.Buffer,
+    n_groups: int,
+    path: Path,
+    what: str,
+    batch_size: int,
+    columns: Sequence[str] | None,
+    threads: int,
+) -> Iterator[pa.RecordBatch]:
+    def read(group: int) -> pa.Table:
+        try:  # a reader of its own on each thread, over the same verified bytes
+            return _open(data, path, what).read_row_group(group, columns=columns, use_threads=False)
+        except (pa.ArrowException, OSError) as error:
+            raise _unreadable(Path(path), what, error) from error
+
+    with ThreadPoolExecutor(threads) as pool:
+        ahead = deque(pool.submit(read, group) for group in range(min(threads, n_groups)))
+        pending: pa.Table | None = None
+        for group in range(n_groups):
+            table = ahead.popleft().result()
+            if group + threads < n_groups:
+                ahead.append(pool.submit(read, group + threads))
+            pending = table if pending is None else pa.concat_tables([pending, table])
+            while pending.num_rows >= batch_size or (group == n_groups - 1 and pending.num_rows):
+                rows = min(batch_size, pending.num_rows)
+                yield pending.slice(0, rows).combine_chunks().to_batches()[0]
+                pending = pending.slice(rows)
 
 
 def prefetched(items: Iterator[_Item], depth: int = 2) -> Iterator[_Item]:

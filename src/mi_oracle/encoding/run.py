@@ -178,15 +178,16 @@ def encode_layer(
     features_path.parent.mkdir(parents=True, exist_ok=True)
     first_row = 0
     compression, row_group_rows = settings["compression"], settings["row_group_rows"]
-    batches = iter_batches(source, inputs, "activation file", batch_rows)
+    # on CUDA the next batches are decoded (row groups on every thread of the job) and pinned on
+    # another thread while the GPU computes; on the CPU torch's threads use every core already
+    decoders = torch.get_num_threads() if device.type == "cuda" else 1
+    batches = iter_batches(source, inputs, "activation file", batch_rows, threads=decoders)
     if Path(target).resolve() == Path(inputs).resolve():  # an SAE: its input is its target
         pairs = ((batch, None) for batch in batches)
     else:
-        targets = iter_batches(wanted, target, "activation file", batch_rows, TARGET_COLUMNS)
+        targets = iter_batches(wanted, target, "activation file", batch_rows, TARGET_COLUMNS, decoders)
         pairs = zip(batches, targets, strict=True)
     host = _host_rows(pairs, d_model, inputs, target, pin=device.type == "cuda")
-    # on CUDA the next batches are decoded and pinned on another thread while the GPU computes
-    # (on the CPU, torch's threads already use every core: decoding stays in line)
     with (
         FeaturesWriter(features_path, metadata, compression, row_group_rows) as writer,
         closing(prefetched(host) if device.type == "cuda" else host) as decoded,
