@@ -10,8 +10,9 @@ and without Parquet's page CRC32 (the whole-file hash covers every byte). Reads 
 threads (2: BLAKE3 on 2 threads, then the row groups split over 2 threads). Every rate is raw
 float32 MB/s; each ratio divides by ``np.copyto`` of the same matrix in the same run (best of
 ``--repeats`` each, candidates alternating). The project's own reader (``parquet_files``, as the
-encoder streams) on today's layout, before and after BLAKE3, beside them. Also: which installed
-readers (pyarrow, pandas, polars, DuckDB) see the column as a vector of floats. Prints one JSON document.
+encoder streams) on today's layout, before and after BLAKE3 (and on 2 threads), beside them.
+Also: which installed readers (pyarrow, pandas, polars, DuckDB) see the column as a vector of
+floats. Prints one JSON document.
 """
 
 from __future__ import annotations
@@ -161,15 +162,15 @@ def read(path: Path, layout: Layout, d: int, threads: int) -> int:
         return sum(pool.map(part, [groups[i::threads] for i in range(threads)]))
 
 
-def project_read(path: Path, d: int, before: bool) -> int:
+def project_read(path: Path, d: int, before: bool, threads: int = 1) -> int:
     """The encoder's read path: ``open_parquet``, ``iter_batches``, ``activation_matrix``; ``before``:
     as it was before BLAKE3 (the file's sha256 in one pass, then read again, page CRC32s verified)."""
     if before:
         sha256_file(path)
         source = pq.ParquetFile(path, pre_buffer=False, page_checksum_verification=True)
     else:
-        source = open_parquet(path, "activation file")
-    batches = iter_batches(source, path, "activation file", BATCH, ["activation"])
+        source = open_parquet(path, "activation file", threads)
+    batches = iter_batches(source, path, "activation file", BATCH, ["activation"], threads)
     return sum(activation_matrix(b.column(0), d).shape[0] for b in batches)
 
 
@@ -251,12 +252,14 @@ def main() -> None:
                 best(lambda layout=layout, path=path: write(layout, x, keys, path), entry["write"])
                 if layout is LAYOUTS[0]:
                     record_sha256(path)
-                    for before in (True, False):
+                    for name, before, threads in (
+                        ("before", True, 1),
+                        ("now", False, 1),
+                        ("now_2", False, 2),
+                    ):
                         best(
-                            lambda path=path, b=before: project_read(path, args.d_model, b),
-                            times.setdefault(f"project_{'before' if before else 'now'}", {"read": []})[
-                                "read"
-                            ],
+                            lambda path=path, b=before, t=threads: project_read(path, args.d_model, b, t),
+                            times.setdefault(f"project_{name}", {"read": []})["read"],
                         )
                 for threads in (1, 2):
                     best(
@@ -285,8 +288,11 @@ def main() -> None:
             )
     project = {
         f"{name}_MBps_per_memcpy": round(raw / min(times[f"project_{name}"]["read"]) / 1e6 / memcpy, 3)
-        for name in ("before", "now")
+        for name in ("before", "now", "now_2")
     }
+    project["now_2_threads_over_1"] = round(
+        project["now_2_MBps_per_memcpy"] / project["now_MBps_per_memcpy"], 2
+    )
     print(
         json.dumps(
             {
