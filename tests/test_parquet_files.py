@@ -162,10 +162,19 @@ def test_prefetched_batches_come_in_order_errors_in_place_and_an_early_exit_stop
         for item in prefetched(failing()):
             seen.append(item)
     assert seen == [0, 1, 2]
-    endless = prefetched(itertools.count())
+    closed = []
+
+    def counting():
+        try:
+            yield from itertools.count()
+        finally:
+            closed.append(threading.current_thread().name)
+
+    endless = prefetched(counting())
     assert [next(endless), next(endless)] == [0, 1]
     endless.close()
     assert not [thread for thread in threading.enumerate() if thread.name == "prefetch"]
+    assert closed == ["prefetch"]  # the source closed too, on the thread that ran it
 
 
 def test_without_the_blake3_package_new_sidecars_are_sha256_and_blake3_ones_are_refused_by_name(tmp_path):

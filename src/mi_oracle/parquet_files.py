@@ -246,6 +246,9 @@ def prefetched(items: Iterator[_Item], depth: int = 2) -> Iterator[_Item]:
         except BaseException as error:  # handed to the consumer, raised in its thread
             put((True, error))
             return
+        finally:  # a generator is closed on the thread that ran it (its own threads end with it)
+            if hasattr(items, "close"):
+                items.close()
         put((True, None))
 
     thread = threading.Thread(target=produce, name="prefetch", daemon=True)
