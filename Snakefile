@@ -72,4 +72,4 @@ else:
             [manifest_path(name) for name in SETS],
             [metrics_path(name) for name in SETS],
             all_references(),
-            layout.REPORT_HTML,
+            layout.report_path(RUN),

@@ -82,7 +82,7 @@ if [ "$CUDA" = 1 ]; then
     start=$(date +%s)
     workflow --configfile "$OUT/gpu.yaml" > "$OUT/gpu_run.log" 2>&1
     note "CUDA run (run gpu): done in $(( $(date +%s) - start )) s; log gpu_run.log"
-    cp results/reports/crossval.html results/reports/crossval.json "$OUT/"
+    cp results/reports/gpu/crossval.html results/reports/gpu/crossval.json "$OUT/"
     note "report with the devices section (CPU against CUDA): crossval.html, crossval.json"
     "$PYTHON" "$ROOT/benchmarks/capture_throughput.py" --device cuda --skip-peer --storage \
         > "$OUT/capture_cuda.json" 2> "$OUT/capture_cuda.log"

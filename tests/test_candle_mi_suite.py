@@ -174,3 +174,22 @@ def test_a_bad_entry_fails_once_naming_the_reference_and_writes_nothing(tmp_path
     assert result.returncode != 0
     assert (result.stdout + result.stderr).count(message) == 1, result.stderr[-2000:]
     assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
+def test_every_bad_entry_is_listed_at_once(tmp_path):
+    config = yaml.safe_load((REPO_ROOT / "config" / "candle-mi.yaml").read_text())
+    suite = config["candle_mi"]
+    suite["references"][0].update(family="gpt2")
+    suite["models"]["gemma-2b"].pop("revision")
+    suite["references"][10].pop("long_prompt")
+    suite["references"][11].pop("scheme")
+    result = run_snakemake(tmp_path, write_config(tmp_path / "candle-mi.yaml", config), "-n", check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "4 problems in the configuration:" in output
+    for name in (
+        "qwen3_forward_reference",
+        "gemma_forward_reference",
+        "phi35_longrope_forward_reference",
+        "bnb_nf4_forward_reference",
+    ):
+        assert output.count(f"candle_mi.references[{name}]:") == 1, name

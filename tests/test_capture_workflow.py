@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mi_oracle.crossval.capture import compare_capture
+from mi_oracle.layout import report_path
 from mi_oracle.parquet_files import read_metadata, record_sha256
 from tests.builders import WORDS, save_tiny_causal_lm
 from tests.conftest import NO_PEERS, run_snakemake, snakemake_command, write_config
@@ -120,7 +121,7 @@ def test_default_run_captures_every_default_hook_and_layer(embedded_workdir):
 def test_the_capture_cross_check_passes_and_catches_a_planted_difference(tmp_path):
     configfile = tiny_workflow(tmp_path, 12, shard_tokens=400, batch_tokens=64)
     run_snakemake(tmp_path, configfile)
-    report = json.loads((tmp_path / "results" / "reports" / "crossval.json").read_text())
+    report = json.loads((tmp_path / report_path("t", "json")).read_text())
     assert report["pass"] is True
     assert {(p["hook"], p["layer"]) for p in report["capture"]["points"] if p["hf"].get("pass")} == {
         ("resid_post", 0),

@@ -250,6 +250,21 @@ def test_a_failing_candidate_fails_the_report_but_keeps_it(tmp_path, plt):
     assert rows["reference ref (plt)"]["pass"] is False and rows["reference ref (plt)"]["agree"] == "0 of 1"
 
 
+def test_a_passing_report_removes_the_copy_an_earlier_failure_kept(tmp_path, plt):
+    planted = copy(plt)
+    planted["test_cases"][0]["top_10"][2]["index"] = 1
+    html, data = tmp_path / "out" / "crossval.html", tmp_path / "out" / "crossval.json"
+    (tmp_path / "first").mkdir()
+    (tmp_path / "again").mkdir()
+    with pytest.raises(CrossValidationError):
+        write_report(small_report_inputs(tmp_path / "first", plt, planted), html, data, report_only=False)
+    kept = [tmp_path / "out" / "crossval.failed.html", tmp_path / "out" / "crossval.failed.json"]
+    assert all(path.exists() for path in kept)
+    write_report(small_report_inputs(tmp_path / "again", plt, copy(plt)), html, data, report_only=False)
+    assert json.loads(data.read_text())["pass"] is True
+    assert not any(path.exists() for path in kept)
+
+
 def test_the_page_renders_in_chromium_without_console_errors(tmp_path, plt):
     report = small_report_inputs(tmp_path, plt, copy(plt))
     html = tmp_path / "crossval.html"

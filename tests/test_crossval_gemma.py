@@ -9,6 +9,7 @@ import shutil
 import pytest
 import yaml
 
+from mi_oracle.layout import report_path
 from tests.browser import layout_width, render
 from tests.conftest import restore_default_run, run_snakemake, write_config
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_the_default_run_ends_with_a_passing_report_of_all_four_kinds(embedded_workdir, tmp_path):
-    report = json.loads((embedded_workdir / "results" / "reports" / "crossval.json").read_text())
+    report = json.loads((embedded_workdir / report_path("default", "json")).read_text())
     assert report["pass"] is True
     assert all(row["pass"] is True for row in report["summary"]), report["summary"]
     assert {c["kind"] for c in report["candidates"]} == {"sae", "plt", "clt", "forward"}
@@ -28,7 +29,7 @@ def test_the_default_run_ends_with_a_passing_report_of_all_four_kinds(embedded_w
     }
     assert len(report["encoders"]) == 12 and all(e["saelens"]["status"] == "run" for e in report["encoders"])
     assert all(e["project"]["flips_away_from_threshold"] == 0 for e in report["encoders"])
-    page = embedded_workdir / "results" / "reports" / "crossval.html"
+    page = embedded_workdir / report_path("default")
     dom, console = render(page, tmp_path / "page.png")
     assert (
         console == [] and '<table class="summary">' in dom and 'cross-validation: <span class="pass">' in dom
@@ -58,17 +59,17 @@ def test_planted_candidates_fail_the_rule_by_name_unless_report_only(embedded_wo
 
     result = run_snakemake(embedded_workdir, configfile, "crossval_report", check=False)
     assert result.returncode != 0
-    log = (embedded_workdir / "results" / "logs" / "crossval_report.log").read_text()
+    log = (embedded_workdir / "results" / "logs" / "crossval_report" / "default.log").read_text()
     label = f"layer {case['layer']}, seed {case['seed']}"
     assert f"plt_bundle_reference.json: test_cases[{label}].top_10[1].activation: expected" in log
     assert "clt_reference.json: test_cases[layer 0, seed 0]: case missing" in log
     assert "forward_reference.json: test_cases[prompt 'Once upon a time, there was a'].top_10[4].index" in log
-    assert (embedded_workdir / "results" / "reports" / "crossval.failed.html").exists()
+    assert (embedded_workdir / "results" / "reports" / "default" / "crossval.failed.html").exists()
 
     config["crossval"]["report_only"] = True
     write_config(configfile, config)
     run_snakemake(embedded_workdir, configfile, "crossval_report")
-    report = json.loads((embedded_workdir / "results" / "reports" / "crossval.json").read_text())
+    report = json.loads((embedded_workdir / report_path("default", "json")).read_text())
     assert report["pass"] is False
     assert {c["reference"]: c["grade"] for c in report["candidates"]} == {
         "clt_reference": "fail",

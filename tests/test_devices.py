@@ -15,7 +15,7 @@ import yaml
 
 from mi_oracle.crossval.devices import compare_runs
 from mi_oracle.crossval.report import render_html
-from mi_oracle.layout import activation_path, features_dir, features_file
+from mi_oracle.layout import activation_path, features_dir, features_file, report_path
 from mi_oracle.parquet_files import record_sha256
 from tests.conftest import REPO_ROOT, SNAKEMAKE
 
@@ -61,7 +61,7 @@ def test_another_run_is_compared_point_by_point_and_feature_by_feature(
         assert row["max_abs_diff"] == pytest.approx(0.5, rel=1e-5) and row["n_tokens"] > 1000
     (features,) = result["features"]
     assert features["flips"] == 0 and features["max_abs_diff"] == pytest.approx(1e-3, rel=1e-3)
-    report = json.loads((embedded_workdir / "results" / "reports" / "crossval.json").read_text())
+    report = json.loads((embedded_workdir / report_path("default", "json")).read_text())
     report["devices"]["comparison"] = result
     html = render_html(report)
     assert "Run <code>default</code> (cpu) against run <code>other</code> (cpu), shard 00000" in html

@@ -14,10 +14,12 @@ from mi_oracle.crossval.oracle import load_canonical
 from mi_oracle.encoding.run import encode_shard
 from mi_oracle.errors import CrossValidationError, DictionaryError
 from mi_oracle.formats import WriteOptions
+from mi_oracle.formats.base import read_npz
 from mi_oracle.layout import features_file
 from mi_oracle.parquet_files import read_parquet
 from mi_oracle.references.transcoder_reference import transcoder_reference
 from tests.conftest import REPO_ROOT
+from tests.dictionary_files import gemma_scope_npz
 from tests.encoding_helpers import D_MODEL, SHARD_SETTINGS, capture_file, resolved
 from tests.sparsify_format import Sparsify
 
@@ -102,3 +104,12 @@ def test_without_registration_the_sixth_format_is_unknown(tmp_path):
     entries = [{"layer": 0, "filepath": "sparsify/layers.0/sae.safetensors"}]
     with pytest.raises(DictionaryError, match=r"cannot detect the dictionary schema from tensors"):
         resolved(tmp_path, entries)
+
+
+def test_a_damaged_npz_member_is_reported_with_the_archive_path(tmp_path):
+    path = gemma_scope_npz(tmp_path / "layer_0" / "params.npz", 8, 4)
+    data = bytearray(path.read_bytes())
+    data[data.index(b"W_dec.npy") + 200] ^= 0xFF  # a byte of the member's data: its CRC-32 fails
+    path.write_bytes(bytes(data))
+    with pytest.raises(DictionaryError, match=rf"{path}: not a readable NPZ archive \(Bad CRC-32"):
+        read_npz(path)

@@ -15,7 +15,14 @@ from mi_oracle.crossval.encoders import compare_layer
 from mi_oracle.crossval.summary import encoder_rows
 from mi_oracle.dictionaries.manifest import Manifest, read_manifest
 from mi_oracle.hashing import digest_file
-from mi_oracle.layout import activation_path, features_dir, features_file, manifest_path, peer_dir
+from mi_oracle.layout import (
+    activation_path,
+    features_dir,
+    features_file,
+    manifest_path,
+    peer_dir,
+    report_path,
+)
 from mi_oracle.parquet_files import read_parquet
 from mi_oracle.peers.jobs import MAX_TOKENS
 from mi_oracle.peers.launch import peer_python
@@ -27,7 +34,7 @@ SET, LAYER, SHARD = "synthetic-plt-npz", 9, "00000"
 
 
 def test_every_peer_ran_in_its_own_environment_and_agrees(embedded_workdir):
-    report = json.loads((embedded_workdir / "results" / "reports" / "crossval.json").read_text())
+    report = json.loads((embedded_workdir / report_path("default", "json")).read_text())
     points = report["capture"]["points"]
     assert all(p["nnsight"]["pass"] for p in points)  # every hook, ln2_normalized through .source
     known = {p["hook"] for p in points if "pass" in p["circuit-tracer"]}
@@ -42,9 +49,9 @@ def test_every_peer_ran_in_its_own_environment_and_agrees(embedded_workdir):
     assert rows["encoders of synthetic-clt vs float64 oracle (3 layers)"]["agree"] == "3 of 3"
     assert not any(row["not_run"] for row in report["summary"])
     for peer in ("circuit-tracer", "nnsight"):
-        status = json.loads((embedded_workdir / peer_dir(peer) / "status.json").read_text())
+        status = json.loads((embedded_workdir / peer_dir("default", peer) / "status.json").read_text())
         assert status["status"] == "run" and status["python"].endswith(".venv-peers/bin/python")
-        versions = json.loads((embedded_workdir / peer_dir(peer) / "versions.json").read_text())
+        versions = json.loads((embedded_workdir / peer_dir("default", peer) / "versions.json").read_text())
         assert versions["transformers"].startswith("4.57")  # not this environment's 5.x
 
 
@@ -82,7 +89,7 @@ def test_a_planted_encoder_column_is_named_by_set_layer_and_feature(embedded_wor
         peer_python(".venv-peers/bin/python", REPO_ROOT),
         REPO_ROOT / "workflow" / "peers" / "circuit_tracer_peer.py",
         [tmp_path / "manifest.json"],
-        {SET: [[LAYER, str(activations), None]]},
+        {"hooks": ["ln2_normalized", "mlp_out"], "layers": [0, 9, 17], "run": "default", "shard": SHARD},
         {},
         None,
         out,

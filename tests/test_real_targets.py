@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from mi_oracle.dictionaries.manifest import read_manifest
+from mi_oracle.layout import report_path
 from tests.conftest import NO_PEERS, REPO_ROOT, hub_env, run_snakemake, write_config
 from tests.real_targets import (
     D_MODEL,
@@ -64,9 +65,9 @@ def assert_fetched(work: Path, name: str, repo: str, commit: str) -> None:
     assert (provenance["repo"], provenance["resolved_revision"]) == (repo, commit)
 
 
-def assert_crossval_passes(work: Path, points: int) -> dict:
+def assert_crossval_passes(work: Path, run: str, points: int) -> dict:
     """Every capture point against HF, TransformerLens and nnsight, every encoder, in the capture's dtype."""
-    report = read(work, "results/reports/crossval.json")
+    report = read(work, report_path(run, "json"))
     assert report["pass"] is True, [row for row in report["summary"] if row["pass"] is False]
     capture = report["capture"]
     assert capture["model_dtype"] == "float32" and len(capture["points"]) == points
@@ -78,7 +79,7 @@ def assert_crossval_passes(work: Path, points: int) -> dict:
         assert len(by_nnsight) >= points - 1 and all(point["nnsight"]["pass"] for point in by_nnsight)
     for row in report["encoders"]:
         assert row["project"]["pass"] and row["project"]["compared"] > 0, row
-    assert (work / "results" / "reports" / "crossval.html").stat().st_size > 0
+    assert (work / report_path(run)).stat().st_size > 0
     return report
 
 
@@ -129,7 +130,7 @@ def test_gemma_2_2b_regenerates_the_sae_and_gemma_scope_transcoder_references(hu
 
     assert_encoded(work, "gemma-2-2b", "gemma-scope-res", [0])
     assert_encoded(work, "gemma-2-2b", "gemma-scope-transcoders", [0, 12, 25])
-    assert_crossval_passes(work, points=9)
+    assert_crossval_passes(work, "gemma-2-2b", points=9)
 
 
 def test_llama_3_2_1b_regenerates_the_plt_reference(hub, tmp_path):
@@ -146,7 +147,7 @@ def test_llama_3_2_1b_regenerates_the_plt_reference(hub, tmp_path):
     assert revisions == {commits["plt"]}
 
     assert_encoded(work, "llama-3.2-1b", "transcoder-llama-3.2-1b", [0, 7, 15])
-    report = assert_crossval_passes(work, points=6)
+    report = assert_crossval_passes(work, "llama-3.2-1b", points=6)
     assert "nnsight" in report["capture"]["peers"]
 
 
@@ -171,4 +172,4 @@ def test_qwen3_1_7b_regenerates_the_clt_and_forward_references(hub, tmp_path):
     ]
 
     assert_encoded(work, "qwen3-1.7b", "clt-qwen3-1.7b-base-20k", [0, 13, 27])
-    assert_crossval_passes(work, points=6)
+    assert_crossval_passes(work, "qwen3-1.7b", points=6)

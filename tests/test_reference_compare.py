@@ -139,6 +139,21 @@ def test_reference_items_name_unknown_sets_and_duplicates():
         reference_items({"items": twice}, [])
 
 
+def test_every_bad_reference_item_is_listed_in_one_error():
+    items = [
+        {"name": "a", "kind": "plt", "set": "nope"},
+        {"name": "f", "kind": "forward", "set": "real"},
+        {"name": "a", "kind": "sae", "set": "real", "layer": 0},
+    ]
+    with pytest.raises(ConfigError) as raised:
+        reference_items({"items": items}, ["real"])
+    message = str(raised.value)
+    assert message.startswith("3 problems in the configuration:")
+    assert "references.items[a].set: 'nope' is not a dictionary set" in message
+    assert "references.items[f].set: a forward reference reads no dictionary set" in message
+    assert "two references are named 'a'" in message
+
+
 def test_a_synthetic_transcoder_may_read_another_input_hook_and_an_sae_may_not():
     planned = plan_set("c", {"schema": "CltSplitJumpReLU", "input_hook": "ln2_normalized"}, 4, [0])
     assert (planned.input_hook, planned.output_hook) == ("ln2_normalized", "mlp_out")

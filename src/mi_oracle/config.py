@@ -112,6 +112,8 @@ def resolve_inside_roots(
 # What each job's params carry: only settings that change its outputs. Snakemake reruns a job
 # when a param changes, so resources (threads, mem_mb, runtime) stay out of them.
 PLAN_KEYS = ("max_length", "add_special_tokens", "shard_tokens")
+# what a synthetic calibration's tokens depend on (shards only split them: it reads them all in order)
+CALIBRATION_PLAN_KEYS = ("max_length", "add_special_tokens")
 CAPTURE_KEYS = (
     "device",
     "dtype",

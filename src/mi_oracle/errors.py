@@ -9,6 +9,14 @@ class ConfigError(MiOracleError):
     """The workflow configuration does not match its schema."""
 
 
+def raise_problems(problems: list[str]) -> None:
+    """One ConfigError listing every problem found (a user fixes them all in one pass), if any."""
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} problems in the configuration:\n  " + "\n  ".join(problems))
+
+
 class FetchError(MiOracleError):
     """A model could not be fetched; the message says what to do."""
 

@@ -63,9 +63,12 @@ def calibration_dir() -> str:
     return "results/synthetic/.calibration"
 
 
+SYNTHETIC_ROOT = "results/synthetic"
+
+
 def synthetic_dir(name: str) -> str:
     """The folder the workflow writes a synthetic set into (its config.yaml and weights)."""
-    return f"results/synthetic/{name}"
+    return f"{SYNTHETIC_ROOT}/{name}"
 
 
 def manifest_path(name: str) -> str:
@@ -117,20 +120,28 @@ def benchmark_path(rule: str, *parts: str) -> str:
 
 
 REFERENCE_CHECK = "results/reports/reference_check.json"
-CAPTURE_CHECK = "results/reports/crossval/capture.json"
-REPORT_HTML = "results/reports/crossval.html"
-REPORT_JSON = "results/reports/crossval.json"
-PEERS_DIR = "results/peers"  # one folder per peer: what it computed in its own environment
+# What a run's cross-validation reads and writes: keyed by run, so configurations with other runs
+# in one folder never make each other's outputs outdated.
 
 
-def peer_dir(peer: str) -> str:
-    """The folder a peer (``circuit-tracer``, ``nnsight``) writes its outputs to."""
-    return f"{PEERS_DIR}/{peer}"
+def report_path(run: str, suffix: str = "html") -> str:
+    """A run's cross-validation report: ``crossval.html``, or ``crossval.json`` with ``suffix="json"``."""
+    return f"results/reports/{run}/crossval.{suffix}"
 
 
-def encoder_check_path(name: str) -> str:
-    """The cross-checks of one set's encoders (the report's input)."""
-    return f"results/reports/crossval/encoders/{name}.json"
+def capture_check_path(run: str) -> str:
+    """A run's capture cross-check (the report's input)."""
+    return f"results/reports/{run}/crossval/capture.json"
+
+
+def encoder_check_path(run: str, name: str) -> str:
+    """The cross-checks of one set's encoders on a run's first shard (the report's input)."""
+    return f"results/reports/{run}/crossval/encoders/{name}.json"
+
+
+def peer_dir(run: str, peer: str) -> str:
+    """The folder a peer (``circuit-tracer``, ``nnsight``) writes what it computed on a run to."""
+    return f"results/peers/{run}/{peer}"
 
 
 SUITE_DIR = "results/candle-mi"  # one folder per candle-mi reference (config/candle-mi.yaml)

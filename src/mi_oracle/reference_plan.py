@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mi_oracle.errors import ConfigError
+from mi_oracle.errors import ConfigError, raise_problems
 
 
 def ends_and_middle(layers: list[int]) -> list[int]:
@@ -29,19 +29,33 @@ def layers_needed(item: Mapping[str, Any], available: Sequence[int]) -> list[int
     return []
 
 
+def _checked_item(
+    item: Mapping[str, Any], items: Mapping[str, Any], set_names: Sequence[str]
+) -> dict[str, Any]:
+    name = item["name"]
+    if name in items:
+        raise ConfigError(f"references.items: two references are named {name!r}; names must be unique")
+    if "set" in item and item["set"] not in set_names:
+        raise ConfigError(
+            f"references.items[{name}].set: {item['set']!r} is not a dictionary set "
+            f"(dictionaries: {', '.join(set_names) or 'none'})"
+        )
+    if item["kind"] == "forward" and "set" in item:
+        raise ConfigError(f"references.items[{name}].set: a forward reference reads no dictionary set")
+    return dict(item)
+
+
 def reference_items(references: Mapping[str, Any], set_names: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``references.items`` by name; a repeated name or an unknown set is a ConfigError naming the item."""
+    """``references.items`` by name; a repeated name or an unknown set is a ConfigError naming the
+    item, every such problem listed in one error."""
     items: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    seen: set[str] = set()
     for item in references["items"]:
-        name = item["name"]
-        if name in items:
-            raise ConfigError(f"references.items: two references are named {name!r}; names must be unique")
-        if "set" in item and item["set"] not in set_names:
-            raise ConfigError(
-                f"references.items[{name}].set: {item['set']!r} is not a dictionary set "
-                f"(dictionaries: {', '.join(set_names) or 'none'})"
-            )
-        if item["kind"] == "forward" and "set" in item:
-            raise ConfigError(f"references.items[{name}].set: a forward reference reads no dictionary set")
-        items[name] = dict(item)
+        try:
+            items[item["name"]] = _checked_item(item, seen, set_names)
+        except ConfigError as error:
+            problems.append(str(error))
+        seen.add(item["name"])
+    raise_problems(problems)
     return items

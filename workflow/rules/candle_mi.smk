@@ -92,6 +92,7 @@ rule resurrection_table:
     params:
         references=list(ITEMS.values()),
         committed=committed_folder(),
+        committed_hashes=lambda wildcards: content_hashes(committed_copies()),
         code=code_version("mi_oracle.references.resurrection"),
     script:
         "../scripts/resurrection_table.py"

@@ -4,6 +4,7 @@ import re
 
 from mi_oracle import layout
 from mi_oracle.code_version import code_version
+from mi_oracle.content_params import content_hashes
 from mi_oracle.config import relative_to_workdir, resolve_inside_roots
 from mi_oracle.references.suite_config import suite_items
 

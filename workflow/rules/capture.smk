@@ -16,6 +16,7 @@ checkpoint plan_capture:
     params:
         capture=settings_for(CAPTURE, PLAN_KEYS),
         text_field=config["prompts"]["text_field"],
+        prompts_hash=lambda wildcards: content_hashes([PROMPTS]),
         code=code_version("mi_oracle.capture.plan"),
     script:
         "../scripts/plan_capture.py"

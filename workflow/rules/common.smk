@@ -3,8 +3,10 @@
 import functools
 
 from mi_oracle.code_version import code_version
+from mi_oracle.content_params import content_hashes
 from mi_oracle.config import (
     calibration_settings,
+    CALIBRATION_PLAN_KEYS,
     CAPTURE_KEYS,
     ENCODING_KEYS,
     PLAN_KEYS,
@@ -15,9 +17,8 @@ from mi_oracle.config import (
 from mi_oracle.dictionaries.manifest import read_manifest
 from mi_oracle.dictionaries.set_files import local_set_files
 from mi_oracle import layout
-from mi_oracle.encoding.plan import encoding_points
+from mi_oracle.encoding import plan as encoding_plan
 from mi_oracle.json_files import read_json
-from mi_oracle.peers.launch import peer_python
 from mi_oracle.reference_plan import reference_items
 
 ENV = "../../envs/mi-oracle.yaml"
@@ -127,11 +128,9 @@ def resolved_manifest(name):
 
 def encoding_files(name, shard):
     """[layer, input activation file, target activation file] per layer set ``name`` encodes."""
-    points = encoding_points(resolved_manifest(name), CAPTURE["hooks"], CAPTURE["layers"])
-    return [
-        [layer, activation_path(hook, layer, shard), activation_path(target, layer, shard)]
-        for layer, hook, target in points
-    ]
+    return encoding_plan.encoding_files(
+        resolved_manifest(name), CAPTURE["hooks"], CAPTURE["layers"], RUN, shard
+    )
 
 
 def encoding_inputs(wildcards):

@@ -2,11 +2,11 @@ rule crossval_capture:
     input:
         unpack(crossval_capture_inputs),
     output:
-        layout.CAPTURE_CHECK,
+        layout.capture_check_path(RUN),
     log:
-        layout.log_path("crossval_capture"),
+        layout.log_path("crossval_capture", RUN),
     benchmark:
-        layout.benchmark_path("crossval_capture")
+        layout.benchmark_path("crossval_capture", RUN)
     # the longest job the report waits on: first of what is ready, so it ends no run alone
     priority: 30
     conda:
@@ -18,7 +18,7 @@ rule crossval_capture:
     params:
         points=POINTS,
         prompts=CROSSVAL["capture_prompts"],
-        shard=lambda wildcards: first_shard(),
+        shard=FIRST_SHARD,
         activations=lambda wildcards: layout.activations_dir(RUN),
         peers=PEER_DIRS,
         code=code_version("mi_oracle.crossval.capture"),
@@ -31,11 +31,11 @@ rule crossval_encoders:
     input:
         unpack(crossval_encoder_inputs),
     output:
-        [layout.encoder_check_path(name) for name in SETS],
+        [layout.encoder_check_path(RUN, name) for name in SETS],
     log:
-        layout.log_path("crossval_encoders"),
+        layout.log_path("crossval_encoders", RUN),
     benchmark:
-        layout.benchmark_path("crossval_encoders")
+        layout.benchmark_path("crossval_encoders", RUN)
     conda:
         ENV
     threads: ENCODING["threads"]
@@ -43,7 +43,8 @@ rule crossval_encoders:
         mem_mb=6000,
         runtime=30,
     params:
-        sets=crossval_encoder_sets,
+        sets=crossval_encoder_sets(),
+        points=first_shard_points(),
         peers=PEER_DIRS,
         code=code_version("mi_oracle.crossval.encoders"),
     script:
@@ -52,8 +53,8 @@ rule crossval_encoders:
 
 rule crossval_report:
     input:
-        capture=layout.CAPTURE_CHECK,
-        encoders=[layout.encoder_check_path(name) for name in SETS],
+        capture=layout.capture_check_path(RUN),
+        encoders=[layout.encoder_check_path(RUN, name) for name in SETS],
         metrics=[metrics_path(name) for name in SETS],
         references=all_references(),
         native=all_references("native"),
@@ -62,13 +63,13 @@ rule crossval_report:
         compare=compare_run_files,
     output:
         html=report(
-            layout.REPORT_HTML,
+            layout.report_path(RUN),
             caption="../report/crossval.rst",
             category="Cross-validation",
         ),
-        json=layout.REPORT_JSON,
+        json=layout.report_path(RUN, "json"),
     log:
-        layout.log_path("crossval_report"),
+        layout.log_path("crossval_report", RUN),
     localrule: True
     conda:
         ENV
@@ -80,9 +81,10 @@ rule crossval_report:
         kinds={name: item["kind"] for name, item in REFERENCE_ITEMS.items()},
         report_only=CROSSVAL["report_only"],
         candidates=lambda wildcards: candidates_folder(),
+        candidate_hashes=lambda wildcards: content_hashes(crossval_candidates()),
         peers=PEER_DIRS,
         compare_run=lambda wildcards: (
-            [RUN, CROSSVAL["compare_run"], first_shard()] if CROSSVAL["compare_run"] else None
+            [RUN, CROSSVAL["compare_run"], FIRST_SHARD] if CROSSVAL["compare_run"] else None
         ),
         code=code_version("mi_oracle.crossval.report"),
     script:
@@ -93,11 +95,11 @@ rule peer_circuit_tracer:
     input:
         unpack(peer_circuit_tracer_inputs),
     output:
-        directory(layout.peer_dir("circuit-tracer")),
+        directory(layout.peer_dir(RUN, "circuit-tracer")),
     log:
-        layout.log_path("peer_circuit_tracer"),
+        layout.log_path("peer_circuit_tracer", RUN),
     benchmark:
-        layout.benchmark_path("peer_circuit_tracer")
+        layout.benchmark_path("peer_circuit_tracer", RUN)
     # the capture and encoder comparisons wait on it: it runs as soon as its inputs exist
     priority: 40
     conda:
@@ -108,12 +110,12 @@ rule peer_circuit_tracer:
         runtime=30,
     params:
         python=PEER_PYTHON,
-        points=lambda wildcards: {name: encoding_files(name, first_shard()) for name in SETS},
+        points=first_shard_points(),
         references={
             name: {"kind": item["kind"], "set": item.get("set"), "path": reference_path(name)}
             for name, item in REFERENCE_ITEMS.items()
         },
-        capture=peer_capture_job,
+        capture=peer_capture_job(),
         code=code_version("mi_oracle.peers.run"),
     script:
         "../scripts/peer_circuit_tracer.py"
@@ -123,11 +125,11 @@ rule peer_nnsight:
     input:
         unpack(peer_nnsight_inputs),
     output:
-        directory(layout.peer_dir("nnsight")),
+        directory(layout.peer_dir(RUN, "nnsight")),
     log:
-        layout.log_path("peer_nnsight"),
+        layout.log_path("peer_nnsight", RUN),
     benchmark:
-        layout.benchmark_path("peer_nnsight")
+        layout.benchmark_path("peer_nnsight", RUN)
     conda:
         ENV
     threads: CAPTURE["threads"]
@@ -136,7 +138,7 @@ rule peer_nnsight:
         runtime=30,
     params:
         python=PEER_PYTHON,
-        capture=peer_capture_job,
+        capture=peer_capture_job(),
         code=code_version("mi_oracle.peers.run"),
     script:
         "../scripts/peer_nnsight.py"

@@ -3,93 +3,112 @@
 CROSSVAL = config["crossval"]
 
 
-def first_shard():
-    """The first shard of the capture plan (the cross-validation reads its tokens)."""
-    return planned_shards()[0]
+# The cross-checks read the capture plan's first shard, which every plan has: its name is known
+# without asking the plan's checkpoint. No cross-validation or peer job asks a checkpoint: each
+# reads every captured point of the first shard (one capture job writes them all) and derives
+# which of them a set encodes from the manifests it reads. A job that asks two checkpoints in
+# turn can be left with input <TBD> when its own output is the target (issue 40).
+FIRST_SHARD = layout.shard_name(0)
+FIRST_SHARD_ACTIVATIONS = [activation_path(hook, layer, FIRST_SHARD) for hook, layer in POINTS]
 
 
 PEERS = CROSSVAL["peers"]
-PEER_PYTHON = str(peer_python(PEERS["python"], Path(workflow.basedir)))
+# as configured (relative to the workflow's folder): a param that stays the same when folders move
+PEER_PYTHON = PEERS["python"]
 PEER_SCRIPTS = Path(workflow.basedir) / "workflow" / "peers"
+
+
+def peer_script(name):
+    """A peer's script, relative to the workdir when the workflow lies inside it (a moved clone
+    keeps its inputs' names)."""
+    return relative_to_workdir(PEER_SCRIPTS / name, Path.cwd())
+
+
 # peer name -> its output folder, for the peers the config runs
 PEER_DIRS = {
-    peer: layout.peer_dir(peer)
+    peer: layout.peer_dir(RUN, peer)
     for peer, key in (("circuit-tracer", "circuit_tracer"), ("nnsight", "nnsight"))
     if PEERS[key]
 }
 
 
-def peer_capture_job(wildcards):
+def peer_capture_job():
     """What a capture peer traces: the first prompts of the first shard, at every captured point."""
     return {
-        "model_dir": str(Path(model_dir()).resolve()),
-        "tokens": str(layout.tokens_file(Path(tokens_dir()).resolve(), first_shard())),
+        "model_dir": model_dir(),
+        "tokens": str(layout.tokens_file(tokens_dir(), FIRST_SHARD)),
         "n_prompts": CROSSVAL["capture_prompts"],
         "layers": sorted(CAPTURE["layers"]),
         "hooks": list(CAPTURE["hooks"]),
     }
 
 
-def peer_nnsight_inputs(wildcards):
-    """The script, the model and the tokens; asked through the capture plan's checkpoint (the job
-    reads its first shard), so the DAG waits for the plan as crossval_capture does."""
-    first_shard()
-    return {"script": str(PEER_SCRIPTS / "nnsight_peer.py"), "model": model_dir(), "tokens": tokens_dir()}
-
-
-def peer_circuit_tracer_inputs(wildcards):
-    """Every set's manifest and files, the input activations of each encoded layer (first shard),
-    the transcoder references it re-encodes, the model and the tokens."""
-    inputs = {
-        "script": str(PEER_SCRIPTS / "circuit_tracer_peer.py"),
-        "model": model_dir(),
-        "tokens": tokens_dir(),
+def sets_inputs():
+    """Every set's manifest and files, and the synthetic sets' folders."""
+    return {
         "manifests": [manifest_path(name) for name in SETS],
         "files": [dictionary_files_dir(name) for name in SETS],
         "synthetic": [synthetic_dir(name) for name in SYNTHETIC],
-        "activations": sorted(
-            {inputs for name in SETS for _, inputs, _ in encoding_files(name, first_shard())}
-        ),
+    }
+
+
+def first_shard_points():
+    """What a job derives each set's (layer, input file, target file) of the first shard from."""
+    return {
+        "hooks": list(CAPTURE["hooks"]),
+        "layers": sorted(CAPTURE["layers"]),
+        "run": RUN,
+        "shard": FIRST_SHARD,
+    }
+
+
+def peer_nnsight_inputs(wildcards):
+    """The script, the model and the tokens."""
+    return {"script": peer_script("nnsight_peer.py"), "model": model_dir(), "tokens": tokens_dir()}
+
+
+def peer_circuit_tracer_inputs(wildcards):
+    """Every set's manifest and files, the first shard's activations, the transcoder references it
+    re-encodes, the model and the tokens."""
+    return {
+        "script": peer_script("circuit_tracer_peer.py"),
+        "model": model_dir(),
+        "tokens": tokens_dir(),
+        **sets_inputs(),
+        "activations": FIRST_SHARD_ACTIVATIONS,
         "references": [
             reference_path(name) for name, item in REFERENCE_ITEMS.items() if item["kind"] in ("plt", "clt")
         ],
     }
-    return inputs
 
 
 def crossval_capture_inputs(wildcards):
     """The model, the token tables, every captured point of the first shard, and the capture peers' outputs."""
-    shard = first_shard()
     return {
         "model": model_dir(),
         "tokens": tokens_dir(),
-        "activations": [activation_path(hook, layer, shard) for hook, layer in POINTS],
+        "activations": FIRST_SHARD_ACTIVATIONS,
         "peers": list(PEER_DIRS.values()),
     }
 
 
 def crossval_encoder_inputs(wildcards):
-    """Every set's manifest and files, and the first shard's features and input activations."""
-    shard = first_shard()
+    """Every set's manifest and files, the first shard's features and activations, the peer's folder."""
     return {
-        "manifests": [manifest_path(name) for name in SETS],
-        "files": [dictionary_files_dir(name) for name in SETS],
-        "synthetic": [synthetic_dir(name) for name in SYNTHETIC],
-        "features": [features_dir(name, shard) for name in SETS],
-        "activations": sorted({inputs for name in SETS for _, inputs, _ in encoding_files(name, shard)}),
+        **sets_inputs(),
+        "features": [features_dir(name, FIRST_SHARD) for name in SETS],
+        "activations": FIRST_SHARD_ACTIVATIONS,
         "peers": [PEER_DIRS[peer] for peer in ("circuit-tracer",) if peer in PEER_DIRS],
     }
 
 
-def crossval_encoder_sets(wildcards):
-    """Per set: its manifest, first-shard features folder, (layer, input file) pairs and check file."""
-    shard = first_shard()
+def crossval_encoder_sets():
+    """Per set: its manifest, first-shard features folder and check file."""
     return {
         name: {
             "manifest": manifest_path(name),
-            "features": features_dir(name, shard),
-            "points": [[layer, inputs] for layer, inputs, _ in encoding_files(name, shard)],
-            "output": layout.encoder_check_path(name),
+            "features": features_dir(name, FIRST_SHARD),
+            "output": layout.encoder_check_path(RUN, name),
         }
         for name in SETS
     }
@@ -101,9 +120,8 @@ def compare_run_files(wildcards):
     other = CROSSVAL["compare_run"]
     if other is None:
         return []
-    shard = first_shard()
-    activations = [layout.activation_path(other, hook, layer, shard) for hook, layer in POINTS]
-    return activations + [layout.features_dir(other, name, shard) for name in SETS]
+    activations = [layout.activation_path(other, hook, layer, FIRST_SHARD) for hook, layer in POINTS]
+    return activations + [layout.features_dir(other, name, FIRST_SHARD) for name in SETS]
 
 
 def candidates_folder():

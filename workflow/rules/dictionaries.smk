@@ -3,7 +3,7 @@ if SYNTHETIC:
     rule calibrate_synthetic_dictionaries:
         input:
             model=model_dir(),
-            tokens=tokens_dir(),
+            prompts=PROMPTS,
         output:
             temp(directory(layout.calibration_dir())),
         log:
@@ -20,6 +20,10 @@ if SYNTHETIC:
             runtime=30,
         params:
             definitions={name: SETS[name]["synthetic"] for name in SYNTHETIC},
+            # tokenized as the capture plan is, not read from a run's plan: every run shares the sets
+            plan=settings_for(CAPTURE, CALIBRATION_PLAN_KEYS),
+            text_field=config["prompts"]["text_field"],
+            prompts_hash=lambda wildcards: content_hashes([PROMPTS]),
             capture=calibration_settings(CAPTURE, NUMERICS["synthetic"]),
             calibration_tokens=config["synthetic_calibration_tokens"],
             numerics={key: NUMERICS[key] for key in ("synthetic", "threads")},
@@ -70,6 +74,7 @@ checkpoint resolve_dictionary_set:
         layers=lambda wildcards: SETS[wildcards.set].get("layers"),
         capture_layers=CAPTURE["layers"],
         references=lambda wildcards: references_of_set(wildcards.set),
+        local_hashes=lambda wildcards: content_hashes(curation_inputs(wildcards).get("local", [])),
         local_roots=config["local_roots"],
         code=code_version("mi_oracle.dictionaries.resolve"),
     script:

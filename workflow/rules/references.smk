@@ -59,6 +59,7 @@ rule check_references:
     params:
         kinds={name: item["kind"] for name, item in REFERENCE_ITEMS.items()},
         committed=lambda wildcards: committed_folder(),
+        committed_hashes=lambda wildcards: content_hashes(committed_references()),
         code=code_version("mi_oracle.references.check"),
     script:
         "../scripts/check_references.py"

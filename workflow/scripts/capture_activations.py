@@ -4,9 +4,9 @@ from pathlib import Path
 
 import _src_path  # noqa: F401
 
+from mi_oracle.capture.plan import read_plan
 from mi_oracle.capture.run import capture_shard
-from mi_oracle.json_files import read_json
-from mi_oracle.layout import PLAN_FILE, tokens_file
+from mi_oracle.layout import tokens_file
 from mi_oracle.rule_logging import logged_to
 
 with logged_to(snakemake.log[0]):
@@ -17,7 +17,7 @@ with logged_to(snakemake.log[0]):
         tokens_file(tokens_dir, snakemake.wildcards.shard),
         dict(zip(points, map(Path, snakemake.output), strict=True)),
         snakemake.params.capture,
-        read_json(tokens_dir / PLAN_FILE),
+        read_plan(tokens_dir),
         shard=snakemake.wildcards.shard,
         threads=snakemake.threads,
     )

@@ -16,8 +16,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mi_oracle.atomic import atomic_directory, write_json_atomic
+from mi_oracle.atomic import atomic_directory
 from mi_oracle.capture.prompts import describe_prompt_set, read_prompts
+from mi_oracle.checked_json import read_checked_json, write_checked_json
 from mi_oracle.layout import PLAN_FILE, shard_name, tokens_file
 from mi_oracle.models.provenance import model_identity
 from mi_oracle.parquet_files import WRITE_OPTIONS, record_sha256
@@ -117,6 +118,11 @@ def make_plan(
             path = tokens_file(staging, shard_name(i))
             pq.write_table(table, path, **WRITE_OPTIONS)
             record_sha256(path)
-        write_json_atomic(staging / PLAN_FILE, plan)
+        write_checked_json(staging / PLAN_FILE, plan)
     log.info("%d prompts, %d tokens, %d shards", len(prompts), plan["n_tokens"], len(shards))
     return plan
+
+
+def read_plan(tokens_dir: Path) -> dict[str, Any]:
+    """The capture plan of a tokens folder, checked against its recorded hash."""
+    return read_checked_json(Path(tokens_dir) / PLAN_FILE, "capture plan")

@@ -1,4 +1,4 @@
-"""Read what a peer wrote in its own environment (``results/peers/<peer>/``): its status, its
+"""Read what a peer wrote in its own environment (``results/peers/<run>/<peer>/``): its status, its
 capture (``capture.npz``), its encodings of captured activations (``features/<set>.npz``) and
 its reference-schema outputs (``references/*.json``)."""
 

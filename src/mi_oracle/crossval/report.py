@@ -258,8 +258,11 @@ def write_report(report: Mapping[str, Any], html_path: Path, json_path: Path, re
             {True: "pass", False: "FAIL", None: "not run"}[row["pass"]],
             row["detail"],
         )
+    kept = Path(html_path).with_name(f"{Path(html_path).stem}.failed.html")
+    if not failed:  # an earlier failure's copy would stand beside a report that passes
+        kept.unlink(missing_ok=True)
+        kept.with_suffix(".json").unlink(missing_ok=True)
     if failed and not report_only:
-        kept = html_path.with_name(f"{html_path.stem}.failed.html")
         shutil.copyfile(html_path, kept)
         shutil.copyfile(json_path, kept.with_suffix(".json"))
         lines = [f"{row['comparison']}: {row['detail']}" for row in failed]

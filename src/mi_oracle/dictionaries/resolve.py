@@ -21,6 +21,7 @@ from mi_oracle.dictionaries.hub_files import HubFiles
 from mi_oracle.dictionaries.locations import HubFile
 from mi_oracle.dictionaries.manifest import DictionaryFile, LayerRecord, Manifest
 from mi_oracle.dictionaries.set_files import Context, Origin, load_document, local_path, set_files
+from mi_oracle.dictionaries.verify import verify_folder_hashes
 from mi_oracle.environment import describe_environment
 from mi_oracle.errors import DictionaryError
 from mi_oracle.formats import detect, weight_files
@@ -138,6 +139,8 @@ def resolve_set(request: ResolveRequest) -> Manifest:
     manifest_path, files_dir, curation_path = request.manifest_path, request.files_dir, request.curation_path
     base, references = request.base, request.references
     base = (base or Path.cwd()).resolve()
+    if curation_path is not None:
+        verify_folder_hashes(Path(curation_path).parent, f"synthetic set {name}")
     model = {**summarize_config(model_dir), **model_identity(model_dir)}
     with atomic_directory(Path(files_dir)) as staging:
         ctx = Context(local_roots, base, HubFiles(f"the revision of dictionaries[{name}]"), staging)

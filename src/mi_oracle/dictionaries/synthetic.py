@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 
 from mi_oracle.atomic import atomic_directory, write_json_atomic
+from mi_oracle.capture.plan import make_plan, read_plan
 from mi_oracle.capture.run import collect_activations
 from mi_oracle.config import calibration_settings
 from mi_oracle.dictionaries.synthetic_plan import calibration_rows, plan_set
 from mi_oracle.dictionaries.synthetic_writer import build_set
 from mi_oracle.json_files import read_json
-from mi_oracle.layout import PLAN_FILE
 from mi_oracle.models.folder import summarize_config
 from mi_oracle.models.provenance import model_identity
 from mi_oracle.numerics.mode import PORTABLE, Numerics
@@ -33,6 +33,7 @@ from mi_oracle.numerics.mode import PORTABLE, Numerics
 log = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "calibration.json"
+ONE_SHARD = 2**62  # the calibration's own plan: every prompt in one shard
 
 
 def calibrate(
@@ -61,6 +62,30 @@ def calibrate(
         calibration_tokens=calibration_tokens,
         numerics=numerics.record(),
     )
+
+
+def calibrate_from_prompts(
+    model_dir: Path,
+    prompts_path: Path,
+    plan_settings: Mapping[str, Any],
+    text_field: str,
+    definitions: Mapping[str, Mapping[str, Any]],
+    target: Path,
+    capture_settings: Mapping[str, Any],
+    calibration_tokens: int,
+    numerics: Numerics = PORTABLE,
+) -> dict[str, Any]:
+    """:func:`calibrate` on the prompts tokenized here as the capture plan tokenizes them, not on
+    a run's plan: the synthetic sets are the same for every run of the same prompts and model, so
+    configurations with other runs in one folder share them (their inputs and params are equal)."""
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".tokens-", dir=Path(target).parent) as scratch:
+        tokens_dir = Path(scratch) / "tokens"
+        one_shard = {**plan_settings, "shard_tokens": ONE_SHARD}
+        make_plan(Path(model_dir), Path(prompts_path), one_shard, text_field, tokens_dir)
+        return calibrate(
+            model_dir, tokens_dir, definitions, target, capture_settings, calibration_tokens, numerics
+        )
 
 
 def build_one(
@@ -132,7 +157,7 @@ def _calibrate(
     taken = calibration_rows(tokens_dir, calibration_tokens)
     rows = [tokens for _, tokens in taken]
     n_tokens = sum(len(row) for row in rows)
-    plan = read_json(Path(tokens_dir) / PLAN_FILE)
+    plan = read_plan(Path(tokens_dir))
     calibration = {
         "n_tokens": n_tokens,
         "n_prompts": len(rows),

@@ -19,6 +19,7 @@ from mi_oracle.atomic import atomic_directory, write_json_atomic
 from mi_oracle.dictionaries import synthetic_fit
 from mi_oracle.dictionaries.synthetic_fit import fit_layer
 from mi_oracle.dictionaries.synthetic_plan import LABEL, SyntheticSet
+from mi_oracle.dictionaries.verify import record_folder_hashes
 from mi_oracle.environment import describe_environment
 from mi_oracle.formats import WriteOptions, format_of
 from mi_oracle.hook_points import HOOK_POINTS
@@ -127,4 +128,5 @@ def build_set(
             "environment": describe_environment(),
         }
         write_json_atomic(staging / PROVENANCE_FILE, provenance)
+        record_folder_hashes(staging)  # resolution refuses the set if a byte changes
     return provenance

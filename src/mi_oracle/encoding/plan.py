@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from mi_oracle.dictionaries.manifest import Manifest
 from mi_oracle.errors import DictionaryError
+from mi_oracle.layout import activation_path
 
 
 def encoding_points(
@@ -28,3 +30,15 @@ def encoding_points(
                 )
         points.append((layer, manifest.input_hook, target_hook))
     return points
+
+
+def encoding_files(
+    manifest: Manifest, hooks: Sequence[str], layers: Sequence[int], run: str, shard: str
+) -> list[list[Any]]:
+    """[layer, input activation file, target activation file] per layer ``manifest`` encodes, in
+    shard ``shard`` of run ``run``: what the rules ask of a resolved set, and what the jobs that
+    read a whole shard derive themselves from the manifests they read."""
+    return [
+        [layer, activation_path(run, hook, layer, shard), activation_path(run, target, layer, shard)]
+        for layer, hook, target in encoding_points(manifest, hooks, layers)
+    ]

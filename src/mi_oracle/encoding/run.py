@@ -17,7 +17,8 @@ import torch
 from tqdm import tqdm
 
 from mi_oracle.activation_storage import activation_matrix
-from mi_oracle.atomic import atomic_directory, write_json_atomic
+from mi_oracle.atomic import atomic_directory
+from mi_oracle.checked_json import write_checked_json
 from mi_oracle.devices import DTYPES, cpu_threads, resolve_device
 from mi_oracle.dictionaries.manifest import Manifest
 from mi_oracle.encoding import native
@@ -245,7 +246,7 @@ def encode_shard(
                 sums[str(layer)] = encode_layer(
                     manifest, manifest_path, layer, Path(inputs), Path(target), path, settings, base
                 )
-            write_json_atomic(staging / SUMS_FILE, {"set": manifest.name, "layers": sums})
+            write_checked_json(staging / SUMS_FILE, {"set": manifest.name, "layers": sums})
     except OSError as error:  # a full disk, a lost mount: the staging folder is already gone
         raise DataFileError(f"{shard_dir}: encoding failed ({error}); nothing was left behind") from error
     return sums

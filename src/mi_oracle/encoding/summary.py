@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from mi_oracle.atomic import write_json_atomic, write_text_atomic
+from mi_oracle.checked_json import read_checked_json
 from mi_oracle.dictionaries.manifest import Manifest
 from mi_oracle.encoding.metrics import MetricSums, summarise
 from mi_oracle.environment import describe_environment
@@ -30,7 +30,7 @@ TABLE_COLUMNS = (
 
 def read_shard_sums(shard_dir: Path) -> dict[int, MetricSums]:
     """The metric sums per layer that ``encode_shard`` wrote into ``shard_dir``."""
-    record = json.loads((Path(shard_dir) / SUMS_FILE).read_text(encoding="utf-8"))
+    record = read_checked_json(Path(shard_dir) / SUMS_FILE, "shard's metric sums")
     return {int(layer): MetricSums.from_json(value) for layer, value in record["layers"].items()}
 
 

@@ -127,7 +127,7 @@ def read_npz(path: Path) -> dict[str, torch.Tensor]:
             return {name: torch.from_numpy(np.array(archive[name])) for name in archive.files}
     except ValueError as error:
         raise DictionaryError(f"{path}: refused ({error}); expected numeric arrays, never pickles") from error
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zipfile.BadZipFile) as error:  # a damaged member: a bad CRC-32
         raise DictionaryError(f"{path}: not a readable NPZ archive ({error})") from error
 
 

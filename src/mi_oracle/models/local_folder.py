@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-from mi_oracle.config import resolve_inside_roots
+from mi_oracle.config import relative_to_workdir, resolve_inside_roots
 from mi_oracle.models.folder import required_files
 from mi_oracle.models.provenance import place_model
 
@@ -28,6 +28,6 @@ def fetch_local(name: str, path: str, roots: Iterable[str], target: Path, base: 
         repo=None,
         requested_revision=None,
         resolved_revision=None,
-        local_path=str(source),
+        local_path=relative_to_workdir(source, base),
         verified_against="none: a local folder announces no hashes; these are recorded as found",
     )

@@ -26,6 +26,12 @@ def peer_python(configured: str, workflow_dir: Path) -> Path:
     return path if path.is_absolute() else workflow_dir / path
 
 
+def _as_recorded(path: Path) -> str:
+    """``path`` relative to the workdir when inside it (links kept: a venv's python is a link)."""
+    absolute = Path(os.path.abspath(path))
+    return str(absolute.relative_to(Path.cwd())) if absolute.is_relative_to(Path.cwd()) else str(absolute)
+
+
 def run_peer(
     peer: str,
     python: Path,
@@ -41,8 +47,8 @@ def run_peer(
         write_json_atomic(staging / "job.json", job)
         status = {
             "peer": peer,
-            "python": str(python),
-            "script": str(script),
+            "python": _as_recorded(python),
+            "script": _as_recorded(script),
             "script_sha256": digest_file(script).sha256,
         }
         if idle:

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from mi_oracle.config import load_schema
-from mi_oracle.errors import ConfigError
+from mi_oracle.errors import ConfigError, raise_problems
 from mi_oracle.references.families import FAMILIES
 
 MODEL_KINDS = ("forward", "longrope", "quantized", "sae", "plt", "clt")
@@ -70,12 +70,19 @@ def suite_item(item: Mapping[str, Any], suite: Mapping[str, Any], sets: Mapping[
 
 
 def suite_items(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every reference of the suite by name; the first problem found is a ConfigError naming it."""
+    """Every reference of the suite by name; every problem found is listed in one ConfigError."""
     suite = config["candle_mi"]
     sets = {definition["name"]: definition for definition in config.get("dictionaries", [])}
     items: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    seen: set[str] = set()
     for item in suite["references"]:
-        if item["name"] in items:
-            raise _needs(item["name"], "two references have this name; names must be unique")
-        items[item["name"]] = suite_item(item, suite, sets)
+        try:
+            if item["name"] in seen:
+                raise _needs(item["name"], "two references have this name; names must be unique")
+            items[item["name"]] = suite_item(item, suite, sets)
+        except ConfigError as error:
+            problems.append(str(error))
+        seen.add(item["name"])
+    raise_problems(problems)
     return items
