@@ -22,7 +22,7 @@ from mi_oracle.encoding.run import encode_shard
 from mi_oracle.encoding.summary import write_metrics
 from mi_oracle.errors import DataFileError, DictionaryError
 from mi_oracle.layout import features_file
-from mi_oracle.parquet_files import METADATA_KEY, WRITE_OPTIONS, record_sha256
+from mi_oracle.parquet_files import METADATA_KEY, WRITE_OPTIONS, digest_sidecar, record_sha256
 from tests.dictionary_files import (
     gemma_scope_npz,
     model_folder,
@@ -58,7 +58,9 @@ def test_a_shard_encodes_every_layer_and_metrics_add_up_over_shards(tmp_path):
             warnings.filterwarnings("error", message=".*not writable")
             sums = encode_shard(manifest, root / "m.json", points, shards[-1], SHARD_SETTINGS, base=root)
         assert list(sums) == ["0", "2"] and all(s["n_tokens"] == n for s in sums.values())
-        assert sorted(p.name for p in shards[-1].iterdir()) == ["_sums.json", "layer=0", "layer=2"]
+        sidecar = digest_sidecar(shards[-1] / "_sums.json").name  # the sums' content hash
+        names = sorted(p.name for p in shards[-1].iterdir())
+        assert names == sorted([sidecar, "_sums.json", "layer=0", "layer=2"])
         for layer, x, _ in points:
             features = pq.read_table(features_file(shards[-1], layer))
             assert features.column("prompt_id").to_pylist() == list(range(n))
