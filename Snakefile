@@ -15,7 +15,7 @@ while SRC in sys.path:
 sys.path.insert(0, SRC)
 
 from mi_oracle import layout
-from mi_oracle.config import load_schema, validate_config
+from mi_oracle.config import load_schema, validate_config, with_sorted_keys
 from mi_oracle.references.suite_config import load_suite_schema
 
 # The embedded default, unless --configfile names another: Snakemake would otherwise merge that
@@ -36,6 +36,10 @@ validate_config(
     ),
     sources=workflow.overwrite_configfiles or ["config/config.yaml"],
 )
+# one key order whatever the file's: Snakemake compares params by their text
+SORTED_CONFIG = with_sorted_keys(config)
+config.clear()
+config.update(SORTED_CONFIG)
 
 
 report: "workflow/report/workflow.rst"

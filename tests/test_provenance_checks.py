@@ -318,3 +318,24 @@ def test_resources_are_not_params_and_output_settings_are(finished, tmp_path):
     write_config(workdir / "config.yaml", config)
     planned = dry_run(workdir)
     assert "rule capture_activations:" in planned and "checkpoint plan_capture:" not in planned
+
+
+def reordered(value):
+    """``value`` with every mapping's keys in reverse order (lists as they are)."""
+    if isinstance(value, dict):
+        return {key: reordered(value[key]) for key in reversed(list(value))}
+    if isinstance(value, list):
+        return [reordered(item) for item in value]
+    return value
+
+
+def test_the_same_config_with_its_keys_in_another_order_reruns_nothing(finished, tmp_path):
+    workdir = copy_of(finished, tmp_path / "work")
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    assert list(reordered(config)) != list(config) and list(reordered(config)["model"]) != list(
+        config["model"]
+    )
+    write_config(workdir / "config.yaml", reordered(config))
+    assert "Nothing to be done" in dry_run(workdir, "all", "results/reports/reference_check.json")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=True))  # as safe_dump writes it
+    assert "Nothing to be done" in dry_run(workdir, "all", "results/reports/reference_check.json")

@@ -91,6 +91,16 @@ def validate_config(
     return config
 
 
+def with_sorted_keys(value: Any) -> Any:
+    """``value`` with every mapping's keys in sorted order (lists keep theirs): a configuration's
+    params then read the same however its file orders its keys, so reordering reruns nothing."""
+    if isinstance(value, Mapping):
+        return {key: with_sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [with_sorted_keys(item) for item in value]
+    return value
+
+
 def resolve_inside_roots(
     path: str | Path, roots: Iterable[str | Path], key: str, base: Path, roots_base: Path | None = None
 ) -> Path:
