@@ -17,12 +17,15 @@ from mi_oracle.dictionaries.manifest import Manifest, read_manifest
 from mi_oracle.dictionaries.resolve import ResolveRequest, resolve_set
 from mi_oracle.encoding.run import encode_shard
 from mi_oracle.layout import features_file
+from mi_oracle.parquet_files import digest_sidecar
 from tests.encoding_oracle import compare, dense, load_canonical, oracle, read_table
 
 pytestmark = pytest.mark.slow
 
 SETS = ["synthetic-sae", "synthetic-plt-npz", "synthetic-plt-bundle", "synthetic-clt"]
-SHARD_ENTRIES = ["_sums.json", "layer=0", "layer=17", "layer=9"]
+# the metric sums with their content hash, and a folder per layer
+SUMS_HASH = digest_sidecar(Path("_sums.json")).name
+SHARD_ENTRIES = sorted(["_sums.json", SUMS_HASH, "layer=0", "layer=17", "layer=9"])
 SETTINGS = {
     "device": "cpu",
     "dtype": "float32",

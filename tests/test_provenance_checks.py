@@ -22,74 +22,23 @@ from mi_oracle.encoding.run import encode_shard
 from mi_oracle.errors import DictionaryError, ModelFolderError
 from mi_oracle.parquet_files import METADATA_KEY, digest_sidecar
 from mi_oracle.references.provenance import model_record
-from tests.builders import WORDS, save_tiny_causal_lm
 from tests.conftest import NO_PEERS, REPO_ROOT, SNAKEMAKE, run_snakemake, write_config
 from tests.dictionary_files import gemma_scope_npz
+from tests.tiny_workdir import D_MODEL, D_SAE, REFERENCE, copy_of, run_to_the_end, tiny_workdir
 
 pytestmark = pytest.mark.slow
 
-D_MODEL, D_SAE, N_LAYERS = 32, 16, 3
-REFERENCE = "forward_reference"
 ACTIVATION = "results/activations/t/hook=ln2_normalized/layer=0/part-00000.parquet"
 ENCODE_LOG = "results/logs/encode_features/t/local/part-00000.log"
 
 
-def build_workdir(workdir: Path) -> Path:
-    """A tiny Gemma 2, a local transcoder set (GemmaScope NPZ per layer) and a forward reference."""
-    save_tiny_causal_lm(
-        workdir / "models" / "tiny", "gemma2", hidden_size=D_MODEL, num_hidden_layers=N_LAYERS
-    )
-    prompts = [" ".join(WORDS[(i * 3 + j) % len(WORDS)] for j in range(3 + i % 7)) for i in range(24)]
-    (workdir / "prompts.txt").write_text("\n".join(prompts) + "\n")
-    for layer in range(N_LAYERS):
-        gemma_scope_npz(workdir / "tc" / f"layer_{layer}" / "params.npz", D_MODEL, D_SAE, seed=layer)
-    curation = {
-        "model_kind": "transcoder_set",
-        "feature_input_hook": "ln2.hook_normalized",
-        "feature_output_hook": "hook_mlp_out",
-        "transcoders": [f"layer_{layer}/params.npz" for layer in range(N_LAYERS)],
-    }
-    (workdir / "tc" / "config.yaml").write_text(yaml.safe_dump(curation, sort_keys=False))
-    (workdir / "committed").mkdir()
-    (workdir / "candidates").mkdir()
-    config = {
-        "model": {"name": "tiny", "source": "local", "path": "models/tiny"},
-        "local_roots": ["."],
-        "prompts": {"path": "prompts.txt"},
-        "capture": {
-            "run": "t",
-            "hooks": ["ln2_normalized", "mlp_out"],
-            "layers": [0, 2],
-            "compression": "none",
-            "threads": 1,
-        },
-        "numerics": {"synthetic": "portable", "references": "portable", "threads": 1},
-        "dictionaries": [{"name": "local", "curation": "tc/config.yaml"}],
-        "references": {
-            "committed": "committed",
-            "items": [{"name": REFERENCE, "kind": "forward", "prompts": ["the capital of"]}],
-        },
-        "crossval": {"candidates": "candidates", **NO_PEERS},
-    }
-    return write_config(workdir / "config.yaml", config)
-
-
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
-    """The workflow run to the end, its reference committed and offered as a candidate."""
+    """The workflow run to the end (no peers), its reference committed and offered as a candidate."""
     workdir = tmp_path_factory.mktemp("finished")
-    configfile = build_workdir(workdir)
-    run_snakemake(workdir, configfile, "references")
-    for folder in ("committed", "candidates"):
-        shutil.copy2(workdir / "results" / "references" / "portable" / f"{REFERENCE}.json", workdir / folder)
-    run_snakemake(workdir, configfile, "all", "results/reports/reference_check.json")
-    return workdir
-
-
-def copy_of(finished: Path, destination: Path) -> Path:
-    """The finished workdir copied elsewhere, timestamps kept (as ``cp -a`` or a move would)."""
-    shutil.copytree(finished, destination, symlinks=True)
-    return destination
+    config = tiny_workdir(workdir)
+    config["crossval"].update(NO_PEERS)
+    return run_to_the_end(workdir, config)
 
 
 def dry_run(workdir: Path, *targets: str) -> str:

@@ -15,84 +15,25 @@ import pytest
 import yaml
 
 from mi_oracle.layout import capture_check_path, features_dir, peer_dir, report_path
-from tests.builders import WORDS, save_tiny_causal_lm
 from tests.conftest import run_snakemake, write_config
 from tests.dictionary_files import gemma_scope_npz
+from tests.tiny_workdir import D_MODEL, D_SAE, REFERENCE, RUN, TARGETS, copy_of, run_to_the_end, tiny_workdir
 
 pytestmark = pytest.mark.slow
-
-D_MODEL, N_LAYERS, RUN = 32, 3, "t"
-REFERENCE = "forward_reference"
-TARGETS = ("all", "results/reports/reference_check.json")
-
-
-def build_workdir(workdir: Path) -> Path:
-    model = save_tiny_causal_lm(
-        workdir / "models" / "tiny", "gemma2", hidden_size=D_MODEL, num_hidden_layers=N_LAYERS
-    )
-    # the peers' transformers 4.57 knows no TokenizersBackend, what transformers 5 writes for a
-    # tokenizer made from a tokenizers object; a hub checkpoint names a class both load
-    tokenizer_config = json.loads((model / "tokenizer_config.json").read_text())
-    tokenizer_config["tokenizer_class"] = "PreTrainedTokenizerFast"
-    (model / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
-    prompts = [" ".join(WORDS[(i * 3 + j) % len(WORDS)] for j in range(3 + i % 7)) for i in range(24)]
-    (workdir / "prompts.txt").write_text("\n".join(prompts) + "\n")
-    for layer in range(N_LAYERS):
-        gemma_scope_npz(workdir / "tc" / f"layer_{layer}" / "params.npz", D_MODEL, 16, seed=layer)
-    curation = {
-        "model_kind": "transcoder_set",
-        "feature_input_hook": "ln2.hook_normalized",
-        "feature_output_hook": "hook_mlp_out",
-        "transcoders": [f"layer_{layer}/params.npz" for layer in range(N_LAYERS)],
-    }
-    (workdir / "tc" / "config.yaml").write_text(yaml.safe_dump(curation, sort_keys=False))
-    (workdir / "committed").mkdir()
-    (workdir / "candidates").mkdir()
-    synthetic = {"schema": "GemmaScopeNpz", "kind": "transcoder_set", "d_sae": 64, "seed": 2, "target_l0": 8}
-    config = {
-        "model": {"name": "tiny", "source": "local", "path": "models/tiny"},
-        "local_roots": ["."],
-        "prompts": {"path": "prompts.txt"},
-        "capture": {
-            "run": RUN,
-            "hooks": ["ln2_normalized", "mlp_out", "resid_post"],
-            "layers": [0, 2],
-            "compression": "none",
-            "threads": 1,
-        },
-        "dictionaries": [
-            {"name": "local", "curation": "tc/config.yaml"},
-            {"name": "syn", "synthetic": synthetic},
-        ],
-        "synthetic_calibration_tokens": 64,
-        "references": {
-            "committed": "committed",
-            "items": [
-                {"name": REFERENCE, "kind": "forward", "prompts": ["the capital of"]},
-                {"name": "plt_reference", "kind": "plt", "set": "syn"},
-            ],
-        },
-        "crossval": {"candidates": "candidates"},
-    }
-    return write_config(workdir / "config.yaml", config)
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
-    """The workflow run to the end with its peers, its references committed and offered as candidates."""
+    """The tiny workflow with both peers, a synthetic set beside the local one and a transcoder
+    reference of it, run to the end."""
     workdir = tmp_path_factory.mktemp("finished")
-    configfile = build_workdir(workdir)
-    run_snakemake(workdir, configfile, "references")
-    for folder in ("committed", "candidates"):
-        for reference in (workdir / "results" / "references" / "portable").glob("*.json"):
-            shutil.copy2(reference, workdir / folder)
-    run_snakemake(workdir, configfile, *TARGETS)
-    return workdir
-
-
-def copy_of(finished: Path, destination: Path) -> Path:
-    shutil.copytree(finished, destination, symlinks=True)
-    return destination
+    config = tiny_workdir(workdir, peers_can_load=True)
+    config["capture"]["hooks"].append("resid_post")
+    synthetic = {"schema": "GemmaScopeNpz", "kind": "transcoder_set", "d_sae": 64, "seed": 2, "target_l0": 8}
+    config["dictionaries"].append({"name": "syn", "synthetic": synthetic})
+    config["synthetic_calibration_tokens"] = 64
+    config["references"]["items"].append({"name": "plt_reference", "kind": "plt", "set": "syn"})
+    return run_to_the_end(workdir, config)
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True, configfile: str = "config.yaml") -> str:
@@ -192,7 +133,7 @@ def test_a_candidate_or_committed_copy_edited_with_its_mtime_kept_is_judged_agai
 def test_a_local_dictionary_file_edited_with_its_mtime_kept_is_resolved_again(finished, tmp_path):
     workdir = copy_of(finished, tmp_path / "work")
     weights = workdir / "tc" / "layer_0" / "params.npz"
-    replacement = gemma_scope_npz(tmp_path / "new.npz", D_MODEL, 16, seed=99).read_bytes()
+    replacement = gemma_scope_npz(tmp_path / "new.npz", D_MODEL, D_SAE, seed=99).read_bytes()
     edit_keeping_mtime(weights, lambda _: replacement)
     planned = snakemake(workdir, "-n", *TARGETS)
     assert "checkpoint resolve_dictionary_set:" in planned and "Params have changed" in planned

@@ -174,6 +174,10 @@ def test_building_a_set_twice_gives_identical_bytes(tmp_path):
     for target in ("a", "b"):
         build_set(spec, activations, tmp_path / target, 3, model, {"n_tokens": 400})
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
-    assert len(files) == 8
+    assert len(files) == 9  # 6 weight files, config.yaml, provenance.json, _files.sha256
+    listing = (tmp_path / "a" / "_files.sha256").read_text().splitlines()
+    assert sorted(line.split("  ")[1] for line in listing) == sorted(
+        str(p) for p in files if p.name != "_files.sha256"
+    )
     for relative in files:
         assert (tmp_path / "a" / relative).read_bytes() == (tmp_path / "b" / relative).read_bytes()
