@@ -83,7 +83,9 @@ def _type_name(value: Any) -> str:
     return {str: "string", list: "list", dict: "object", type(None): "null"}[type(value)]
 
 
-class _Walker:
+class FieldWalker:
+    """Walks a generated document beside another, naming every field that differs past its tolerance."""
+
     def __init__(self, tolerances: Mapping[str, Tolerance]) -> None:
         self.tolerances = tolerances
         self.found: list[str] = []
@@ -154,7 +156,7 @@ def compare_documents(
     expected: Mapping[str, Any], actual: Mapping[str, Any], kind: str, exact: bool = False
 ) -> list[str]:
     """Every difference of ``actual`` from ``expected`` beyond ``kind``'s tolerances (any, if ``exact``)."""
-    walker = _Walker(EXACT if exact else KIND_TOLERANCES[kind])
+    walker = FieldWalker(EXACT if exact else KIND_TOLERANCES[kind])
     skipped = PROVENANCE_KEYS | one_sided_fields(expected, actual, kind)
     strip = lambda document: {k: v for k, v in document.items() if k not in skipped}  # noqa: E731
     walker.walk(strip(expected), strip(actual), "", "")

@@ -19,8 +19,8 @@ from typing import Any
 from mi_oracle.references.compare import (
     KIND_TOLERANCES,
     PROVENANCE_KEYS,
+    FieldWalker,
     Tolerance,
-    _Walker,
     one_sided_fields,
 )
 
@@ -153,7 +153,7 @@ def grade(
     if bars.top1_bar is not None:
         failures = _top1_failures(committed, regenerated, bars.top1_bar)
     else:
-        walker = _Walker(bars.tolerances)
+        walker = FieldWalker(bars.tolerances)
         walker.walk(_graded_view(committed, one_sided), _graded_view(regenerated, one_sided), "", "")
         failures = walker.found
     expected_attention, attention = _attention(committed), _attention(regenerated)

@@ -9,12 +9,11 @@ built under a temporary name and renamed into place: a failed job leaves nothing
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mi_oracle.atomic import write_json_atomic
+from mi_oracle.atomic import atomic_directory, write_json_atomic
 from mi_oracle.layout import NEEDS_GPU_FILE, PROVENANCE_FILE
 from mi_oracle.numerics.mode import Numerics
 from mi_oracle.references.generate import write_reference
@@ -38,17 +37,8 @@ def write_suite_reference(
     base: Path | None = None,
 ) -> str:
     """Make reference ``item`` into ``folder``; return ``made`` or ``needs a GPU``."""
-    folder = Path(folder)
-    partial = folder.with_name(f".{folder.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
-        status = _make(item, options, model_dir, manifest_path, partial, numerics, base)
-        shutil.rmtree(folder, ignore_errors=True)
-        partial.rename(folder)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    return status
+    with atomic_directory(Path(folder)) as staging:
+        return _make(item, options, model_dir, manifest_path, staging, numerics, base)
 
 
 def _make(
