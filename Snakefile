@@ -16,7 +16,7 @@ sys.path.insert(0, SRC)
 
 from mi_oracle import layout
 from mi_oracle.config import load_schema, validate_config, with_sorted_keys
-from mi_oracle.references.suite_config import load_suite_schema
+from mi_oracle.model_config import upgrade_config
 
 # The embedded default, unless --configfile names another: Snakemake would otherwise merge that
 # file over this one, and keys it leaves out (references, crossval) would leak in.
@@ -25,16 +25,14 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-SUITE = "candle_mi" in config  # config/candle-mi.yaml: every reference candle-mi commits
-SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
+SOURCES = workflow.overwrite_configfiles or ["config/config.yaml"]
+upgrade_config(config, ", ".join(str(source) for source in SOURCES))
+# a config without a capture section makes references only (config/candle-mi.yaml)
+CAPTURING = "capture" in config
 validate_config(
     config,
-    (
-        load_suite_schema(SCHEMAS / "candle-mi.schema.yaml", SCHEMAS / "config.schema.yaml")
-        if SUITE
-        else load_schema(SCHEMAS / "config.schema.yaml")
-    ),
-    sources=workflow.overwrite_configfiles or ["config/config.yaml"],
+    load_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"),
+    sources=SOURCES,
 )
 # one key order whatever the file's: Snakemake compares params by their text
 SORTED_CONFIG = with_sorted_keys(config)
@@ -45,35 +43,19 @@ config.update(SORTED_CONFIG)
 report: "workflow/report/workflow.rst"
 
 
-if SUITE:
+include: "workflow/rules/common.smk"
+include: "workflow/rules/model.smk"
+include: "workflow/rules/capture.smk"
+include: "workflow/rules/dictionaries.smk"
+include: "workflow/rules/encoding.smk"
+include: "workflow/rules/references.smk"
+include: "workflow/rules/crossval_inputs.smk"
+include: "workflow/rules/crossval.smk"
 
-    include: "workflow/rules/candle_mi_common.smk"
-    include: "workflow/rules/candle_mi.smk"
 
-    rule all:
-        default_target: True
-        input:
-            layout.RESURRECTION_JSON,
-            layout.RESURRECTION_MD,
-            layout.RESURRECTION_HTML,
-
-else:
-
-    include: "workflow/rules/common.smk"
-    include: "workflow/rules/model.smk"
-    include: "workflow/rules/capture.smk"
-    include: "workflow/rules/dictionaries.smk"
-    include: "workflow/rules/encoding.smk"
-    include: "workflow/rules/references.smk"
-    include: "workflow/rules/crossval_inputs.smk"
-    include: "workflow/rules/crossval.smk"
-
-    rule all:
-        default_target: True
-        input:
-            model_dir(),
-            all_activations,
-            [manifest_path(name) for name in SETS],
-            [metrics_path(name) for name in SETS],
-            all_references(),
-            layout.report_path(RUN),
+rule all:
+    default_target: True
+    input:
+        all_references(),
+        check_outputs(),
+        capture_targets,

@@ -70,3 +70,10 @@ def assert_matches_float64_oracle(document: dict, manifest: Manifest, work: Path
         bound = np.maximum(1e-4, 1e-5 * scale[order])
         assert np.all(np.abs(values - acts[order]) <= bound), case["seed"]
         assert len(case["top_10"]) == min(10, case["n_active"])
+
+
+def reference_in(workdir: Path, name: str, numerics: str = "portable") -> Path:
+    """Reference ``name`` as the workflow made it: ``results/references/<numerics>/<model>/<name>.json``."""
+    found = sorted((workdir / "results" / "references" / numerics).glob(f"*/{name}.json"))
+    assert len(found) == 1, f"{name}: {len(found)} files under results/references/{numerics}"
+    return found[0]

@@ -6,7 +6,6 @@ grades committed copies with candle-mi's bars. Bad entries fail once, naming the
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,11 +18,13 @@ from mi_oracle.references.numbers import seeded_residual
 from tests.candle_mi_suite import QUANTIZED, publish_suite
 from tests.conftest import REPO_ROOT, hub_env, run_snakemake, write_config
 from tests.real_targets import GEMMA_WEIGHTS_REPO
+from tests.reference_checks import reference_in
 from tests.test_portable_numerics import OTHER_MACHINE
 
 SUITE = yaml.safe_load((REPO_ROOT / "config" / "candle-mi.yaml").read_text())
-NAMES = [item["name"] for item in SUITE["candle_mi"]["references"]]
-QUANTIZED_NAMES = [item["name"] for item in SUITE["candle_mi"]["references"] if item["kind"] == "quantized"]
+ITEMS = SUITE["references"]["items"]
+NAMES = [item["name"] for item in ITEMS]
+QUANTIZED_NAMES = [item["name"] for item in ITEMS if item["kind"] == "quantized"]
 MADE = [name for name in NAMES if name not in QUANTIZED_NAMES]
 
 
@@ -33,8 +34,7 @@ def clone_like(workdir: Path) -> Path:
 
 
 def reference_bytes(workdir: Path) -> dict[str, bytes]:
-    folder = workdir / "results" / "candle-mi"
-    return {name: (folder / name / f"{name}.json").read_bytes() for name in MADE}
+    return {name: reference_in(workdir, name).read_bytes() for name in MADE}
 
 
 def table(workdir: Path) -> dict:
@@ -68,17 +68,24 @@ def test_the_suite_regenerates_every_reference_portably_and_grades_committed_cop
     assert list(rows) == NAMES
     for name in MADE:
         assert rows[name]["verdict"] == "no committed copy" and rows[name]["inputs"], name
-    for item in SUITE["candle_mi"]["references"]:
-        if "model" in item:
-            repo = SUITE["candle_mi"]["models"][item["model"]]["repo"]
+    for item in ITEMS:
+        if item["kind"] != "plt" or "set" in item:  # the SAELens reference reads no model folder
+            repo = SUITE["models"][item["model"]]["repo"]
             assert rows[item["name"]]["resolved_revision"] == commits[repo], item["name"]
-    for name in QUANTIZED_NAMES:
-        row = rows[name]
-        assert row["verdict"] == "needs a GPU" and "a CUDA device" in row["missing"]
-        made = [
-            file for file in os.listdir(here / "results" / "candle-mi" / name) if not file.startswith(".")
-        ]
-        assert made == ["needs-gpu.json"]
+    for item in ITEMS:
+        if item["kind"] == "quantized":
+            row = rows[item["name"]]
+            assert row["verdict"] == "needs a GPU" and "a CUDA device" in row["missing"]
+            folder = here / "results" / "references" / "portable" / item["model"]
+            made = sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
+            assert made == ["provenance", f"provenance/{item['name']}.json"]
+    # one job per model: the three references of gemma-2-2b made together
+    gemma = here / "results" / "references" / "portable" / "gemma-2-2b"
+    assert sorted(path.name for path in gemma.glob("*.json")) == [
+        "gemma2_forward_reference.json",
+        "plt_gemma_reference.json",
+        "sae_reference.json",
+    ]
     assert {row["repo"] for row in rows.values() if row["kind"] == "quantized"} == set(QUANTIZED)
     # the SAELens reference names no model: its row gives the weights' repository and commit
     plt_row = rows["plt_gemma_reference"]
@@ -148,27 +155,26 @@ def test_the_suite_regenerates_every_reference_portably_and_grades_committed_cop
     ("change", "message"),
     [
         (
-            lambda suite: suite["references"][0].update(family="gpt2"),
-            "candle_mi.references[qwen3_forward_reference]: family 'gpt2' is not supported",
+            lambda config: config["references"]["items"][0].update(family="gpt2"),
+            "references.items[qwen3_forward_reference]: family 'gpt2' is not supported",
         ),
         (
-            lambda suite: suite["models"]["gemma-2b"].pop("revision"),
-            "candle_mi.references[gemma_forward_reference]: model 'gemma-2b' (google/gemma-2b) "
-            "has no revision",
+            lambda config: config["models"]["gemma-2b"].pop("revision"),
+            "models.gemma-2b.revision: required key is missing",
         ),
         (
-            lambda suite: suite["references"][10].pop("long_prompt"),
-            "candle_mi.references[phi35_longrope_forward_reference]: a longrope reference needs long_prompt",
+            lambda config: config["references"]["items"][10].pop("long_prompt"),
+            "references.items[phi35_longrope_forward_reference]: a longrope reference names its long_prompt",
         ),
         (
-            lambda suite: suite["references"][11].pop("scheme"),
-            "candle_mi.references[bnb_nf4_forward_reference]: a quantized reference names its scheme",
+            lambda config: config["references"]["items"][11].pop("scheme"),
+            "references.items[bnb_nf4_forward_reference]: a quantized reference names its scheme",
         ),
     ],
 )
 def test_a_bad_entry_fails_once_naming_the_reference_and_writes_nothing(tmp_path, change, message):
     config = yaml.safe_load((REPO_ROOT / "config" / "candle-mi.yaml").read_text())
-    change(config["candle_mi"])
+    change(config)
     configfile = write_config(tmp_path / "candle-mi.yaml", config)
     result = run_snakemake(tmp_path, configfile, "-n", check=False)
     assert result.returncode != 0
@@ -178,11 +184,11 @@ def test_a_bad_entry_fails_once_naming_the_reference_and_writes_nothing(tmp_path
 
 def test_every_bad_entry_is_listed_at_once(tmp_path):
     config = yaml.safe_load((REPO_ROOT / "config" / "candle-mi.yaml").read_text())
-    suite = config["candle_mi"]
-    suite["references"][0].update(family="gpt2")
-    suite["models"]["gemma-2b"].pop("revision")
-    suite["references"][10].pop("long_prompt")
-    suite["references"][11].pop("scheme")
+    items = config["references"]["items"]
+    items[0].update(family="gpt2")
+    items[2].update(model="gemma-7b")
+    items[10].pop("long_prompt")
+    items[11].pop("scheme")
     result = run_snakemake(tmp_path, write_config(tmp_path / "candle-mi.yaml", config), "-n", check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "4 problems in the configuration:" in output
@@ -192,4 +198,4 @@ def test_every_bad_entry_is_listed_at_once(tmp_path):
         "phi35_longrope_forward_reference",
         "bnb_nf4_forward_reference",
     ):
-        assert output.count(f"candle_mi.references[{name}]:") == 1, name
+        assert output.count(f"references.items[{name}]:") == 1, name

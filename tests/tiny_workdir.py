@@ -45,7 +45,7 @@ def tiny_workdir(workdir: Path, peers_can_load: bool = False) -> dict:
     (workdir / "committed").mkdir()
     (workdir / "candidates").mkdir()
     return {
-        "model": {"name": "tiny", "source": "local", "path": "models/tiny"},
+        "models": {"tiny": {"source": "local", "path": "models/tiny"}},
         "local_roots": ["."],
         "prompts": {"path": "prompts.txt"},
         "capture": {
@@ -59,7 +59,14 @@ def tiny_workdir(workdir: Path, peers_can_load: bool = False) -> dict:
         "dictionaries": [{"name": "local", "curation": "tc/config.yaml"}],
         "references": {
             "committed": "committed",
-            "items": [{"name": REFERENCE, "kind": "forward", "prompts": ["the capital of"]}],
+            "items": [
+                {
+                    "name": REFERENCE,
+                    "kind": "forward",
+                    "schema_version": "0.1.12",
+                    "prompts": ["the capital of"],
+                }
+            ],
         },
         "crossval": {"candidates": "candidates"},
     }
@@ -71,7 +78,7 @@ def run_to_the_end(workdir: Path, config: dict) -> Path:
     configfile = write_config(workdir / "config.yaml", config)
     run_snakemake(workdir, configfile, "references")
     for folder in ("committed", "candidates"):
-        for reference in (workdir / "results" / "references" / "portable").glob("*.json"):
+        for reference in (workdir / "results" / "references" / "portable").glob("*/*.json"):
             shutil.copy2(reference, workdir / folder)
     run_snakemake(workdir, configfile, *TARGETS)
     return workdir

@@ -99,14 +99,21 @@ def metrics_path(run: str, name: str, table: bool = False) -> str:
 NUMERICS_MODES = ("portable", "native")  # the folders references are generated into
 
 
-def reference_path(name: str, numerics: str = "portable") -> str:
-    """One generated reference, in its numerics mode's folder (``portable``: the one to commit)."""
-    return f"results/references/{numerics}/{name}.json"
+def references_dir(model: str, numerics: str = "portable") -> str:
+    """The references made from one model, in a numerics mode's folder (``portable``: the ones to
+    commit): ``<name>.json`` each, and ``provenance/<name>.json`` beside them."""
+    return f"results/references/{numerics}/{model}"
 
 
-def reference_provenance_path(name: str, numerics: str = "portable") -> str:
-    """A reference's provenance: the machine it ran on and the reference's sha256."""
-    return f"results/references/{numerics}/provenance/{name}.json"
+def reference_file(folder: str | Path, name: str) -> Path:
+    """A reference in its model's folder."""
+    return Path(folder) / f"{name}.json"
+
+
+def reference_provenance_file(folder: str | Path, name: str) -> Path:
+    """A reference's provenance: the machine it ran on and the reference's sha256, or (a reference
+    this machine cannot make) what the machine lacks."""
+    return Path(folder) / "provenance" / f"{name}.json"
 
 
 def log_path(rule: str, *parts: str) -> str:
@@ -144,13 +151,6 @@ def peer_dir(run: str, peer: str) -> str:
     return f"results/peers/{run}/{peer}"
 
 
-SUITE_DIR = "results/candle-mi"  # one folder per candle-mi reference (config/candle-mi.yaml)
 RESURRECTION_JSON = "results/reports/resurrection.json"
 RESURRECTION_HTML = "results/reports/resurrection.html"
 RESURRECTION_MD = "results/reports/RESURRECTION.md"
-NEEDS_GPU_FILE = "needs-gpu.json"  # in a reference's folder, where this machine cannot make it
-
-
-def suite_reference_dir(name: str) -> str:
-    """A candle-mi reference's folder: ``<name>.json`` and ``provenance.json``, or ``needs-gpu.json``."""
-    return f"{SUITE_DIR}/{name}"

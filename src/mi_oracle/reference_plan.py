@@ -1,4 +1,9 @@
-"""Which references the config names, and which layers of a dictionary set each one reads."""
+"""Which references the config names, from which model and set, and which layers of a set each reads.
+
+:func:`reference_items` turns ``references.items`` into typed :class:`ReferenceItem`\\ s, each
+checked by its kind and against the rest of the config (its model, that model's pinned
+revision, its set), every problem listed in one ConfigError naming the reference.
+"""
 
 from __future__ import annotations
 
@@ -6,56 +11,79 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mi_oracle.errors import ConfigError, raise_problems
+from mi_oracle.model_config import default_model
+from mi_oracle.references.families import FAMILIES
+from mi_oracle.references.item import ReferenceItem
+from mi_oracle.references.kinds import KINDS, kind_of
 
 
-def ends_and_middle(layers: list[int]) -> list[int]:
-    """First, middle (lower middle for an even count) and last of ``layers``: 26 layers give 0/12/25."""
-    ordered = sorted(set(layers))
-    picks = [ordered[0], ordered[(len(ordered) - 1) // 2], ordered[-1]]
-    return sorted(set(picks))
-
-
-def transcoder_layers(item: Mapping[str, Any], available: Sequence[int]) -> list[int]:
-    """A plt/clt reference's layers: as configured, else the ends and middle of the set's layers."""
-    return sorted(item["layers"]) if item.get("layers") else ends_and_middle(list(available))
-
-
-def layers_needed(item: Mapping[str, Any], available: Sequence[int]) -> list[int]:
-    """The layers of its set a reference reads (empty for ``forward``)."""
-    if item["kind"] == "sae":
-        return [item["layer"]]
-    if item["kind"] in ("plt", "clt"):
-        return transcoder_layers(item, available)
-    return []
-
-
-def _checked_item(
-    item: Mapping[str, Any], items: Mapping[str, Any], set_names: Sequence[str]
-) -> dict[str, Any]:
-    name = item["name"]
-    if name in items:
-        raise ConfigError(f"references.items: two references are named {name!r}; names must be unique")
-    if "set" in item and item["set"] not in set_names:
-        raise ConfigError(
-            f"references.items[{name}].set: {item['set']!r} is not a dictionary set "
-            f"(dictionaries: {', '.join(set_names) or 'none'})"
+def _filled(entry: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
+    """The entry with its model (default the only one) and its prompts (the family's, else the
+    references') filled in, and its model's repository and revision."""
+    filled = dict(entry)
+    models = config["models"]
+    if "model" not in filled and default_model(models) is not None:
+        filled["model"] = default_model(models)
+    model = models.get(filled.get("model"), {})
+    if model.get("repo"):
+        filled.setdefault("repo", model["repo"])
+        filled.setdefault("revision", model.get("revision", ""))
+    family = FAMILIES.get(filled.get("family", ""))
+    if "prompts" in KINDS.get(filled["kind"], KINDS["sae"]).required and "prompts" not in filled:
+        filled["prompts"] = list(
+            family.prompts if family and family.prompts else config["references"]["prompts"]
         )
-    if item["kind"] == "forward" and "set" in item:
-        raise ConfigError(f"references.items[{name}].set: a forward reference reads no dictionary set")
-    return dict(item)
+    return filled
 
 
-def reference_items(references: Mapping[str, Any], set_names: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """``references.items`` by name; a repeated name or an unknown set is a ConfigError naming the
-    item, every such problem listed in one error."""
-    items: dict[str, dict[str, Any]] = {}
+def _problems(item: ReferenceItem, config: Mapping[str, Any]) -> list[str]:
+    models, sets = config["models"], {d["name"] for d in config["dictionaries"]}
+    if item.kind not in KINDS:
+        return [f"kind {item.kind!r} is not supported (supported: {', '.join(KINDS)})"]
+    kind = kind_of(item)
+    problems = kind.check(item)
+    if item.model is None:
+        problems.append(f"names no model, and the config has {len(models)} (name one of {', '.join(models)})")
+    elif item.model not in models:
+        problems.append(f"model {item.model!r} is not under models ({', '.join(models)})")
+    set_name = kind.item_set(item)
+    if set_name is not None and set_name not in sets:
+        problems.append(f"set {set_name!r} is not under dictionaries ({', '.join(sorted(sets)) or 'none'})")
+    if item.set is not None and set_name is None and not problems:
+        problems.append(f"set: a {item.kind} reference of schema {kind.schema_version(item)} reads no set")
+    return problems
+
+
+def reference_items(config: Mapping[str, Any]) -> dict[str, ReferenceItem]:
+    """``references.items`` by name, typed and checked; every problem found listed in one ConfigError."""
+    items: dict[str, ReferenceItem] = {}
     problems: list[str] = []
     seen: set[str] = set()
-    for item in references["items"]:
+    for entry in config["references"]["items"]:
+        name = entry["name"]
+        where = f"references.items[{name}]"
+        if name in seen:
+            problems.append(f"{where}: two references have this name; names must be unique")
+            continue
+        seen.add(name)
         try:
-            items[item["name"]] = _checked_item(item, seen, set_names)
+            item = ReferenceItem.from_json(_filled(entry, config))
         except ConfigError as error:
             problems.append(str(error))
-        seen.add(item["name"])
+            continue
+        found = _problems(item, config)
+        problems += [f"{where}: {problem}" for problem in found]
+        if not found:
+            items[name] = item
     raise_problems(problems)
     return items
+
+
+def layers_needed(item: ReferenceItem, available: Sequence[int]) -> list[int]:
+    """The layers of its set a reference reads (empty when it reads no set)."""
+    return kind_of(item).layers_needed(item, available)
+
+
+def item_set(item: ReferenceItem) -> str | None:
+    """The dictionary set a reference reads, or None."""
+    return kind_of(item).item_set(item)

@@ -19,10 +19,13 @@ from mi_oracle.dictionaries.set_files import local_set_files
 from mi_oracle import layout
 from mi_oracle.encoding import plan as encoding_plan
 from mi_oracle.json_files import read_json
-from mi_oracle.reference_plan import reference_items
+from mi_oracle.model_config import capture_model, set_models
+from mi_oracle.reference_plan import item_set, reference_items
+from mi_oracle.references.kinds import kind_of
 
 ENV = "../../envs/mi-oracle.yaml"
-MODEL = config["model"]["name"]
+MODELS = config["models"]
+MODEL = capture_model(config, CAPTURING)
 CAPTURE = config["capture"]
 RUN = CAPTURE["run"]
 POINTS = [[hook, layer] for hook in CAPTURE["hooks"] for layer in sorted(CAPTURE["layers"])]
@@ -81,6 +84,13 @@ SETS = {definition["name"]: definition for definition in config["dictionaries"]}
 if len(SETS) != len(config["dictionaries"]):
     raise ValueError("dictionaries: two sets share a name; every name must be unique")
 SYNTHETIC = [name for name, definition in SETS.items() if "synthetic" in definition]
+REFERENCE_ITEMS = reference_items(config)
+# the model each set is resolved against: its own, else its references', else the capture model
+SET_MODELS = set_models(
+    config,
+    {name: {item.model for item in REFERENCE_ITEMS.values() if item_set(item) == name} for name in SETS},
+    MODEL,
+)
 
 
 # What each wildcard may match, for every rule: a shard number, a configured set, a numerics mode.
@@ -88,7 +98,7 @@ wildcard_constraints:
     shard=r"\d{5}",
     set="|".join(re.escape(name) for name in SETS) or "(?!)",
     numerics="|".join(layout.NUMERICS_MODES),
-    model=re.escape(MODEL),
+    model="|".join(re.escape(name) for name in MODELS),
 
 
 synthetic_dir = layout.synthetic_dir
@@ -100,7 +110,7 @@ def curation_inputs(wildcards):
     """The model, plus the set's synthetic folder, or every local file the set reads (its curation
     YAML and layer files): changing one reruns resolution and everything built on the set."""
     definition = SETS[wildcards.set]
-    inputs = {"model": model_dir()}
+    inputs = {"model": layout.model_dir(SET_MODELS[wildcards.set])}
     if "synthetic" in definition:
         inputs["synthetic"] = synthetic_dir(wildcards.set)
     else:
@@ -160,55 +170,109 @@ def set_feature_shards(wildcards):
 
 NUMERICS = config["numerics"]
 REFERENCES = config["references"]
-REFERENCE_ITEMS = reference_items(REFERENCES, list(SETS))
 REFERENCE_OPTIONS = {key: REFERENCES[key] for key in ("device", "dtype", "seeds_per_layer")}
+# one reference job per model and numerics: torch loads each model once
+REFERENCE_MODELS = sorted({item.model for item in REFERENCE_ITEMS.values()})
 
 
-reference_path = layout.reference_path
-reference_provenance_path = layout.reference_provenance_path
+def model_references(model):
+    """The references made from ``model``, in config order."""
+    return [item for item in REFERENCE_ITEMS.values() if item.model == model]
 
 
 def all_references(numerics="portable"):
-    """Every reference the config names (their native copies with ``numerics="native"``)."""
-    return [reference_path(name, numerics) for name in REFERENCE_ITEMS]
+    """Every model's references folder (their native copies with ``numerics="native"``)."""
+    return [layout.references_dir(model, numerics) for model in REFERENCE_MODELS]
+
+
+def reference_folders(numerics="portable"):
+    """Each reference's folder, by reference name."""
+    return {name: layout.references_dir(item.model, numerics) for name, item in REFERENCE_ITEMS.items()}
+
+
+def reference_entries(numerics):
+    """Each reference's kind, set and file, by name (what the report and the peers read)."""
+    return {
+        name: {
+            "kind": item.kind,
+            "set": item_set(item),
+            "path": str(layout.reference_file(layout.references_dir(item.model, numerics), name)),
+        }
+        for name, item in REFERENCE_ITEMS.items()
+    }
 
 
 def references_of_set(name):
     """The references that read dictionary set ``name`` (its resolution fetches their layers)."""
-    return [item for item in REFERENCE_ITEMS.values() if item.get("set") == name]
+    return [item.to_json() for item in REFERENCE_ITEMS.values() if item_set(item) == name]
 
 
-def reference_sets():
-    """The dictionary sets the references read, sorted."""
-    return sorted({item["set"] for item in REFERENCE_ITEMS.values() if "set" in item})
+def model_reference_sets(model):
+    """The dictionary sets the references of ``model`` read, sorted."""
+    return sorted({item_set(item) for item in model_references(model)} - {None})
 
 
 def reference_inputs(wildcards):
-    """The model, plus the manifest and files of every dictionary set a reference reads."""
-    sets = reference_sets()
-    return {
-        "model": model_dir(),
+    """The model (when a reference of it reads the model), and the manifest and files of every
+    dictionary set its references read."""
+    items = model_references(wildcards.model)
+    sets = model_reference_sets(wildcards.model)
+    inputs = {
         "manifests": [manifest_path(name) for name in sets],
         "files": [dictionary_files_dir(name) for name in sets],
         "synthetic": [synthetic_dir(name) for name in sets if name in SYNTHETIC],
     }
+    if any(kind_of(item).reads_model(item) for item in items):
+        inputs["model"] = layout.model_dir(wildcards.model)
+    return inputs
 
 
-def reference_outputs(numerics):
-    """Each reference's JSON and provenance paths, by name (for the job that writes them all)."""
-    return {
-        name: [reference_path(name, numerics), reference_provenance_path(name, numerics)]
-        for name in REFERENCE_ITEMS
-    }
+def reference_gpus(wildcards):
+    """1 when a reference of the model needs a GPU (quantized) or the config asks CUDA, else 0."""
+    items = model_references(wildcards.model)
+    return int(REFERENCES["device"].startswith("cuda") or any(kind_of(i).needs_gpu for i in items))
 
 
 def committed_folder():
-    """The folder of committed references check_references compares with (None when none is set)."""
+    """The folder of committed references check_references grades against (None when none is set)."""
     if REFERENCES["committed"] is None:
         return None
     return local_input(REFERENCES["committed"], "references.committed")
 
 
 def committed_references():
-    """Every committed reference, one input each ([] when no folder is set)."""
-    return [] if committed_folder() is None else json_files_in(committed_folder())
+    """The committed copies of the configured references that exist (and, in strict mode, every
+    committed JSON): editing one regrades its row."""
+    folder = committed_folder()
+    if folder is None:
+        return []
+    if REFERENCES["strict"]:
+        return json_files_in(folder)
+    return [
+        str(Path(folder) / f"{n}.json") for n in REFERENCE_ITEMS if (Path(folder) / f"{n}.json").is_file()
+    ]
+
+
+def check_outputs():
+    """The reference check and the resurrection table, when a committed folder is configured."""
+    if committed_folder() is None:
+        return []
+    return [
+        layout.REFERENCE_CHECK,
+        layout.RESURRECTION_JSON,
+        layout.RESURRECTION_MD,
+        layout.RESURRECTION_HTML,
+    ]
+
+
+def capture_targets(wildcards):
+    """Capture, encoding and the report, when the config has a capture section."""
+    if not CAPTURING:
+        return []
+    return [
+        model_dir(),
+        *all_activations(wildcards),
+        *[manifest_path(name) for name in SETS],
+        *[metrics_path(name) for name in SETS],
+        layout.report_path(RUN),
+    ]

@@ -78,7 +78,8 @@ rule crossval_report:
         runtime=10,
     params:
         sets=list(SETS),
-        kinds={name: item["kind"] for name, item in REFERENCE_ITEMS.items()},
+        references=lambda wildcards: reference_entries("portable"),
+        native=lambda wildcards: reference_entries("native"),
         report_only=CROSSVAL["report_only"],
         candidates=lambda wildcards: candidates_folder(),
         candidate_hashes=lambda wildcards: content_hashes(crossval_candidates()),
@@ -111,10 +112,7 @@ rule peer_circuit_tracer:
     params:
         python=PEER_PYTHON,
         points=first_shard_points(),
-        references={
-            name: {"kind": item["kind"], "set": item.get("set"), "path": reference_path(name)}
-            for name, item in REFERENCE_ITEMS.items()
-        },
+        references=lambda wildcards: reference_entries("portable"),
         capture=peer_capture_job(),
         code=code_version("mi_oracle.peers.run"),
     script:

@@ -76,9 +76,7 @@ def peer_circuit_tracer_inputs(wildcards):
         "tokens": tokens_dir(),
         **sets_inputs(),
         "activations": FIRST_SHARD_ACTIVATIONS,
-        "references": [
-            reference_path(name) for name, item in REFERENCE_ITEMS.items() if item["kind"] in ("plt", "clt")
-        ],
+        "references": sorted({folder for folder in reference_folders().values()}),
     }
 
 

@@ -12,7 +12,7 @@ rule fetch_model:
         mem_mb=6000,
         runtime=60,
     params:
-        model=config["model"],
+        model=lambda wildcards: {"name": wildcards.model, **MODELS[wildcards.model]},
         local_roots=config["local_roots"],
         code=code_version("mi_oracle.models.fetch"),
     script:

@@ -1,31 +1,30 @@
-# Every configured reference in one job per numerics mode: the job loads torch, the model and its
-# tokenizer once for all of them (each was a job of its own, a third of whose time was start-up).
-# {numerics}: portable (the references to commit; numerics.references says how they are made) or
-# native (the CPU's own kernels: the report shows how far they lie from the portable ones, i.e.
-# how tolerant a candidate made on another machine must be).
+# Every reference of one model in one job per numerics mode: the job loads torch, the model and its
+# tokenizer once for all of them. {numerics}: portable (the references to commit;
+# numerics.references says how they are made) or native (the CPU's own kernels: the report shows
+# how far they lie from the portable ones, i.e. how tolerant a candidate made elsewhere must be).
 rule generate_references:
     input:
         unpack(reference_inputs),
     output:
-        references=all_references("{numerics}"),
-        provenance=[reference_provenance_path(name, "{numerics}") for name in REFERENCE_ITEMS],
+        directory(layout.references_dir("{model}", "{numerics}")),
     log:
-        layout.log_path("generate_references", "{numerics}"),
+        layout.log_path("generate_references", "{numerics}", "{model}"),
     benchmark:
-        layout.benchmark_path("generate_references", "{numerics}")
+        layout.benchmark_path("generate_references", "{numerics}", "{model}")
     # the transcoder references feed circuit-tracer's peer job, which the report waits on
     priority: 40
     conda:
         ENV
     threads: NUMERICS["threads"]
     resources:
-        mem_mb=8000,
-        runtime=60,
-        gpu=1 if REFERENCES["device"].startswith("cuda") else 0,
+        mem_mb=16000,
+        runtime=120,
+        gpu=reference_gpus,
     params:
-        reference_items=list(REFERENCE_ITEMS.values()),
-        manifests={name: manifest_path(name) for name in reference_sets()},
-        outputs=lambda wildcards: reference_outputs(wildcards.numerics),
+        references=lambda wildcards: [item.to_json() for item in model_references(wildcards.model)],
+        manifests=lambda wildcards: {
+            name: manifest_path(name) for name in model_reference_sets(wildcards.model)
+        },
         options=REFERENCE_OPTIONS,
         numerics=lambda wildcards: {
             "mode": NUMERICS["references"] if wildcards.numerics == "portable" else "native",
@@ -42,23 +41,30 @@ rule references:
     localrule: True
 
 
+# The generated references graded against the committed folder with candle-mi's bars: the check
+# (fails on a difference past a bar) and the resurrection table (a row per reference).
 rule check_references:
     input:
         references=all_references(),
         committed=committed_references(),
     output:
-        layout.REFERENCE_CHECK,
+        check=layout.REFERENCE_CHECK,
+        json=layout.RESURRECTION_JSON,
+        markdown=layout.RESURRECTION_MD,
+        html=layout.RESURRECTION_HTML,
     log:
         layout.log_path("check_references"),
     localrule: True
     conda:
         ENV
     resources:
-        mem_mb=1000,
+        mem_mb=2000,
         runtime=10,
     params:
-        kinds={name: item["kind"] for name, item in REFERENCE_ITEMS.items()},
-        committed=lambda wildcards: committed_folder(),
+        references=[item.to_json() for item in REFERENCE_ITEMS.values()],
+        folders=reference_folders(),
+        committed=committed_folder(),
+        strict=REFERENCES["strict"],
         committed_hashes=lambda wildcards: content_hashes(committed_references()),
         code=code_version("mi_oracle.references.check"),
     script:

@@ -8,11 +8,11 @@ from mi_oracle.references.check import check_references
 from mi_oracle.rule_logging import logged_to
 
 with logged_to(snakemake.log[0]):
-    kinds = snakemake.params.kinds
-    paths = [Path(path) for path in snakemake.input.references]
     committed = snakemake.params.committed
     check_references(
-        {name: (kinds[name], path) for name, path in zip(kinds, paths, strict=True)},
+        snakemake.params.references,
+        {name: Path(folder) for name, folder in snakemake.params.folders.items()},
         Path(committed) if committed else None,
-        Path(snakemake.output[0]),
+        {key: Path(snakemake.output[key]) for key in ("check", "json", "markdown", "html")},
+        strict=snakemake.params.strict,
     )

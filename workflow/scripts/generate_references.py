@@ -1,27 +1,23 @@
-"""Snakemake adapter for rule generate_references, one job per numerics mode: see mi_oracle.references."""
+"""Snakemake adapter for rule generate_references, one job per model and numerics mode: see
+mi_oracle.references.generate (a portable step runs in a child interpreter started pinned)."""
 
 from pathlib import Path
 
 import _src_path  # noqa: F401
 
-from mi_oracle.numerics.job_process import enter
 from mi_oracle.numerics.mode import Numerics
-
-NUMERICS = Numerics(snakemake.params.numerics["mode"], snakemake.params.numerics["threads"])
-enter(NUMERICS)  # before torch loads: a portable job runs in its numerics itself
-
-from mi_oracle.references.generate import write_references  # noqa: E402
-from mi_oracle.rule_logging import logged_to  # noqa: E402
+from mi_oracle.references.generate import write_model_references
+from mi_oracle.retry import retry_transient
+from mi_oracle.rule_logging import logged_to
 
 with logged_to(snakemake.log[0]):
-    write_references(
-        snakemake.params.reference_items,
+    model = snakemake.input.get("model")
+    retry_transient(
+        write_model_references,
+        snakemake.params.references,
         snakemake.params.options,
-        Path(snakemake.input.model),
+        Path(model) if model else None,
         {name: Path(path) for name, path in snakemake.params.manifests.items()},
-        {
-            name: (Path(reference), Path(provenance))
-            for name, (reference, provenance) in snakemake.params.outputs.items()
-        },
-        numerics=NUMERICS,
+        Path(snakemake.output[0]),
+        Numerics(snakemake.params.numerics["mode"], snakemake.params.numerics["threads"]),
     )

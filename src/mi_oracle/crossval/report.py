@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import jinja2
 from markupsafe import Markup
 
 from mi_oracle.atomic import write_json_atomic, write_text_atomic
@@ -23,6 +22,7 @@ from mi_oracle.crossval.svg import bar_chart
 from mi_oracle.environment import describe_environment
 from mi_oracle.errors import CrossValidationError
 from mi_oracle.hashing import digest_file
+from mi_oracle.html_pages import number, render_template
 from mi_oracle.json_files import read_json
 
 log = logging.getLogger(__name__)
@@ -98,10 +98,6 @@ CAPTURE_KEYS = ["max_rel_diff"]
 ENCODER_KEYS = ["flips_away_from_threshold", "max_abs_diff"]
 
 
-def _g(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
 def _with_bar(points: Sequence[Mapping[str, Any]], key: str) -> str:
     """A capture column's header: the implementation and its bar."""
     bar = next(p[key]["bar"] for p in points if "bar" in p.get(key, {}))
@@ -118,25 +114,6 @@ def _columns(rows: Sequence[Mapping[str, Any]], names: Mapping[str, str]) -> tup
         elif results and not all(r.get("status", "").startswith("not applicable") for r in results):
             folded.append(f"{label}: {next(r.get('status', '') for r in results)}")
     return shown, folded
-
-
-def _templates() -> jinja2.Environment:
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
-    environment.filters["g"] = _g
-    return environment
-
-
-_TEMPLATES = _templates()
-
-
-def render_template(name: str, **context: Any) -> str:
-    """One of the package's report templates, rendered with ``context``."""
-    return _TEMPLATES.get_template(name).render(context)
 
 
 def _charts(report: Mapping[str, Any]) -> dict[str, Markup]:
@@ -230,11 +207,11 @@ def render_html(report: Mapping[str, Any]) -> str:
         "encoder_not_run": encoder_folded,
         "kernel_rows": _kernel_rows(report["devices"].get("kernels", [])),
         "device_activation_rows": [
-            [r["hook"], r["layer"], r["n_tokens"], _g(r["max_abs_diff"]), _g(r["max_rel_diff"])]
+            [r["hook"], r["layer"], r["n_tokens"], number(r["max_abs_diff"]), number(r["max_rel_diff"])]
             for r in (report["devices"].get("comparison") or {}).get("activations", [])
         ],
         "device_feature_rows": [
-            [r["set"], r["layer"], r["n_tokens"], r["active"], r["flips"], _g(r["max_abs_diff"])]
+            [r["set"], r["layer"], r["n_tokens"], r["active"], r["flips"], number(r["max_abs_diff"])]
             for r in (report["devices"].get("comparison") or {}).get("features", [])
         ],
         "env": env,
@@ -242,7 +219,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         "versions": ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v),
         **_charts(report),
     }
-    return _TEMPLATES.get_template("report.html.j2").render(context)
+    return render_template("report.html.j2", **context)
 
 
 def write_report(report: Mapping[str, Any], html_path: Path, json_path: Path, report_only: bool) -> None:

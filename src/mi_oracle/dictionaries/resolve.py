@@ -31,6 +31,7 @@ from mi_oracle.layout import PROVENANCE_FILE
 from mi_oracle.models.folder import summarize_config
 from mi_oracle.models.provenance import link_or_copy, model_identity
 from mi_oracle.reference_plan import layers_needed
+from mi_oracle.references.item import ReferenceItem
 
 log = logging.getLogger(__name__)
 
@@ -203,13 +204,12 @@ def _wanted_layers(
 def _reference_layers(name: str, references: Sequence[Mapping[str, Any]], available: list[int]) -> list[int]:
     """The layers ``references`` read; one the set does not have is an error naming the reference."""
     needed: set[int] = set()
-    for item in references:
+    for item in map(ReferenceItem.from_json, references):
         layers = layers_needed(item, available)
         absent = sorted(set(layers) - set(available))
         if absent:
             raise DictionaryError(
-                f"references.items[{item['name']}]: layers {absent} are not in set {name} "
-                f"(it has {available})"
+                f"references.items[{item.name}]: layers {absent} are not in set {name} (it has {available})"
             )
         needed.update(layers)
     return sorted(needed)

@@ -43,7 +43,7 @@ def calibrate(
     target: Path,
     capture_settings: Mapping[str, Any],
     calibration_tokens: int,
-    numerics: Numerics = PORTABLE,
+    numerics: Numerics | Mapping[str, Any] = PORTABLE,
 ) -> dict[str, Any]:
     """Run the calibration forward once for every set in ``definitions`` and save it in ``target``.
 
@@ -52,6 +52,7 @@ def calibrate(
     portable numerics (the default) the forward runs in float32 on the CPU in a pinned child
     interpreter, so the arrays are the same on any x86-64 machine.
     """
+    numerics = Numerics.of(numerics)
     return numerics.run(
         _calibrate,
         model_dir=Path(model_dir),
@@ -73,7 +74,7 @@ def calibrate_from_prompts(
     target: Path,
     capture_settings: Mapping[str, Any],
     calibration_tokens: int,
-    numerics: Numerics = PORTABLE,
+    numerics: Numerics | Mapping[str, Any] = PORTABLE,
 ) -> dict[str, Any]:
     """:func:`calibrate` on the prompts tokenized here as the capture plan tokenizes them, not on
     a run's plan: the synthetic sets are the same for every run of the same prompts and model, so
@@ -93,9 +94,10 @@ def build_one(
     definition: Mapping[str, Any],
     calibration_dir: Path,
     target: Path,
-    numerics: Numerics = PORTABLE,
+    numerics: Numerics | Mapping[str, Any] = PORTABLE,
 ) -> dict[str, Any]:
     """Fit and write synthetic set ``name`` (its ``synthetic`` entry) from a :func:`calibrate` folder."""
+    numerics = Numerics.of(numerics)
     return numerics.run(
         _build_one,
         name=name,
@@ -112,7 +114,7 @@ def build_synthetic_sets(
     targets: Mapping[str, Path],
     capture_settings: Mapping[str, Any],
     calibration_tokens: int,
-    numerics: Numerics = PORTABLE,
+    numerics: Numerics | Mapping[str, Any] = PORTABLE,
 ) -> dict[str, dict[str, Any]]:
     """Every set in ``definitions``: one calibration (in a scratch folder beside the first
     target), then each set's fit; the workflow runs the same steps as separate jobs."""

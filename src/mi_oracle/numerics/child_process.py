@@ -1,5 +1,12 @@
 """A portable step in a fresh interpreter: the request and result travel as JSON files.
 
+The project's one portable-numerics mechanism, for workflow jobs and any other caller alike: the
+libraries read the pinned settings when they load, so the step runs in an interpreter started
+with them. A job's adapter names its step as ``module:function`` and never imports torch itself:
+the child then costs 0.15 s over restarting the job's own interpreter in place (1.58 s against
+1.43 s for a job that imports torch, benchmarks/RESULTS.md), and tests and benchmarks use the
+same path as the workflow.
+
 The parent forwards the child's output (logging, progress bars) to its own ``stderr``, which a
 rule's log captures; an error the child raised on purpose is raised again in the parent with
 its own class and message, anything else as a :class:`NumericsError` naming it.
@@ -10,6 +17,7 @@ from __future__ import annotations
 import codecs
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -17,11 +25,20 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import mi_oracle
 from mi_oracle import errors
 from mi_oracle.atomic import write_json_atomic
 from mi_oracle.errors import NumericsError
-from mi_oracle.numerics.job_process import process_environment
 from mi_oracle.numerics.mode import Numerics, resolve_target
+
+PACKAGE_ROOT = str(Path(mi_oracle.__file__).resolve().parents[1])
+
+
+def process_environment(numerics: Numerics) -> dict[str, str]:
+    """This process's environment with ``numerics``' settings and this checkout's package first."""
+    env = numerics.environment(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
+    return env
 
 
 def run_in_child(numerics: Numerics, target: str, kwargs: dict[str, Any]) -> Any:

@@ -75,12 +75,25 @@ class Numerics:
             }
         return record
 
-    def run(self, function: Callable[..., Any], **kwargs: Any) -> Any:
+    @classmethod
+    def of(cls, value: Numerics | Mapping[str, Any]) -> Numerics:
+        """``value`` as Numerics (a mapping: its ``mode`` and ``threads``, as JSON carries it)."""
+        return value if isinstance(value, Numerics) else cls(value["mode"], int(value["threads"]))
+
+    def run(self, function: Callable[..., Any] | str, **kwargs: Any) -> Any:
         """``function(**kwargs)``: here when this process already runs in this mode, else in a child.
 
         Native mode runs here, with the thread count set; a portable call from anywhere else
         goes to a fresh interpreter (kwargs and the result travel as JSON; Paths as strings).
+        ``function`` may be named ``module:qualname``: a caller that has not imported torch then
+        never does (a workflow job's adapter).
         """
+        if isinstance(function, str):
+            target = function
+            if self.mode == "native" or os.environ.get(MODE_VARIABLE) == self.marker:
+                function = resolve_target(target)
+        else:
+            target = f"{function.__module__}:{function.__qualname__}"
         if self.mode == "native":
             from mi_oracle.devices import torch_threads
 
@@ -91,7 +104,7 @@ class Numerics:
             return function(**kwargs)
         from mi_oracle.numerics.child_process import run_in_child
 
-        return run_in_child(self, f"{function.__module__}:{function.__qualname__}", kwargs)
+        return run_in_child(self, target, kwargs)
 
 
 PORTABLE = Numerics("portable", 1)

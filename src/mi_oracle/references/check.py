@@ -1,43 +1,87 @@
-"""check_references: the generated references against a folder of committed ones."""
+"""check_references: every generated reference graded against a folder of committed ones, with the
+bars of candle-mi's test for its kind; one job writes the check and the resurrection table.
+
+Strict (``references.strict``, a folder of this config's own references): a difference past a
+bar, a reference without a committed copy and a committed file the config does not generate each
+fail the job, listed at once, and nothing is written. Not strict (a folder shared with others, as
+candle-mi's ``scripts/``): rows without a copy say so, and the table records failures in ``pass``.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from mi_oracle.atomic import write_json_atomic
 from mi_oracle.errors import ReferenceDataError
-from mi_oracle.references.compare import KIND_TOLERANCES, check_against_committed, differences_summary
+from mi_oracle.references.compare import differences_summary
+from mi_oracle.references.item import ReferenceItem
+from mi_oracle.references.kinds import bars_for
+from mi_oracle.references.resurrection import NO_COPY, resurrection_table, write_resurrection_table
 
 log = logging.getLogger(__name__)
 
 
+def differences(table: Mapping[str, Any], items: Sequence[ReferenceItem], committed_dir: Path, strict: bool):
+    """Every difference a strict check fails on (a non-strict one: only the failing rows'), one a line."""
+    found, inputs = [], []
+    for row, item in zip(table["rows"], items, strict=True):
+        committed = committed_dir / row["reference"]
+        if row["verdict"] == "fails":
+            for failure in row["failures"]:
+                (inputs if failure.startswith("inputs differ") else found).append(f"{committed}: {failure}")
+        elif row["verdict"] == NO_COPY and strict:
+            found.append(f"{committed}: missing (the config generates {item.name}, kind {item.kind})")
+    if strict:
+        names = {item.name for item in items}
+        found += [
+            f"{stray}: committed, but the config generates no reference named {stray.stem!r}"
+            for stray in sorted(committed_dir.glob("*.json"))
+            if stray.stem not in names
+        ]
+    return inputs + found
+
+
 def check_references(
-    generated: Mapping[str, tuple[str, Path]], committed_dir: Path | None, output: Path
-) -> dict:
-    """Compare; write a summary to ``output`` when all agree, else raise listing every difference."""
+    items: Sequence[Mapping[str, Any]],
+    folders: Mapping[str, Path],
+    committed_dir: Path | None,
+    outputs: Mapping[str, Path],
+    strict: bool = True,
+) -> dict[str, Any]:
+    """Grade; write the check (``outputs["check"]``) and the table (``json``, ``markdown``,
+    ``html``); a strict check with differences raises listing every one and writes nothing."""
     if committed_dir is None:
         raise ReferenceDataError(
             "references.committed is not set: name the folder of committed references to check against"
         )
-    found = check_against_committed(generated, committed_dir)
-    if found:
+    committed_dir = Path(committed_dir)
+    if not committed_dir.is_dir():
+        raise ReferenceDataError(f"references.committed: {committed_dir} is not a directory")
+    typed = [ReferenceItem.from_json(item) for item in items]
+    table = resurrection_table(typed, folders, committed_dir)
+    found = differences(table, typed, committed_dir, strict)
+    if found and strict:
         message = differences_summary(found)
         log.error("%d difference(s) from %s:\n%s", len(found), committed_dir, message)
         raise ReferenceDataError(
             f"{len(found)} difference(s) between the generated references and {committed_dir}:\n{message}"
         )
-    tolerances = {
-        kind: {field: vars(tolerance) for field, tolerance in KIND_TOLERANCES[kind].items()}
-        for kind in sorted({kind for kind, _ in generated.values()})
-    }
+    kinds = sorted({item.kind for item in typed})
     summary = {
         "committed": str(committed_dir),
-        "compared": {name: kind for name, (kind, _) in sorted(generated.items())},
-        "tolerances": tolerances,
-        "differences": [],
+        "compared": {item.name: item.kind for item in sorted(typed, key=lambda item: item.name)},
+        "bars": {kind: bars_for(kind).label for kind in kinds},
+        "tolerances": {
+            kind: {field: vars(tolerance) for field, tolerance in bars_for(kind).tolerances.items()}
+            for kind in kinds
+        },
+        "pass": not found,
+        "differences": found,
     }
-    write_json_atomic(output, summary)
-    log.info("%d references agree with %s", len(generated), committed_dir)
+    write_resurrection_table(table, outputs)
+    write_json_atomic(Path(outputs["check"]), summary)
+    log.info("%d references graded against %s: %s", len(typed), committed_dir, table["counts"])
     return summary

@@ -1,5 +1,5 @@
-"""Compare two references of one kind: their inputs' hashes first, then field by field within the
-kind's tolerances.
+"""Compare two references of one kind: their inputs' hashes, and field by field within the kind's
+bars (``references/kinds``).
 
 Every difference is named: the file, the case (``layer 8, seed 108`` or the prompt), the field
 path and both values. Provenance fields (``environment``, library versions, platform) are not
@@ -11,45 +11,25 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mi_oracle.errors import ReferenceDataError
 from mi_oracle.json_files import read_json
+from mi_oracle.references.kinds import bars_for, kind_named
+from mi_oracle.references.tolerance import Tolerance
 
-
-@dataclass(frozen=True)
-class Tolerance:
-    """``|actual - expected| <= atol + rtol * |expected|``."""
-
-    atol: float
-    rtol: float = 0.0
-
-    def accepts(self, expected: float, actual: float) -> bool:
-        return abs(actual - expected) <= self.atol + self.rtol * abs(expected)
-
-
-# Per kind: the default float tolerance ("*") and any field-specific one (candle-mi's bars:
-# encoders 1e-4, forward logits and residual 1e-3 on CPU; residuals follow the seed recipe).
-KIND_TOLERANCES: dict[str, dict[str, Tolerance]] = {
-    "plt": {"*": Tolerance(1e-4), "residual": Tolerance(1e-6)},
-    "clt": {"*": Tolerance(1e-4), "residual": Tolerance(1e-6)},
-    "sae": {"*": Tolerance(1e-4, 1e-5)},
-    "forward": {"*": Tolerance(1e-3)},
-}
 PROVENANCE_KEYS = frozenset({"environment", "torch_version", "transformers_version", "platform"})
-# what only candle-mi 0.1.24's schemas carry (0.1.12 is the seeds' schema): a committed reference
-# of the other version is compared on the fields both carry
-NEWER_FIELDS = {"forward": "model_type", "plt": "sae_lens_version"}
 
 
 def schema_version(document: Mapping[str, Any], kind: str) -> str:
-    """The candle-mi schema version of a ``kind`` reference: as recorded, else by its fields."""
+    """The candle-mi schema version of a ``kind`` reference: as recorded, else by its fields (what
+    only the newest schema carries, the kind's ``newest_marker``): a committed reference of the
+    other version is compared on the fields both carry."""
     recorded = (document.get("environment") or {}).get("schema_version")
     if recorded:
         return recorded
-    marker = NEWER_FIELDS.get("forward" if kind in ("longrope", "quantized") else kind)
+    marker = kind_named(kind).newest_marker
     return "0.1.24" if marker and marker in document else "0.1.12"
 
 
@@ -156,7 +136,7 @@ def compare_documents(
     expected: Mapping[str, Any], actual: Mapping[str, Any], kind: str, exact: bool = False
 ) -> list[str]:
     """Every difference of ``actual`` from ``expected`` beyond ``kind``'s tolerances (any, if ``exact``)."""
-    walker = FieldWalker(EXACT if exact else KIND_TOLERANCES[kind])
+    walker = FieldWalker(EXACT if exact else bars_for(kind).tolerances)
     skipped = PROVENANCE_KEYS | one_sided_fields(expected, actual, kind)
     strip = lambda document: {k: v for k, v in document.items() if k not in skipped}  # noqa: E731
     walker.walk(strip(expected), strip(actual), "", "")
@@ -201,37 +181,6 @@ def input_differences(expected: Mapping[str, Any], actual: Mapping[str, Any], na
 def read_reference(path: Path) -> dict[str, Any]:
     """A reference JSON object, or an error naming the file."""
     return read_json(path, ReferenceDataError)
-
-
-def check_against_committed(generated: Mapping[str, tuple[str, Path]], committed_dir: Path) -> list[str]:
-    """Differences of each generated reference (name -> (kind, path)) from ``committed_dir/<name>.json``.
-
-    A committed file the config does not generate is a difference too: a stale reference is
-    how a test ends up passing against nothing.
-    """
-    committed_dir = Path(committed_dir)
-    if not committed_dir.is_dir():
-        raise ReferenceDataError(f"references.committed: {committed_dir} is not a directory")
-    inputs: list[str] = []
-    found: list[str] = []
-    for name, (kind, path) in sorted(generated.items()):
-        committed = committed_dir / f"{name}.json"
-        if not committed.is_file():
-            found.append(f"{committed}: missing (the config generates {name}, kind {kind})")
-            continue
-        expected, actual = read_reference(committed), read_reference(path)
-        differing = input_differences(expected, actual, ("committed", "generated"))
-        numeric = compare_documents(expected, actual, kind)
-        inputs += [f"{committed}: {difference}" for difference in differing]
-        if differing and numeric:
-            found.append(f"{committed}: {len(numeric)} value difference(s), from the different inputs above")
-        else:
-            found += [f"{committed}: {difference}" for difference in numeric]
-    found = inputs + found
-    for stray in sorted(committed_dir.glob("*.json")):
-        if stray.stem not in generated:
-            found.append(f"{stray}: committed, but the config generates no reference named {stray.stem!r}")
-    return found
 
 
 def differences_summary(found: Sequence[str], limit: int = 200) -> str:

@@ -1,18 +1,25 @@
-"""The model families candle-mi checks forward parity for, each with the trap its oracle must avoid.
+"""The model families candle-mi checks forward parity for: one data entry per family, holding
+what differs between them.
 
-A family names the ``model_type`` its checkpoint must declare and its pins: every oracle runs
-eager attention (SDPA drops Gemma 2's attention soft-capping, and its backend varies by host),
-and Gemma 1 runs the tanh GELU its checkpoint's legacy ``hidden_act: gelu`` means
-(transformers 4.48 to 5.x ran exact GELU for it).
+An entry names the ``model_type`` its checkpoint must declare, the attention its oracle runs
+(eager everywhere: SDPA drops Gemma 2's attention soft-capping, and its backend varies by host),
+the activation pinned over the checkpoint's config (Gemma 1's legacy ``hidden_act: gelu`` means
+the tanh GELU; transformers 4.48 to 5.x ran exact GELU for it), the config fields its reference
+also records, its prompts (None: the references' prompts), and its traps with how each is checked.
+LongRoPE and quantization are properties of a reference (its kind), not families.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from mi_oracle.errors import ReferenceDataError
+from mi_oracle.json_files import read_json
 
 SOFTCAPPING = ("attn_logit_softcapping", "final_logit_softcapping")
+EAGER_CHECK = "eager attention: the loaded model's _attn_implementation is checked before any case runs"
 
 
 @dataclass(frozen=True)
@@ -24,31 +31,46 @@ class Family:
     attention: str = "eager"
     hidden_act: str | None = None  # the activation pinned over the checkpoint's config
     extra_fields: tuple[str, ...] = ()  # config fields this family's reference also records
-    rope_type: str | None = None  # the RoPE scaling its checkpoint must declare (longrope)
+    prompts: tuple[str, ...] | None = None  # None: references.prompts
+    traps: Mapping[str, str] | None = None  # trap -> how the oracle is checked to avoid it
 
 
-FAMILIES = {
+GEMMA_GELU = {
+    "legacy hidden_act: gelu": "the tanh GELU is pinned over the config and checked to have taken; "
+    "the reference records hidden_act_in_checkpoint_config and hidden_act_used"
+}
+SOFTCAP_TRAP = {"attention soft-capping (dropped by SDPA)": EAGER_CHECK}
+
+FAMILIES: dict[str, Family] = {
     family.slug: family
     for family in (
         Family("qwen3", "qwen3"),
-        Family("llama32", "llama"),
+        Family(
+            "llama32", "llama", traps={"llama3 RoPE scaling": "rope_scaling recorded as the checkpoint says"}
+        ),
         Family(
             "gemma",
             "gemma",
             hidden_act="gelu_pytorch_tanh",
             extra_fields=(*SOFTCAPPING, "hidden_act_in_checkpoint_config", "hidden_act_used"),
+            traps=GEMMA_GELU,
         ),
-        Family("gemma2", "gemma2", extra_fields=SOFTCAPPING),
-        Family("gemma3", "gemma3_text", extra_fields=SOFTCAPPING),
-        Family("deepseek", "llama"),
+        Family("gemma2", "gemma2", extra_fields=SOFTCAPPING, traps=SOFTCAP_TRAP),
+        Family("gemma3", "gemma3_text", extra_fields=SOFTCAPPING, traps=SOFTCAP_TRAP),
+        Family(
+            "deepseek", "llama", traps={"linear RoPE scaling": "rope_scaling recorded as the checkpoint says"}
+        ),
         Family("qwen25coder", "qwen2"),
         Family("starcoder2", "starcoder2"),
         Family("phi3", "phi3"),
         Family("mistral7b", "mistral"),
-        Family("longrope", "phi3", rope_type="longrope"),
-        Family("quantized", "llama"),
     )
 }
+
+
+def register_family(family: Family) -> None:
+    """Add (or replace) a family."""
+    FAMILIES[family.slug] = family
 
 
 def family_named(slug: str, reference: str) -> Family:
@@ -63,9 +85,17 @@ def family_named(slug: str, reference: str) -> Family:
 def family_of_model_type(model_type: str, reference: str) -> Family:
     """The first family whose checkpoints declare ``model_type`` (a reference that names none)."""
     for family in FAMILIES.values():
-        if family.model_type == model_type and family.rope_type is None:
+        if family.model_type == model_type:
             return family
     raise ReferenceDataError(
         f"{reference}: model_type {model_type!r} belongs to no supported family "
         f"(supported: {', '.join(sorted({f.model_type for f in FAMILIES.values()}))})"
     )
+
+
+def family_for(item, model_dir: Path) -> Family:
+    """A reference item's family: as named, else by its checkpoint's ``model_type``."""
+    if item.family is not None:
+        return family_named(item.family, item.name)
+    config = read_json(Path(model_dir) / "config.json", ReferenceDataError)
+    return family_of_model_type(config.get("model_type", ""), item.name)

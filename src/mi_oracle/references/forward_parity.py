@@ -109,11 +109,13 @@ def forward_parity_reference(
     model_dir: Path,
     settings: Mapping[str, Any],
     long_text: str | None = None,
+    arm: str | None = None,
 ) -> dict[str, Any]:
     """The candle-mi 0.1.24 forward reference ``reference`` of ``prompts`` on the model in ``model_dir``.
 
-    ``long_text`` (longrope) adds a ``long``-regime case: that text repeated past the checkpoint's
-    ``original_max_position_embeddings``.
+    ``long_text`` (longrope) adds ``attention_scaling`` and a ``long``-regime case: that text
+    repeated past the checkpoint's ``original_max_position_embeddings``. ``arm`` names the entry
+    in the methodology and environment (default: the family's slug).
     """
     import transformers
 
@@ -123,14 +125,10 @@ def forward_parity_reference(
         tokenizer = load_tokenizer(model_dir)
         model, raw = load_pinned(model_dir, family, DTYPES[settings["dtype"]], device, reference)
         config = model.config
-        extra = longrope_fields(model, raw, reference) if family.rope_type == "longrope" else {}
+        extra = longrope_fields(model, raw, reference) if long_text is not None else {}
         cases = [{"prompt": prompt, **run_case(model, tokenizer, prompt, device)} for prompt in prompts]
         if extra:
             cases = [{"prompt": case["prompt"], "regime": "short", **case} for case in cases]
-            if long_text is None:
-                raise ReferenceDataError(
-                    f"{reference}: a longrope reference needs long_prompt (its long case)"
-                )
             text = long_prompt(tokenizer, long_text, extra["original_max_position_embeddings"])
             cases.append({"prompt": text, "regime": "long", **run_case(model, tokenizer, text, device)})
     fields = model_fields(model)
@@ -145,7 +143,7 @@ def forward_parity_reference(
         "model_repo": model_info["repo"] or model_info["name"],
         "methodology": (
             f"mi-oracle {SCHEMA_VERSION}: transformers AutoModelForCausalLM, {settings['dtype']} "
-            f"{device.type.upper()}, {family.attention} attention; {family.slug} arm"
+            f"{device.type.upper()}, {family.attention} attention; {arm or family.slug} arm"
         ),
         "torch_version": str(torch.__version__),
         "transformers_version": str(transformers.__version__),
@@ -161,7 +159,7 @@ def forward_parity_reference(
             device.type,
             settings["dtype"],
             schema_version=SCHEMA_VERSION,
-            family=family.slug,
+            family=arm or family.slug,
             attn_implementation=config._attn_implementation,
             model={**model_info, "model_type": config.model_type},
         ),

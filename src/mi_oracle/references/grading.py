@@ -17,40 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mi_oracle.references.compare import (
-    KIND_TOLERANCES,
     PROVENANCE_KEYS,
     FieldWalker,
-    Tolerance,
+    input_differences,
     one_sided_fields,
 )
+from mi_oracle.references.kinds import bars_for
 
 NOT_GRADED = PROVENANCE_KEYS | {"methodology"}
-QUANTIZED_BARS = {"bnb-nf4": 1.5, "awq": 1e-1, "gptq": 1e-1}
-
-
-@dataclass(frozen=True)
-class Bars:
-    """One candle-mi test's acceptance bars."""
-
-    label: str
-    tolerances: Mapping[str, Tolerance]
-    top1_bar: float | None = None  # quantized: exact top-1, per-token logits within this
-
-
-def bars_for(kind: str, device: str = "cpu", scheme: str | None = None) -> Bars:
-    """The bars candle-mi's test of a ``kind`` reference made on ``device`` holds it to."""
-    if kind == "forward":
-        bar = 5e-3 if device.startswith("cuda") else 1e-3
-        return Bars(f"top-10 indices exact, logits {bar:g}", {"*": Tolerance(bar)})
-    if kind == "longrope":
-        return Bars(
-            "top-10 indices exact, logits 5e-3, attention_scaling 1e-4",
-            {"*": Tolerance(5e-3), "attention_scaling": Tolerance(1e-4)},
-        )
-    if kind == "quantized":
-        bar = QUANTIZED_BARS[scheme or ""]
-        return Bars(f"top-1 exact, logits {bar:g}", {"*": Tolerance(bar)}, top1_bar=bar)
-    return Bars("n_active and top-10 indices exact, activations 1e-4", KIND_TOLERANCES[kind])
 
 
 @dataclass
@@ -142,10 +116,15 @@ def grade(
     scheme: str | None = None,
     identical: bool = False,
 ) -> Grade:
-    """Grade ``regenerated`` against ``committed`` (``identical``: their bytes are the same)."""
+    """Grade ``regenerated`` against ``committed`` (``identical``: their bytes are the same).
+
+    Input files whose sha256 differs are named first; the value failures that follow from them
+    are then counted, not listed.
+    """
     bars = bars_for(kind, device, scheme)
     if identical:
         return Grade("byte-identical", bars.label)
+    inputs = input_differences(committed, regenerated, ("committed", "generated"))
     one_sided = one_sided_fields(committed, regenerated, kind) - NOT_GRADED
     note = (
         f"fields in one schema version only, not graded: {', '.join(sorted(one_sided))}" if one_sided else ""
@@ -159,5 +138,8 @@ def grade(
     expected_attention, attention = _attention(committed), _attention(regenerated)
     if expected_attention and attention and expected_attention != attention:
         failures.insert(0, f"attention: the oracle ran {attention}, expected {expected_attention}")
+    if inputs:
+        follow = [f"{len(failures)} value difference(s), from the different inputs above"] if failures else []
+        failures = inputs + follow
     moved = {key: value for key, value in movements(committed, regenerated).items() if value > 0}
     return Grade("fails" if failures else "within tolerance", bars.label, moved, failures, note)

@@ -18,6 +18,7 @@ import torch
 
 from mi_oracle.errors import ReferenceDataError
 from mi_oracle.hashing import sha256_file
+from mi_oracle.references.item import ReferenceItem
 from mi_oracle.references.numbers import (
     case_seeds,
     deterministic_torch,
@@ -94,8 +95,7 @@ def downloaded_file(repo_id: str, path: str) -> dict[str, str]:
 
 
 def saelens_plt_reference(
-    reference: str,
-    item: Mapping[str, Any],
+    item: ReferenceItem,
     layers: Sequence[int],
     seeds_per_layer: int,
 ) -> dict[str, Any]:
@@ -104,16 +104,14 @@ def saelens_plt_reference(
     from sae_lens import SAE
     from sae_lens.loading.pretrained_sae_loaders import NAMED_PRETRAINED_SAE_LOADERS
 
-    release = item.get("oracle_release")
+    reference, release = item.name, item.oracle_release
     if not release:
         raise ReferenceDataError(
             f"{reference}: a 0.1.24 plt reference needs oracle_release (a SAELens release)"
         )
     entry = release_entry(release, reference)
     converter = sizes_from_weights(NAMED_PRETRAINED_SAE_LOADERS[entry.conversion_func])
-    sae_ids = {
-        layer: sae_id_of_layer(entry, layer, item.get("oracle_sae_ids") or {}, reference) for layer in layers
-    }
+    sae_ids = {layer: sae_id_of_layer(entry, layer, item.oracle_sae_ids, reference) for layer in layers}
     cases, files = [], []
     d_model = d_sae = None
     with deterministic_torch(threads=1):
@@ -128,7 +126,7 @@ def saelens_plt_reference(
                 cases.append(encoder_case(layer, seed, residual, values))
     return {
         "weights_repo": entry.repo_id,
-        "curation_repo": item.get("curation_repo", ""),
+        "curation_repo": item.curation_repo or "",
         "methodology": METHODOLOGY,
         "schema": SCHEMA,
         "encoder_formula": ENCODER_FORMULA,

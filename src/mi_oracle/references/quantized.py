@@ -15,10 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from mi_oracle.errors import ReferenceDataError
-from mi_oracle.references.forward_parity import checkpoint_config
+from mi_oracle.json_files import read_json
 
 
 @dataclass(frozen=True)
@@ -38,6 +36,8 @@ SCHEMES = {
     "awq": Scheme("awq", ("gptqmodel", "accelerate"), "float16"),
     "gptq": Scheme("gptq", ("optimum", "gptqmodel", "accelerate"), "float16"),
 }
+# candle-mi's bars per scheme: exact top-1, each oracle token's logit within this
+QUANTIZED_BARS = {"bnb-nf4": 1.5, "awq": 1e-1, "gptq": 1e-1}
 
 
 def scheme_named(name: str, reference: str) -> Scheme:
@@ -51,7 +51,7 @@ def scheme_named(name: str, reference: str) -> Scheme:
 def quantization_config(model_dir: Path, scheme_name: str, reference: str) -> dict[str, Any]:
     """The checkpoint's ``quantization_config``, checked to be ``scheme_name``'s."""
     scheme = scheme_named(scheme_name, reference)
-    config = checkpoint_config(model_dir).get("quantization_config")
+    config = read_json(Path(model_dir) / "config.json", ReferenceDataError).get("quantization_config")
     if not isinstance(config, Mapping):
         raise ReferenceDataError(
             f"{reference}: {model_dir}/config.json has no quantization_config ({scheme_name} expected)"
@@ -72,6 +72,8 @@ def quantization_config(model_dir: Path, scheme_name: str, reference: str) -> di
 
 def missing_for(scheme_name: str, device: str) -> list[str]:
     """What this machine lacks to run ``scheme_name``'s oracle on ``device`` (empty: nothing)."""
+    import torch
+
     scheme = SCHEMES[scheme_name]
     missing = []
     if not device.startswith("cuda") or not torch.cuda.is_available():

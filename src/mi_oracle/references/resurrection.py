@@ -1,4 +1,5 @@
-"""The resurrection table: one row per candle-mi reference of ``config/candle-mi.yaml``.
+"""The resurrection table: one row per configured reference (``config/candle-mi.yaml``: every
+reference candle-mi commits).
 
 A row says when the reference was last regenerated and from what (repository, resolved commit,
 the sha256 of every input file), and how it stands against the copy candle-mi commits: the same
@@ -13,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from mi_oracle.atomic import write_json_atomic, write_text_atomic
-from mi_oracle.crossval.report import render_template
+from mi_oracle.html_pages import render_template
 from mi_oracle.json_files import read_json
-from mi_oracle.layout import NEEDS_GPU_FILE, PROVENANCE_FILE
+from mi_oracle.layout import reference_file, reference_provenance_file
 from mi_oracle.references.compare import recorded_inputs
 from mi_oracle.references.grading import grade
+from mi_oracle.references.item import ReferenceItem
 
 NO_COPY = "no committed copy"
 NEEDS_GPU = "needs a GPU"
@@ -43,29 +45,27 @@ def made_from(document: Mapping[str, Any]) -> dict[str, str]:
     return {"repo": first.get("repo") or "", "resolved_revision": first.get("resolved_revision", "")}
 
 
-def reference_row(item: Mapping[str, Any], folder: Path, committed_dir: Path | None) -> dict[str, Any]:
-    """The table row of ``item``, made into ``folder``, against ``committed_dir/<name>.json``."""
-    name = item["name"]
+def reference_row(item: ReferenceItem, folder: Path, committed_dir: Path | None) -> dict[str, Any]:
+    """The table row of ``item``, made into its model's ``folder``, against ``committed_dir/<name>.json``."""
     row: dict[str, Any] = {
-        "reference": f"{name}.json",
-        "test": item.get("test", ""),
-        "kind": item["kind"],
-        "repo": item.get("repo", ""),
-        "revision": item.get("revision", ""),
+        "reference": f"{item.name}.json",
+        "test": item.test,
+        "kind": item.kind,
+        "repo": item.repo,
+        "revision": item.revision,
     }
-    if (folder / NEEDS_GPU_FILE).is_file():
-        record = read_json(folder / NEEDS_GPU_FILE)
+    provenance = read_json(reference_provenance_file(folder, item.name))
+    if provenance.get("status") == NEEDS_GPU:
         return {
             **row,
             "status": NEEDS_GPU,
-            **made_from(record),
-            "inputs": input_hashes(record),
-            "missing": record["missing"],
+            **made_from(provenance),
+            "inputs": input_hashes(provenance),
+            "missing": provenance["missing"],
             "verdict": NEEDS_GPU,
         }
-    path = folder / f"{name}.json"
+    path = reference_file(folder, item.name)
     document = read_json(path)
-    provenance = read_json(folder / PROVENANCE_FILE)
     row |= {
         "status": "made",
         "regenerated_at": provenance.get("generated_at", ""),
@@ -73,25 +73,25 @@ def reference_row(item: Mapping[str, Any], folder: Path, committed_dir: Path | N
         "sha256": provenance["sha256"],
         "inputs": input_hashes(document),
     }
-    committed = None if committed_dir is None else Path(committed_dir) / f"{name}.json"
+    committed = None if committed_dir is None else Path(committed_dir) / f"{item.name}.json"
     if committed is None or not committed.is_file():
         return {**row, "verdict": NO_COPY, "committed": None if committed is None else str(committed)}
     graded = grade(
         read_json(committed),
         document,
-        item["kind"],
+        item.kind,
         device=(document.get("environment") or {}).get("device", "cpu"),
-        scheme=item.get("scheme"),
+        scheme=item.scheme,
         identical=committed.read_bytes() == path.read_bytes(),
     )
     return {**row, "committed": str(committed), **graded.to_json()}
 
 
 def resurrection_table(
-    items: Sequence[Mapping[str, Any]], folders: Mapping[str, Path], committed_dir: Path | None
+    items: Sequence[ReferenceItem], folders: Mapping[str, Path], committed_dir: Path | None
 ) -> dict[str, Any]:
-    """Every row, and the counts by verdict."""
-    rows = [reference_row(item, Path(folders[item["name"]]), committed_dir) for item in items]
+    """Every row (``folders``: each reference's folder by name), and the counts by verdict."""
+    rows = [reference_row(item, Path(folders[item.name]), committed_dir) for item in items]
     counts: dict[str, int] = {}
     for row in rows:
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
@@ -129,17 +129,10 @@ def markdown_table(table: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_resurrection_table(
-    items: Sequence[Mapping[str, Any]],
-    folders: Mapping[str, Path],
-    committed_dir: Path | None,
-    outputs: Mapping[str, Path],
-) -> dict[str, Any]:
+def write_resurrection_table(table: Mapping[str, Any], outputs: Mapping[str, Path]) -> None:
     """Write the table as JSON, Markdown and HTML (``outputs`` by ``json``, ``markdown``, ``html``)."""
-    table = resurrection_table(items, folders, committed_dir)
     write_json_atomic(Path(outputs["json"]), table)
     write_text_atomic(Path(outputs["markdown"]), markdown_table(table))
     write_text_atomic(
         Path(outputs["html"]), render_template("resurrection.html.j2", table=table, moved=_moved)
     )
-    return table
