@@ -14,7 +14,6 @@ import yaml
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mi_oracle.dictionaries.manifest import Manifest, read_manifest
-from mi_oracle.layout import reference_path
 from tests.conftest import restore_default_run, run_snakemake, write_config
 from tests.encoding_oracle import load_canonical, oracle
 from tests.reference_checks import (
@@ -22,6 +21,7 @@ from tests.reference_checks import (
     assert_matches_float64_oracle,
     assert_same_shape,
     fixture,
+    reference_in,
 )
 
 pytestmark = pytest.mark.slow
@@ -36,7 +36,7 @@ KINDS = {
 
 
 def reference(workdir: Path, name: str) -> dict:
-    return json.loads((workdir / reference_path(name)).read_text(encoding="utf-8"))
+    return json.loads(reference_in(workdir, name).read_text(encoding="utf-8"))
 
 
 def manifest(workdir: Path, name: str) -> Manifest:
@@ -126,7 +126,7 @@ def test_forward_reference_matches_the_lm_head_on_its_own_last_residual(embedded
 
 
 def test_regeneration_is_byte_identical_and_check_references_catches_a_plant(embedded_workdir, tmp_path):
-    folder = embedded_workdir / "results" / "references" / "portable"
+    folder = embedded_workdir / "results" / "references" / "portable" / "gemma-3-270m"
     before = {path.name: path.read_bytes() for path in folder.glob("*.json")}
     assert sorted(before) == sorted(f"{name}.json" for name in KINDS)
     configfile = embedded_workdir / "config" / "config.yaml"
