@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from mi_oracle.config import load_schema, validate_config  # noqa: E402
 from mi_oracle.dictionaries.synthetic import build_synthetic_sets  # noqa: E402
 from mi_oracle.numerics.mode import Numerics  # noqa: E402
-from mi_oracle.reference_plan import reference_items  # noqa: E402
 from mi_oracle.references.generate import write_reference  # noqa: E402
+from mi_oracle.references.plan import reference_items  # noqa: E402
 
 MODEL = ROOT / "resources" / "models" / "gemma-3-270m"
 TOKENS = ROOT / "results" / "tokens" / "default"

@@ -64,7 +64,9 @@ def save_tiny_causal_lm(
         "eos_token_id": 1,
         "bos_token_id": 2,
     }
-    config = AutoConfig.for_model(model_type, **{**sizes, **TINY_ARCHITECTURES[model_type], **overrides})
+    config = AutoConfig.for_model(
+        model_type, **{**sizes, **TINY_ARCHITECTURES.get(model_type, {}), **overrides}
+    )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     model.save_pretrained(folder)

@@ -15,10 +15,10 @@ import pytest
 from mi_oracle.config import load_schema, validate_config
 from mi_oracle.dictionaries.synthetic_plan import plan_set
 from mi_oracle.errors import ConfigError, DictionaryError, ReferenceDataError
-from mi_oracle.reference_plan import reference_items
 from mi_oracle.references.check import check_references
 from mi_oracle.references.compare import compare_documents
 from mi_oracle.references.kinds.encoders import ends_and_middle
+from mi_oracle.references.plan import reference_items
 from mi_oracle.references.tokenizer import load_tokenizer
 from tests.builders import save_tiny_tokenizer
 from tests.dictionary_files import gemma_scope_npz

@@ -15,6 +15,7 @@ from mi_oracle.encoding.plan import encoding_points
 from mi_oracle.errors import DictionaryError, ReferenceDataError
 from mi_oracle.references.generate import write_reference
 from mi_oracle.references.kinds.encoders import ends_and_middle
+from mi_oracle.references.plan import layers_by_reference
 from tests.dictionary_files import clt_split, gemma_scope_npz, model_folder, plt_bundle
 from tests.reference_checks import assert_matches_float64_oracle, assert_same_shape, fixture
 
@@ -42,7 +43,7 @@ def resolve(work: Path, yaml_path: Path, references: list[dict], encode=(0,)) ->
             manifest,
             work / "resources" / "set",
             base=work,
-            references=references,
+            reference_layers=layers_by_reference(references),
         )
     )
     return manifest

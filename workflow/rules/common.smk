@@ -20,7 +20,7 @@ from mi_oracle import layout
 from mi_oracle.encoding import plan as encoding_plan
 from mi_oracle.json_files import read_json
 from mi_oracle.model_config import capture_model, set_models
-from mi_oracle.reference_plan import item_set, reference_items
+from mi_oracle.references.plan import item_set, reference_items
 from mi_oracle.references.kinds import kind_of
 
 ENV = "../../envs/mi-oracle.yaml"

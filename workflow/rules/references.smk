@@ -63,7 +63,7 @@ rule check_references:
     params:
         references=[item.to_json() for item in REFERENCE_ITEMS.values()],
         folders=reference_folders(),
-        committed=committed_folder(),
+        committed=lambda wildcards: committed_folder(),
         strict=REFERENCES["strict"],
         committed_hashes=lambda wildcards: content_hashes(committed_references()),
         code=code_version("mi_oracle.references.check"),

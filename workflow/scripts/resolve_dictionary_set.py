@@ -6,6 +6,7 @@ import _src_path  # noqa: F401
 
 from mi_oracle.dictionaries.resolve import ResolveRequest, resolve_set
 from mi_oracle.layout import CURATION_FILE
+from mi_oracle.references.plan import layers_by_reference
 from mi_oracle.retry import retry_transient
 from mi_oracle.rule_logging import logged_to
 
@@ -21,6 +22,6 @@ with logged_to(snakemake.log[0]):
         Path(snakemake.output.manifest),
         Path(snakemake.output.files),
         curation_path=Path(synthetic) / CURATION_FILE if synthetic else None,
-        references=snakemake.params.references,
+        reference_layers=layers_by_reference(snakemake.params.references),
     )
     retry_transient(resolve_set, request)

@@ -9,7 +9,7 @@ the rule's folder under ``<repo>/<path>``; local files are recorded where they a
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,6 @@ from mi_oracle.json_files import read_json
 from mi_oracle.layout import PROVENANCE_FILE
 from mi_oracle.models.folder import summarize_config
 from mi_oracle.models.provenance import link_or_copy, model_identity
-from mi_oracle.reference_plan import layers_needed
-from mi_oracle.references.item import ReferenceItem
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +128,8 @@ class ResolveRequest:
     files_dir: Path
     curation_path: Path | None = None
     base: Path | None = None
-    references: Sequence[Mapping[str, Any]] = ()
+    # each reference's layers of this set, given the layers the set has (references.plan)
+    reference_layers: Callable[[list[int]], Mapping[str, list[int]]] | None = None
 
 
 def resolve_set(request: ResolveRequest) -> Manifest:
@@ -138,7 +137,7 @@ def resolve_set(request: ResolveRequest) -> Manifest:
     name, definition, model_dir = request.name, request.definition, request.model_dir
     layers, default_layers, local_roots = request.layers, request.default_layers, request.local_roots
     manifest_path, files_dir, curation_path = request.manifest_path, request.files_dir, request.curation_path
-    base, references = request.base, request.references
+    base, references = request.base, request.reference_layers
     base = (base or Path.cwd()).resolve()
     if curation_path is not None:
         verify_folder_hashes(Path(curation_path).parent, f"synthetic set {name}")
@@ -201,15 +200,16 @@ def _wanted_layers(
     return wanted
 
 
-def _reference_layers(name: str, references: Sequence[Mapping[str, Any]], available: list[int]) -> list[int]:
-    """The layers ``references`` read; one the set does not have is an error naming the reference."""
+def _reference_layers(
+    name: str, reference_layers: Callable[[list[int]], Mapping[str, list[int]]] | None, available: list[int]
+) -> list[int]:
+    """The layers the references read; one the set does not have is an error naming the reference."""
     needed: set[int] = set()
-    for item in map(ReferenceItem.from_json, references):
-        layers = layers_needed(item, available)
+    for reference, layers in (reference_layers(available) if reference_layers else {}).items():
         absent = sorted(set(layers) - set(available))
         if absent:
             raise DictionaryError(
-                f"references.items[{item.name}]: layers {absent} are not in set {name} (it has {available})"
+                f"references.items[{reference}]: layers {absent} are not in set {name} (it has {available})"
             )
         needed.update(layers)
     return sorted(needed)

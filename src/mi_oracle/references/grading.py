@@ -1,12 +1,13 @@
 """Grade a regenerated reference against the committed copy with candle-mi's own bars for its test.
 
-The bars are those of candle-mi 0.1.24's ``tests/validate_*.rs``: forward parity top-10 indices
-exact and logits within 1e-3 on the CPU (5e-3 on a GPU); longrope 5e-3 and its mscale
-(``attention_scaling``) within 1e-4; quantized checkpoints the exact top-1 and each oracle token's
-logit within the scheme's bar (bnb NF4 1.5, AWQ and GPTQ 0.1); encoders (PLT, CLT, SAE) top-10
-indices and ``n_active`` exact, activations within 1e-4. Every other field (sizes, tokens, pins,
-``rope_scaling``) must be equal. What made the file (versions, platform, methodology) is not
-graded, but the attention an oracle ran is: SDPA on Gemma 2 silently dropped soft-capping.
+The bars are each kind's (``references/kinds``), those of candle-mi 0.1.24's
+``tests/validate_*.rs``: forward parity top-10 indices exact and logits within 1e-3 on the CPU (5e-3
+on a GPU); longrope 5e-3 and its mscale (``attention_scaling``) within 1e-4; quantized checkpoints
+the exact top-1 and each oracle token's logit within the scheme's bar (bnb NF4 1.5, AWQ and GPTQ
+0.1); encoders (PLT, CLT, SAE) top-10 indices and ``n_active`` exact, activations within 1e-4. Every
+other field (sizes, tokens, pins, ``rope_scaling``) must be equal. What made the file (versions,
+platform, methodology) is not graded, but the attention an oracle ran is: SDPA on Gemma 2 silently
+dropped soft-capping.
 """
 
 from __future__ import annotations

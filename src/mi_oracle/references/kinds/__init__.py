@@ -2,12 +2,14 @@
 
 The config's checks, the reference job, the checker, the resurrection grader and the report ask
 this registry only; adding a kind is one module implementing ``ReferenceKind`` (``base.py``) and
-one line in ``_KINDS`` (or one :func:`register` call).
+one line in ``_KINDS`` (or one :func:`register` call, from a module ``MI_ORACLE_PLUGINS`` names:
+``mi_oracle.plugins``).
 """
 
 from __future__ import annotations
 
 from mi_oracle.errors import ConfigError
+from mi_oracle.plugins import load_plugins
 from mi_oracle.references.item import ReferenceItem
 from mi_oracle.references.kinds.base import Bars, BuildContext, ReferenceKind, Unmade
 from mi_oracle.references.kinds.clt import Clt
@@ -36,9 +38,13 @@ def kind_named(name: str, where: str = "references.items") -> ReferenceKind:
 
 
 def kind_of(item: ReferenceItem) -> ReferenceKind:
+    """The kind of ``item`` (an unknown one is a ConfigError naming the reference)."""
     return kind_named(item.kind, f"references.items[{item.name}]")
 
 
 def bars_for(kind: str, device: str = "cpu", scheme: str | None = None) -> Bars:
     """The bars candle-mi's test of a ``kind`` reference made on ``device`` holds it to."""
     return kind_named(kind).bars(device, scheme)
+
+
+load_plugins()  # last: a plugin registers through the functions above

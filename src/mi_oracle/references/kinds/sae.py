@@ -11,6 +11,16 @@ from mi_oracle.references.kinds.encoders import ENCODER_ATOL, ENCODER_LABEL
 from mi_oracle.references.tolerance import Tolerance
 
 SAE_BARS = Bars(ENCODER_LABEL, {"*": Tolerance(ENCODER_ATOL, 1e-5)})
+# candle-mi's tests/validate_sae.rs, for another implementation's output (a candidate)
+ACTIVE_SLACK = 10  # n_active_last_pos within this
+TOP_MATCH_SHARE = 0.5  # of the top-10 indices equal position by position, at least
+MSE_RATIO = (0.1, 10.0)  # reconstruction_mse ratio in [low, high)
+NORM_ATOL = 1.0  # resid_last_norm
+CANDIDATE_LABEL = (
+    f"d_in, d_sae, n_tokens equal; active count within {ACTIVE_SLACK}; at least half the top-10 "
+    f"indices equal position by position; MSE ratio in [{MSE_RATIO[0]:g}, {MSE_RATIO[1]:g}); "
+    f"resid_last_norm within {NORM_ATOL:g}"
+)
 
 
 class Sae(ReferenceKind):

@@ -7,7 +7,7 @@ revision, its set), every problem listed in one ConfigError naming the reference
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mi_oracle.errors import ConfigError, raise_problems
@@ -87,3 +87,10 @@ def layers_needed(item: ReferenceItem, available: Sequence[int]) -> list[int]:
 def item_set(item: ReferenceItem) -> str | None:
     """The dictionary set a reference reads, or None."""
     return kind_of(item).item_set(item)
+
+
+def layers_by_reference(items: Sequence[Mapping[str, Any]]) -> Callable[[list[int]], dict[str, list[int]]]:
+    """For a set's resolution: each reference's layers (``items``: ``ReferenceItem.to_json``
+    entries of the references that read the set), given the layers the set has."""
+    typed = [ReferenceItem.from_json(item) for item in items]
+    return lambda available: {item.name: layers_needed(item, available) for item in typed}
