@@ -13,7 +13,7 @@ import pytest
 from mi_oracle.capture.prompts import PromptSetError
 from mi_oracle.errors import DictionaryError, NumericsError
 from mi_oracle.hardware import hardware_fingerprint
-from mi_oracle.layout import reference_provenance_path
+from mi_oracle.layout import reference_provenance_file
 from mi_oracle.numerics.mode import GLIBC_HWCAPS, PINNED_KERNELS, Numerics
 from tests.builders import WORDS, save_tiny_causal_lm
 from tests.conftest import NO_PEERS, run_snakemake, write_config
@@ -217,13 +217,17 @@ def test_portable_outputs_are_byte_identical_under_two_kernel_environments_and_n
     assert plt["environment"]["numerics"]["mode"] == "portable"
     assert plt["environment"]["numerics"]["torch_cpu_capability"] == "DEFAULT"
     assert "hardware" not in plt["environment"]
-    provenance = json.loads((here / reference_provenance_path("plt_reference")).read_text())
+    provenance = json.loads(
+        reference_provenance_file(here / "results/references/portable/tiny", "plt_reference").read_text()
+    )
     assert (
         provenance["sha256"]
         == __import__("hashlib").sha256(reference_files(here)["plt_reference"]).hexdigest()
     )
     assert provenance["environment"]["hardware"]["torch_cpu_capability"] == "DEFAULT"
-    other_provenance = json.loads((other / reference_provenance_path("plt_reference")).read_text())
+    other_provenance = json.loads(
+        reference_provenance_file(other / "results/references/portable/tiny", "plt_reference").read_text()
+    )
     assert (
         other_provenance["environment"]["hardware"]["kernel_variables"]["MKL_ENABLE_INSTRUCTIONS"] == "SSE4_2"
     )

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from mi_oracle.dictionaries.synthetic_fit import ENCODER_GAIN
 from mi_oracle.dictionaries.synthetic_plan import SyntheticSet
 from mi_oracle.dictionaries.synthetic_writer import build_set
-from mi_oracle.layout import reference_path
+from tests.reference_checks import reference_in
 
 pytestmark = pytest.mark.slow
 
@@ -131,7 +131,7 @@ def test_synthetic_sets_are_sparse_and_reconstruct_on_all_captured_tokens(embedd
 @pytest.mark.parametrize("name", ["plt_gemmascope_reference", "clt_reference"])
 def test_unit_rms_transcoders_fire_in_the_tens_on_candle_mis_gaussian_residuals(embedded_workdir, name):
     """Like the published sets (GemmaScope: about 10-50), so an fp32 peer can meet the 1e-4 bar."""
-    document = json.loads((embedded_workdir / reference_path(name)).read_text())
+    document = json.loads(reference_in(embedded_workdir, name).read_text())
     tops = [case["top_10"][0]["activation"] for case in document["test_cases"] if case["n_active"]]
     assert len(tops) == len(document["test_cases"])
     assert min(tops) > 5 and max(tops) < 100, tops
