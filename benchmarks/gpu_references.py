@@ -30,9 +30,9 @@ from mi_oracle.models.local_folder import fetch_local  # noqa: E402
 from mi_oracle.numerics.mode import Numerics  # noqa: E402
 from mi_oracle.references.families import FAMILIES  # noqa: E402
 from mi_oracle.references.forward_parity import forward_parity_reference  # noqa: E402
+from mi_oracle.references.generate import write_model_references  # noqa: E402
 from mi_oracle.references.grading import grade  # noqa: E402
 from mi_oracle.references.quantized import missing_for  # noqa: E402
-from mi_oracle.references.suite import write_suite_reference  # noqa: E402
 from tests.builders import save_tiny_causal_lm  # noqa: E402
 from tests.family_checkpoints import CHECKPOINTS, family_model_dir  # noqa: E402
 
@@ -44,14 +44,16 @@ def families_on_cuda(work: Path) -> list[dict]:
     rows = []
     for slug in CHECKPOINTS:
         model = family_model_dir(work, slug)
+        longrope = slug == "longrope"  # Phi-3.5's checkpoint: a phi3 longrope reference
         made = {
             device: forward_parity_reference(
                 slug,
-                FAMILIES[slug],
+                FAMILIES["phi3" if longrope else slug],
                 PROMPTS,
                 model,
                 {"device": device, "dtype": "float32", "threads": 1},
-                long_text="the river and the city",
+                long_text="the river and the city" if longrope else None,
+                arm="longrope" if longrope else None,
             )
             for device in ("cpu", "cuda")
         }
@@ -89,17 +91,17 @@ def quantized_rows(work: Path) -> dict:
         "name": "bnb_nf4_forward_reference",
         "kind": "quantized",
         "scheme": "bnb-nf4",
-        "family": "quantized",
+        "family": "llama32",
         "prompts": PROMPTS,
     }
     options = {"device": "cuda", "dtype": "float32", "seeds_per_layer": 1}
     made = []
     for attempt in range(2):
         start = time.perf_counter()
-        status = write_suite_reference(
-            item, options, model, None, work / f"bnb-{attempt}", Numerics("native", 1)
+        statuses = write_model_references(
+            [item], options, model, {}, work / f"bnb-{attempt}", Numerics("native", 1)
         )
-        made.append((status, round(time.perf_counter() - start, 2)))
+        made.append((statuses[item["name"]], round(time.perf_counter() - start, 2)))
     files = [work / f"bnb-{attempt}" / "bnb_nf4_forward_reference.json" for attempt in range(2)]
     document = json.loads(files[0].read_text())
     rows["bnb-nf4"] |= {

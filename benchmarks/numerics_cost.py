@@ -63,12 +63,11 @@ def synthetic(config: dict, numerics: Numerics, scratch: Path) -> float:
 
 def references(config: dict, numerics: Numerics, scratch: Path) -> dict[str, float]:
     options = {key: config["references"][key] for key in ("device", "dtype", "seeds_per_layer")}
-    items = reference_items(config["references"], [d["name"] for d in config["dictionaries"]])
     seconds = {}
-    for name, item in items.items():
-        manifest = ROOT / "results" / "curation" / item["set"] / "manifest.json" if "set" in item else None
-        output = scratch / numerics.mode / f"{name}.json"
-        seconds[name] = timed(write_reference, item, options, MODEL, manifest, output, numerics=numerics)
+    for name, item in reference_items(config).items():
+        manifest = ROOT / "results" / "curation" / item.set / "manifest.json" if item.set else None
+        output = scratch / numerics.mode / name
+        seconds[name] = timed(write_reference, item.to_json(), options, MODEL, manifest, output, numerics)
     return seconds
 
 
@@ -97,8 +96,8 @@ def main() -> None:
         same = [
             name
             for name in report["references"]["portable"]
-            if (scratch / "references" / "portable" / f"{name}.json").read_bytes()
-            == (ROOT / "results" / "references" / f"{name}.json").read_bytes()
+            if (scratch / "references" / "portable" / name / f"{name}.json").read_bytes()
+            == (ROOT / "results" / "references" / "portable" / "gemma-3-270m" / f"{name}.json").read_bytes()
         ]
     report["portable_equal_to_the_run"] = same
     for mode in ("native", "portable"):
