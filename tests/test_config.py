@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 from pathlib import Path
 
@@ -174,3 +175,21 @@ def test_each_real_target_config_builds_its_dag_alone(tmp_path: Path, name: str,
     assert sorted(item["name"] for item in config["references"]["items"]) == sorted(references)
     assert f"output: results/references/portable/{next(iter(config['models']))}\n" in output
     assert "gemma-3-270m" not in output and "synthetic" not in output  # nothing of the default leaks in
+
+
+def planned_rules(output: str) -> set[str]:
+    return set(re.findall(r"^(?:rule|checkpoint|localrule) (\w+):", output, re.M))
+
+
+@pytest.mark.slow
+def test_the_default_and_the_candle_mi_configs_plan_jobs_of_the_same_rules(tmp_path: Path):
+    shutil.copytree(REPO_ROOT / "config", tmp_path / "config")
+    default = run_snakemake(tmp_path, tmp_path / "config" / "config.yaml", "-n")
+    suite = run_snakemake(tmp_path, tmp_path / "config" / "candle-mi.yaml", "-n")
+    default_rules, suite_rules = planned_rules(default.stdout), planned_rules(suite.stdout)
+    assert {"fetch_model", "resolve_dictionary_set", "generate_references", "check_references"} <= suite_rules
+    assert suite_rules <= default_rules | {"all"}
+    # one job per model: 14 models, 18 references
+    assert suite.stdout.count("rule generate_references:") == len(
+        yaml.safe_load((REPO_ROOT / "config" / "candle-mi.yaml").read_text())["models"]
+    )

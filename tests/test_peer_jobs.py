@@ -73,8 +73,8 @@ def test_circuit_tracer_is_asked_for_transcoders_with_every_layer_and_told_why_n
     points = {name: [[2, f"acts/{name}.parquet", "target"]] for name in manifests}
     activation_files(tmp_path, manifests)
     references = {
-        "plt": {"kind": "plt", "set": "local", "path": "results/references/plt.json"},
-        "fwd": {"kind": "forward", "set": None, "path": "results/references/fwd.json"},
+        "plt": {"name": "plt", "kind": "plt", "set": "local", "path": "results/references/plt.json"},
+        "fwd": {"name": "fwd", "kind": "forward", "set": None, "path": "results/references/fwd.json"},
     }
     capture = {
         "model_dir": "m",

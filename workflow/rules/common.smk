@@ -21,6 +21,7 @@ from mi_oracle.encoding import plan as encoding_plan
 from mi_oracle.json_files import read_json
 from mi_oracle.model_config import capture_model, set_models
 from mi_oracle.references.plan import item_set, reference_items
+from mi_oracle.references.item import ReferenceFile
 from mi_oracle.references.kinds import kind_of
 
 ENV = "../../envs/mi-oracle.yaml"
@@ -191,13 +192,15 @@ def reference_folders(numerics="portable"):
 
 
 def reference_entries(numerics):
-    """Each reference's kind, set and file, by name (what the report and the peers read)."""
+    """Each reference's kind, set and file (``ReferenceFile``), by name: what the report and the
+    peers read."""
     return {
-        name: {
-            "kind": item.kind,
-            "set": item_set(item),
-            "path": str(layout.reference_file(layout.references_dir(item.model, numerics), name)),
-        }
+        name: ReferenceFile(
+            name,
+            item.kind,
+            item_set(item),
+            str(layout.reference_file(layout.references_dir(item.model, numerics), name)),
+        ).to_json()
         for name, item in REFERENCE_ITEMS.items()
     }
 

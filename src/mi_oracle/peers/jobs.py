@@ -13,6 +13,7 @@ from mi_oracle.dictionaries.verify import verified_layer_files
 from mi_oracle.formats import companions
 from mi_oracle.hook_points import HOOK_POINTS
 from mi_oracle.parquet_files import verify_sha256
+from mi_oracle.references.item import ReferenceFile
 
 TRANSCODER_KINDS = ("transcoder_set", "cross_layer_transcoder")
 REFERENCE_KINDS = ("plt", "clt")
@@ -89,9 +90,9 @@ def circuit_tracer_job(
         "skipped": skipped,
         "max_tokens": max_tokens,
         "references": [
-            {"name": name, "path": str(base / item["path"]), "set": item["set"]}
-            for name, item in references.items()
-            if item["kind"] in REFERENCE_KINDS and item["set"] in sets
+            {"name": file.name, "path": str(base / file.path), "set": file.set}
+            for file in map(ReferenceFile.from_json, references.values())
+            if file.kind in REFERENCE_KINDS and file.set in sets
         ],
         "capture": None,
     }

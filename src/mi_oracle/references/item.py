@@ -66,3 +66,20 @@ class ReferenceItem:
                 if isinstance(value, Mapping):
                     document[spec.name] = dict(value)
         return document
+
+
+@dataclass(frozen=True)
+class ReferenceFile:
+    """A reference as the workflow made it: its item's name, kind and set, and its file."""
+
+    name: str
+    kind: str
+    set: str | None
+    path: str
+
+    @classmethod
+    def from_json(cls, entry: Mapping[str, Any]) -> ReferenceFile:
+        return cls(**entry)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "set": self.set, "path": self.path}
