@@ -122,6 +122,13 @@ def test_check_references_lists_every_difference_and_stray_files(tmp_path, refer
     assert [row["verdict"] for row in table["rows"]] == ["fails", "no committed copy"]
     assert summary["pass"] is False and table["pass"] is False
 
+    # not strict, and the folder not there yet (candle-mi not cloned beside): every row says so
+    absent = check_references(items, folders, tmp_path / "nowhere", outputs(tmp_path), strict=False)
+    table = json.loads((tmp_path / "out" / "table.json").read_text())
+    assert [row["verdict"] for row in table["rows"]] == ["no committed copy"] * 2 and absent["pass"]
+    with pytest.raises(ReferenceDataError, match=r"references.committed: .*nowhere is not a directory"):
+        check_references(items, folders, tmp_path / "nowhere", outputs(tmp_path))
+
     shutil.copy(generated / "b.json", committed / "b.json")
     (committed / "stale.json").unlink()
     shutil.copy(generated / "a.json", committed / "a.json")
