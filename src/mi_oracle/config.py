@@ -71,10 +71,17 @@ def _describe(error: jsonschema.ValidationError, schema: Mapping[str, Any]) -> l
 
 
 def schema_at(schema: Mapping[str, Any], path: list[Any]) -> Mapping[str, Any]:
-    """The sub-schema that describes the value at ``path`` (object properties and array items)."""
+    """The sub-schema that describes the value at ``path`` (object properties, a mapping's values
+    and array items)."""
     node: Mapping[str, Any] = schema
     for part in path:
-        node = node.get("items", {}) if isinstance(part, int) else node.get("properties", {}).get(part, {})
+        if isinstance(part, int):
+            node = node.get("items", {})
+        elif part in node.get("properties", {}):
+            node = node["properties"][part]
+        else:  # a mapping by name (models): every value has one schema
+            extra = node.get("additionalProperties")
+            node = extra if isinstance(extra, Mapping) else {}
     return node
 
 
