@@ -58,4 +58,5 @@ rule all:
     input:
         all_references(),
         check_outputs(),
-        capture_targets,
+        capture_targets(),
+        captured_activations,

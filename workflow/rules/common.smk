@@ -268,14 +268,15 @@ def check_outputs():
     ]
 
 
-def capture_targets(wildcards):
-    """Capture, encoding and the report, when the config has a capture section."""
+def capture_targets():
+    """Capture's model, every set's manifest and metrics, and the report, when the config has a
+    capture section (known now: only the activation files wait on the capture plan)."""
     if not CAPTURING:
         return []
-    return [
-        model_dir(),
-        *all_activations(wildcards),
-        *[manifest_path(name) for name in SETS],
-        *[metrics_path(name) for name in SETS],
-        layout.report_path(RUN),
-    ]
+    sets = [path for name in SETS for path in (manifest_path(name), metrics_path(name))]
+    return [model_dir(), *sets, layout.report_path(RUN)]
+
+
+def captured_activations(wildcards):
+    """Every activation file, when the config has a capture section."""
+    return all_activations(wildcards) if CAPTURING else []
