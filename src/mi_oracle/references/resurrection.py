@@ -42,7 +42,10 @@ def made_from(document: Mapping[str, Any]) -> dict[str, str]:
         return {"repo": model.get("repo") or "", "resolved_revision": model["resolved_revision"]}
     files = (environment.get("dictionary") or {}).get("files", [])
     first = files[0] if files else {}
-    return {"repo": first.get("repo") or "", "resolved_revision": first.get("resolved_revision", "")}
+    return {
+        "repo": first.get("repo") or model.get("name") or "",
+        "resolved_revision": first.get("resolved_revision") or "",
+    }
 
 
 def reference_row(item: ReferenceItem, folder: Path, committed_dir: Path | None) -> dict[str, Any]:
@@ -120,7 +123,8 @@ def markdown_table(table: Mapping[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for row in table["rows"]:
-        where = f"{row['repo']} @ {row.get('resolved_revision', '')[:12] or row['revision']}"
+        commit = (row.get("resolved_revision") or "")[:12] or row["revision"] or "local"
+        where = f"{row['repo']} @ {commit}"
         verdict = row["verdict"] + (f" ({'; '.join(row['missing'])})" if row.get("missing") else "")
         lines.append(
             f"| {row['reference']} | {row['test']} | {where} | {row.get('regenerated_at', '-') or '-'} "
