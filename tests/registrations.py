@@ -54,4 +54,4 @@ class LogitLens(ReferenceKind):
 
 
 register(LogitLens())
-register_family(Family("olmo2", "olmo2", traps={"q/k norms": "use_qk_norm recorded from the loaded model"}))
+register_family(Family("olmo2", "olmo2", traps={"q/k norms": "model_type checked: the norms load with it"}))

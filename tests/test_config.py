@@ -12,7 +12,7 @@ import yaml
 
 from mi_oracle.config import load_schema, resolve_inside_roots, validate_config
 from mi_oracle.errors import ConfigError, PathEscapeError
-from mi_oracle.model_config import capture_model, upgrade_config
+from mi_oracle.model_config import capture_model, set_models, upgrade_config
 from tests.conftest import REPO_ROOT, run_snakemake, write_config
 
 SCHEMA = load_schema(REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml")
@@ -35,15 +35,47 @@ def test_hub_config_is_valid():
 
 
 def test_an_older_single_model_config_keeps_working_and_a_suite_section_says_how_to_convert():
-    older = {"model": {"name": "tiny", "source": "local", "path": "models/tiny"}, "prompts": {}}
+    forward = {"name": "f", "kind": "forward", "prompts": ["p"]}
+    older = {
+        "model": {"name": "tiny", "source": "local", "path": "models/tiny"},
+        "references": {"items": [forward, {"name": "g", "kind": "forward", "schema_version": "0.1.24"}]},
+    }
     upgrade_config(older, "old.yaml")
     assert older["models"] == {"tiny": {"source": "local", "path": "models/tiny"}} and "model" not in older
     assert older["capture"] == {}  # a one-model config always captured
+    # its forward references keep the schema they had (the older default), unless they name one
+    assert [item["schema_version"] for item in older["references"]["items"]] == ["0.1.12", "0.1.24"]
     check(older)
     with pytest.raises(ConfigError, match=r"old.yaml: model and models are both set"):
         upgrade_config({"model": {"name": "a"}, "models": {}}, "old.yaml")
     with pytest.raises(ConfigError, match=r"suite.yaml: candle_mi: this section is gone.*references.items"):
         upgrade_config({"candle_mi": {}}, "suite.yaml")
+    with pytest.raises(ConfigError, match=r"old.yaml: model: expected a mapping"):
+        upgrade_config({"model": "gemma"}, "old.yaml")
+
+
+def test_a_set_is_the_capture_models_when_it_is_built_or_encoded_from_the_capture():
+    two = {"a": {"source": "local", "path": "a"}, "b": {"source": "local", "path": "b"}}
+    config = check(
+        {
+            "models": two,
+            "dictionaries": [
+                {"name": "syn", "synthetic": {"schema": "GemmaScopeNpz"}},
+                {"name": "hub", "curation": "o/r"},
+            ],
+        }
+    )
+    readers = {"syn": {"b"}, "hub": {"b"}}
+    # references only: a hub set is resolved against its references' model, a synthetic one cannot be
+    with pytest.raises(ConfigError) as raised:
+        set_models(config, readers, "a", capturing=False)
+    assert "dictionaries[syn]: resolved against model 'b', but capture runs on 'a'" in str(raised.value)
+    assert "dictionaries[hub]" not in str(raised.value)
+    assert set_models(config, {"hub": {"b"}}, "a", capturing=False) == {"syn": "a", "hub": "b"}
+    # capturing: every set is encoded on the capture's activations
+    with pytest.raises(ConfigError, match=r"dictionaries\[hub\]: .*every set is encoded"):
+        set_models(config, {"hub": {"b"}}, "a", capturing=True)
+    assert set_models(config, {"hub": {"b"}}, "b", capturing=True) == {"syn": "b", "hub": "b"}
 
 
 def test_the_capture_model_is_the_only_one_or_named():

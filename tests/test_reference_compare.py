@@ -139,9 +139,27 @@ def test_check_references_lists_every_difference_and_stray_files(tmp_path, refer
     assert "| a.json |" in (tmp_path / "out" / "table.md").read_text()
 
 
-def test_check_references_without_a_committed_folder_says_which_key(tmp_path):
-    with pytest.raises(ReferenceDataError, match=r"references\.committed is not set"):
-        check_references([], {}, None, outputs(tmp_path))
+def test_without_a_committed_folder_the_table_still_says_what_was_made(tmp_path, reference):
+    made(tmp_path / "generated", "a", reference)
+    items = [{"name": "a", "kind": "plt", "set": "s"}]
+    summary = check_references(items, {"a": tmp_path / "generated"}, None, outputs(tmp_path))
+    table = json.loads((tmp_path / "out" / "table.json").read_text())
+    assert summary["pass"] and summary["committed"] is None
+    assert [row["verdict"] for row in table["rows"]] == ["no committed copy"] and table["rows"][0]["sha256"]
+
+
+def test_a_strict_check_fails_on_a_reference_this_machine_did_not_make(tmp_path, reference):
+    committed, generated = tmp_path / "committed", tmp_path / "generated"
+    committed.mkdir()
+    (generated / "provenance").mkdir(parents=True)
+    record = {"status": "needs a GPU", "missing": ["a CUDA device"], "environment": {"model": {}}}
+    (generated / "provenance" / "q.json").write_text(json.dumps(record))
+    (committed / "q.json").write_text(json.dumps(reference))
+    items = [{"name": "q", "kind": "quantized", "scheme": "awq", "prompts": ["p"]}]
+    with pytest.raises(ReferenceDataError, match=r"q.json: q was not made here: it needs a CUDA device"):
+        check_references(items, {"q": generated}, committed, outputs(tmp_path))
+    summary = check_references(items, {"q": generated}, committed, outputs(tmp_path), strict=False)
+    assert summary["pass"] and summary["bars"]["q"] == "top-1 exact, logits 0.1"
 
 
 # --- configuration --------------------------------------------------------------------------
@@ -171,6 +189,38 @@ def test_reference_config_defaults_and_per_kind_requirements():
         checked([{"name": "s", "kind": "sae", "set": "real", "prompt": "p"}])
     with pytest.raises(ConfigError, match=r"references.items\[g\]: kind 'gpt' is not supported"):
         checked([{"name": "g", "kind": "gpt"}])
+
+
+def test_an_item_is_made_from_its_models_repository_or_its_releases():
+    config = validated(
+        {
+            "items": [
+                {"name": "p", "kind": "plt", "set": "real"},
+                {
+                    "name": "s",
+                    "kind": "plt",
+                    "schema_version": "0.1.24",
+                    "layers": [0],
+                    "oracle_release": "r",
+                },
+                {
+                    "name": "c",
+                    "kind": "plt",
+                    "schema_version": "0.1.24",
+                    "layers": [0],
+                    "oracle_release": "r",
+                    "curation_repo": "o/c",
+                },
+            ]
+        },
+        ["real"],
+    )
+    config["models"] = {"m": {"source": "hub", "repo": "o/m", "revision": "v1"}}
+    items = reference_items(config)
+    # a set's reference: the model its set is resolved against; SAELens's: its release's
+    assert (items["p"].repo, items["p"].revision) == ("o/m", "v1")
+    assert (items["s"].repo, items["s"].revision) == ("r", "")
+    assert (items["c"].repo, items["c"].revision) == ("o/c", "")
 
 
 def test_reference_items_name_unknown_sets_and_duplicates():

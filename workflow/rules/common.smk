@@ -91,6 +91,7 @@ SET_MODELS = set_models(
     config,
     {name: {item.model for item in REFERENCE_ITEMS.values() if item_set(item) == name} for name in SETS},
     MODEL,
+    CAPTURING,
 )
 
 
@@ -257,8 +258,9 @@ def committed_references():
 
 
 def check_outputs():
-    """The reference check and the resurrection table, when a committed folder is configured."""
-    if committed_folder() is None:
+    """The reference check and the resurrection table (every row "no committed copy" when no
+    committed folder is configured), when the config makes references."""
+    if not REFERENCE_ITEMS:
         return []
     return [
         layout.REFERENCE_CHECK,

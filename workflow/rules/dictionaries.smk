@@ -71,8 +71,9 @@ checkpoint resolve_dictionary_set:
         runtime=60,
     params:
         definition=lambda wildcards: SETS[wildcards.set],
-        layers=lambda wildcards: SETS[wildcards.set].get("layers"),
-        capture_layers=CAPTURE["layers"],
+        # a references-only config encodes nothing: only the references' layers are resolved
+        layers=lambda wildcards: SETS[wildcards.set].get("layers", None if CAPTURING else []),
+        capture_layers=CAPTURE["layers"] if CAPTURING else [],
         references=lambda wildcards: references_of_set(wildcards.set),
         local_hashes=lambda wildcards: content_hashes(curation_inputs(wildcards).get("local", [])),
         local_roots=config["local_roots"],

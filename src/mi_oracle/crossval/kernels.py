@@ -71,8 +71,8 @@ def kernel_spreads(
     """One row per reference that has a native copy: its name, kind, both numerics and the spread."""
     rows = []
     for name, (kind, path) in sorted(references.items()):
-        if name not in native:
-            continue
+        if name not in native or not Path(path).is_file() or not Path(native[name]).is_file():
+            continue  # no native copy, or not made on this machine (a quantized one without CUDA)
         portable_doc, native_doc = read_json(path), read_json(native[name])
         modes = [_mode(doc) for doc in (portable_doc, native_doc)]
         rows.append(

@@ -11,9 +11,11 @@ step runs in a fresh interpreter started with them, which checks that they took 
 This is the project's one portable-numerics mechanism, for workflow jobs and any other caller
 alike: a portable step called from a process not already pinned runs in a child interpreter
 started with the settings (:func:`run_in_child`; request and result travel as JSON files). A job's
-adapter names its step as ``module:function`` and never imports torch itself, so the child costs
-0.15 s over restarting the job's own interpreter in place (1.58 s against 1.43 s for a job that
-imports torch, benchmarks/RESULTS.md), and tests and benchmarks take the workflow's path.
+adapter imports nothing that loads torch (the synthetic ones name their step as
+``module:function``), so the child costs 0.11 to 0.16 s a job over restarting the job's own
+interpreter in place (medians 1.64-1.66 s against 1.50-1.53 s for a job that imports torch,
+benchmarks/numerics_mechanism.py and RESULTS.md), and tests and benchmarks take the workflow's
+path.
 
 The parent forwards the child's output (logging, progress bars) to its own ``stderr``, which a
 rule's log captures; an error the child raised on purpose is raised again in the parent with

@@ -32,7 +32,9 @@ class Family:
     hidden_act: str | None = None  # the activation pinned over the checkpoint's config
     extra_fields: tuple[str, ...] = ()  # config fields this family's reference also records
     prompts: tuple[str, ...] | None = None  # None: references.prompts
-    traps: Mapping[str, str] | None = None  # trap -> how the oracle is checked to avoid it
+    # trap -> how the oracle avoids it (documentation of the checks forward_parity.load_pinned runs:
+    # model_type, attention, the activation pin; and of what the reference records)
+    traps: Mapping[str, str] | None = None
 
 
 GEMMA_GELU = {

@@ -26,10 +26,10 @@ from mi_oracle.layout import reference_file, reference_provenance_file
 from mi_oracle.numerics.mode import PORTABLE, Numerics
 from mi_oracle.references.item import ReferenceItem
 from mi_oracle.references.kinds import BuildContext, kind_of
+from mi_oracle.references.kinds.base import MADE, NEEDS_GPU
 from mi_oracle.references.provenance import ENVIRONMENT_KEY
 
 log = logging.getLogger(__name__)
-MADE, NEEDS_GPU = "made", "needs a GPU"
 
 
 def portable_options(options: Mapping[str, Any], numerics: Numerics) -> dict[str, Any]:

@@ -18,18 +18,28 @@ from mi_oracle.references.kinds import KINDS, kind_of
 
 
 def _filled(entry: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
-    """The entry with its model (default the only one) and its prompts (the family's, else the
-    references') filled in, and its model's repository and revision."""
+    """The entry with its model (default the only one) and its prompts (the named family's, else
+    the references') filled in, and the repository and revision it is made from: its model's,
+    when it reads the model or a set resolved against it, else (the SAELens PLT) its release's."""
     filled = dict(entry)
     models = config["models"]
     if "model" not in filled and default_model(models) is not None:
         filled["model"] = default_model(models)
+    kind = KINDS.get(filled["kind"])
+    if kind is None:  # named as unsupported by _problems
+        return filled
+    probe = ReferenceItem.from_json(
+        {key: filled[key] for key in ("name", "kind", "schema_version", "set") if key in filled}
+    )
     model = models.get(filled.get("model"), {})
-    if model.get("repo"):
-        filled.setdefault("repo", model["repo"])
-        filled.setdefault("revision", model.get("revision", ""))
+    if kind.reads_model(probe) or kind.item_set(probe) is not None:
+        if model.get("repo"):
+            filled.setdefault("repo", model["repo"])
+            filled.setdefault("revision", model.get("revision", ""))
+    elif filled.get("curation_repo") or filled.get("oracle_release"):
+        filled.setdefault("repo", filled.get("curation_repo") or filled["oracle_release"])
     family = FAMILIES.get(filled.get("family", ""))
-    if "prompts" in KINDS.get(filled["kind"], KINDS["sae"]).required and "prompts" not in filled:
+    if "prompts" in kind.required and "prompts" not in filled:
         filled["prompts"] = list(
             family.prompts if family and family.prompts else config["references"]["prompts"]
         )

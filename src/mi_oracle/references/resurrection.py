@@ -20,9 +20,9 @@ from mi_oracle.layout import reference_file, reference_provenance_file
 from mi_oracle.references.compare import recorded_inputs
 from mi_oracle.references.grading import grade
 from mi_oracle.references.item import ReferenceItem
+from mi_oracle.references.kinds.base import NEEDS_GPU
 
 NO_COPY = "no committed copy"
-NEEDS_GPU = "needs a GPU"
 
 
 def input_hashes(document: Mapping[str, Any]) -> list[dict[str, str]]:
@@ -71,6 +71,7 @@ def reference_row(item: ReferenceItem, folder: Path, committed_dir: Path | None)
     document = read_json(path)
     row |= {
         "status": "made",
+        "device": (document.get("environment") or {}).get("device", "cpu"),
         "regenerated_at": provenance.get("generated_at", ""),
         **made_from(document),
         "sha256": provenance["sha256"],
@@ -83,7 +84,7 @@ def reference_row(item: ReferenceItem, folder: Path, committed_dir: Path | None)
         read_json(committed),
         document,
         item.kind,
-        device=(document.get("environment") or {}).get("device", "cpu"),
+        device=row["device"],
         scheme=item.scheme,
         identical=committed.read_bytes() == path.read_bytes(),
     )

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from mi_oracle.dictionaries.manifest import Manifest
-from mi_oracle.errors import ConfigError
 from mi_oracle.references.item import ReferenceItem
 from mi_oracle.references.tolerance import Tolerance
+
+MADE, NEEDS_GPU = "made", "needs a GPU"  # a reference's status in its provenance record
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,3 @@ class ReferenceKind:
 
     def bars(self, device: str = "cpu", scheme: str | None = None) -> Bars:
         raise NotImplementedError
-
-
-def needs(item: ReferenceItem, what: str) -> ConfigError:
-    return ConfigError(f"references.items[{item.name}]: {what}")
