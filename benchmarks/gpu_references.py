@@ -32,6 +32,7 @@ from mi_oracle.references.families import FAMILIES  # noqa: E402
 from mi_oracle.references.forward_parity import forward_parity_reference  # noqa: E402
 from mi_oracle.references.generate import write_model_references  # noqa: E402
 from mi_oracle.references.grading import grade  # noqa: E402
+from mi_oracle.references.kinds.longrope import LONGROPE_FIELDS  # noqa: E402
 from mi_oracle.references.quantized import missing_for  # noqa: E402
 from tests.builders import save_tiny_causal_lm  # noqa: E402
 from tests.family_checkpoints import CHECKPOINTS, family_model_dir  # noqa: E402
@@ -54,6 +55,7 @@ def families_on_cuda(work: Path) -> list[dict]:
                 {"device": device, "dtype": "float32", "threads": 1},
                 long_text="the river and the city" if longrope else None,
                 arm="longrope" if longrope else None,
+                fields=LONGROPE_FIELDS if longrope else None,
             )
             for device in ("cpu", "cuda")
         }

@@ -10,6 +10,7 @@ import pytest
 from mi_oracle.errors import ReferenceDataError
 from mi_oracle.references.families import FAMILIES, family_named, family_of_model_type
 from mi_oracle.references.forward_parity import forward_parity_reference
+from mi_oracle.references.kinds.longrope import LONGROPE_FIELDS
 from tests.family_checkpoints import CHECKPOINTS, HEAD_DIM, LONGROPE_ORIGINAL, family_model_dir
 from tests.reference_checks import FORWARD_KEYS
 
@@ -18,7 +19,28 @@ PROMPTS = ["the capital of france is", "a city in europe"]
 LONG_TEXT = "the river and the city"
 # candle-mi 0.1.24's forward schema, in its order: 0.1.12's with model_type and rope_scaling, not
 # use_qk_norm (gemma_validation.py; the issue's list)
-HEAD_KEYS = [*FORWARD_KEYS[:5], "model_type", *FORWARD_KEYS[5:14], "rope_scaling"]
+HEAD_KEYS = FORWARD_KEYS[:5]
+# each family's fields between platform and test_cases, as candle-mi's committed file has them
+# (docs/research/candle-mi-forward-scripts.md, section 11)
+BASE = ["model_type", *FORWARD_KEYS[5:14]]
+CANDLE_MI_FIELDS = {
+    "qwen3": [*BASE[1:], "use_qk_norm"],
+    "llama32": [*BASE, "rope_scaling"],
+    "gemma": [
+        *BASE,
+        "attn_logit_softcapping",
+        "final_logit_softcapping",
+        "hidden_act_in_checkpoint_config",
+        "hidden_act_used",
+    ],
+    "gemma2": [*BASE, "attn_logit_softcapping", "final_logit_softcapping", "query_pre_attn_scalar"],
+    "deepseek": [*BASE, "rope_scaling"],
+    "qwen25coder": [*BASE, "attention_bias"],
+    "starcoder2": [*BASE[:-1], "norm_epsilon", "use_bias", "norm_type"],
+    "phi3": BASE,
+    "mistral7b": [*BASE, "sliding_window"],
+    "gemma3": [*BASE, "rope_scaling", "attn_logit_softcapping", "final_logit_softcapping"],  # mi-oracle's
+}
 
 
 @pytest.fixture
@@ -29,7 +51,7 @@ def models(family_models):
 def reference(models, slug, **kwargs):
     """The reference of checkpoint ``slug`` (``longrope``: a phi3 longrope reference)."""
     if slug == "longrope":
-        kwargs["arm"] = "longrope"
+        kwargs |= {"arm": "longrope", "fields": LONGROPE_FIELDS}
     family = FAMILIES["phi3" if slug == "longrope" else slug]
     return forward_parity_reference(
         f"{slug}_forward_reference", family, PROMPTS, models[slug], SETTINGS, **kwargs
@@ -41,9 +63,9 @@ def test_every_family_writes_candle_mis_schema_with_eager_attention(models, slug
     document = reference(models, slug)
     family = FAMILIES[slug]
     keys = list(document)
-    assert keys[: len(HEAD_KEYS)] == HEAD_KEYS
-    assert keys[len(HEAD_KEYS) :] == [*family.extra_fields, "test_cases", "environment"]
-    assert document["model_type"] == family.model_type == CHECKPOINTS[slug][1]
+    assert keys == [*HEAD_KEYS, *CANDLE_MI_FIELDS[slug], "test_cases", "environment"]
+    assert document["environment"]["model"]["model_type"] == family.model_type == CHECKPOINTS[slug][1]
+
     assert (
         document["environment"]["attn_implementation"] == "eager"
         and "eager attention" in document["methodology"]
@@ -63,9 +85,42 @@ def test_rope_scaling_is_the_checkpoints_own(models, tmp_path):
     written |= {"original_max_position_embeddings": 8, "rope_type": "llama3"}
     older = family_model_dir(tmp_path, "llama32", raw_config={"rope_scaling": written})
     document = forward_parity_reference("r", FAMILIES["llama32"], PROMPTS, older, SETTINGS)
-    assert document["rope_scaling"] == written and list(document["rope_scaling"]) == list(written)
-    assert reference(models, "deepseek")["rope_scaling"] == {"rope_type": "linear", "factor": 4.0}
-    assert reference(models, "qwen3")["rope_scaling"] is None
+    # as candle-mi records it: the checkpoint's entries, then transformers 5's rope_theta
+    assert list(document["rope_scaling"].items()) == [
+        *written.items(),
+        ("rope_theta", document["rope_theta"]),
+    ]
+    assert reference(models, "deepseek")["rope_scaling"] == {
+        "rope_type": "linear",
+        "factor": 4.0,
+        "rope_theta": 100000.0,
+    }
+    assert "rope_scaling" not in reference(models, "qwen3")  # candle-mi's Qwen3 file has none
+
+
+def test_each_family_records_its_own_fields_with_the_models_values(models):
+    assert reference(models, "gemma2")["query_pre_attn_scalar"] == 16
+    assert reference(models, "mistral7b")["sliding_window"] == 8
+    # transformers 5's Qwen2Config has no attention_bias (candle-mi's file says null): the model's q/k/v bias
+    assert reference(models, "qwen25coder")["attention_bias"] is True
+    starcoder = reference(models, "starcoder2")
+    assert (starcoder["norm_type"], starcoder["use_bias"]) == ("layer_norm", True)
+    assert starcoder["norm_epsilon"] > 0 and "rms_norm_eps" not in starcoder
+    qwen3 = reference(models, "qwen3")
+    assert qwen3["use_qk_norm"] is True and "model_type" not in qwen3
+    # every field a family may name is computed
+    import torch
+
+    from mi_oracle.references.families import FORWARD_FIELDS
+    from mi_oracle.references.forward_parity import config_values, load_pinned
+
+    model, raw = load_pinned(models["llama32"], FAMILIES["llama32"], torch.float32, torch.device("cpu"), "r")
+    assert set(config_values(model, raw)) == set(FORWARD_FIELDS)
+
+
+def test_a_family_naming_an_unknown_field_is_refused():
+    with pytest.raises(ReferenceDataError, match=r"family x: colour is no field a forward reference carries"):
+        dataclasses.replace(FAMILIES["phi3"], slug="x", fields=("model_type", "colour"))
 
 
 def test_gemma_1_runs_the_tanh_gelu_its_legacy_config_means(models, tmp_path):
@@ -104,7 +159,14 @@ def test_longrope_records_mscale_and_a_long_case_past_the_original_context(model
         },
     )
     other = forward_parity_reference(
-        "longrope", FAMILIES["phi3"], PROMPTS, short_only, SETTINGS, long_text=LONG_TEXT, arm="longrope"
+        "longrope",
+        FAMILIES["phi3"],
+        PROMPTS,
+        short_only,
+        SETTINGS,
+        long_text=LONG_TEXT,
+        arm="longrope",
+        fields=LONGROPE_FIELDS,
     )
     assert other["test_cases"][:2] == document["test_cases"][:2]
     assert other["test_cases"][2]["top_10"] != document["test_cases"][2]["top_10"]

@@ -14,6 +14,7 @@ from mi_oracle.references.families import FAMILIES
 from mi_oracle.references.forward_parity import forward_parity_reference
 from mi_oracle.references.grading import grade, movements
 from mi_oracle.references.kinds import bars_for
+from mi_oracle.references.kinds.longrope import LONGROPE_FIELDS
 from tests.family_checkpoints import CHECKPOINTS, family_model_dir
 
 SETTINGS = {"device": "cpu", "dtype": "float32", "threads": 1}
@@ -32,6 +33,7 @@ def make(model_dir, slug, family=None, name=None):
         SETTINGS,
         long_text=LONG_TEXT if longrope else None,
         arm="longrope" if longrope else None,
+        fields=LONGROPE_FIELDS if longrope else None,
     )
 
 
@@ -153,7 +155,7 @@ def test_gpu_references_get_candle_mis_gpu_bar(references):
 
 
 def test_an_older_schema_is_graded_on_the_fields_both_versions_carry(references):
-    current = references["qwen3"]
+    current = references["llama32"]
     # as the seeds wrote it: no model_type, no rope_scaling, no environment block
     older = {
         key: value

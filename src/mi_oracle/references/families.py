@@ -19,6 +19,36 @@ from mi_oracle.errors import ReferenceDataError
 from mi_oracle.json_files import read_json
 
 SOFTCAPPING = ("attn_logit_softcapping", "final_logit_softcapping")
+# the fields every candle-mi forward reference carries between ``platform`` and ``test_cases``
+# (docs/research/candle-mi-forward-scripts.md); a family's entry says which, in its order
+BASE_FIELDS = (
+    "model_type",
+    "hidden_size",
+    "num_layers",
+    "vocab_size",
+    "head_dim",
+    "num_attention_heads",
+    "num_kv_heads",
+    "max_position_embeddings",
+    "rope_theta",
+    "rms_norm_eps",
+)
+# every field a family may name (forward_parity.config_values computes each)
+FORWARD_FIELDS = (
+    *BASE_FIELDS,
+    "use_qk_norm",
+    "rope_scaling",
+    "attn_logit_softcapping",
+    "final_logit_softcapping",
+    "query_pre_attn_scalar",
+    "hidden_act_in_checkpoint_config",
+    "hidden_act_used",
+    "attention_bias",
+    "norm_epsilon",
+    "use_bias",
+    "norm_type",
+    "sliding_window",
+)
 EAGER_CHECK = "eager attention: the loaded model's _attn_implementation is checked before any case runs"
 
 
@@ -30,11 +60,20 @@ class Family:
     model_type: str
     attention: str = "eager"
     hidden_act: str | None = None  # the activation pinned over the checkpoint's config
-    extra_fields: tuple[str, ...] = ()  # config fields this family's reference also records
+    # the fields its reference carries between ``platform`` and ``test_cases``, in candle-mi's order
+    fields: tuple[str, ...] = BASE_FIELDS
     prompts: tuple[str, ...] | None = None  # None: references.prompts
     # trap -> how the oracle avoids it (documentation of the checks forward_parity.load_pinned runs:
     # model_type, attention, the activation pin; and of what the reference records)
     traps: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [field for field in self.fields if field not in FORWARD_FIELDS]
+        if unknown:
+            raise ReferenceDataError(
+                f"family {self.slug}: {', '.join(unknown)} is no field a forward reference carries "
+                f"(known: {', '.join(FORWARD_FIELDS)})"
+            )
 
 
 GEMMA_GELU = {
@@ -46,26 +85,43 @@ SOFTCAP_TRAP = {"attention soft-capping (dropped by SDPA)": EAGER_CHECK}
 FAMILIES: dict[str, Family] = {
     family.slug: family
     for family in (
-        Family("qwen3", "qwen3"),
+        Family("qwen3", "qwen3", fields=(*BASE_FIELDS[1:], "use_qk_norm")),
         Family(
-            "llama32", "llama", traps={"llama3 RoPE scaling": "rope_scaling recorded as the checkpoint says"}
+            "llama32",
+            "llama",
+            fields=(*BASE_FIELDS, "rope_scaling"),
+            traps={"llama3 RoPE scaling": "rope_scaling recorded as the checkpoint says"},
         ),
         Family(
             "gemma",
             "gemma",
             hidden_act="gelu_pytorch_tanh",
-            extra_fields=(*SOFTCAPPING, "hidden_act_in_checkpoint_config", "hidden_act_used"),
+            fields=(*BASE_FIELDS, *SOFTCAPPING, "hidden_act_in_checkpoint_config", "hidden_act_used"),
             traps=GEMMA_GELU,
         ),
-        Family("gemma2", "gemma2", extra_fields=SOFTCAPPING, traps=SOFTCAP_TRAP),
-        Family("gemma3", "gemma3_text", extra_fields=SOFTCAPPING, traps=SOFTCAP_TRAP),
         Family(
-            "deepseek", "llama", traps={"linear RoPE scaling": "rope_scaling recorded as the checkpoint says"}
+            "gemma2",
+            "gemma2",
+            fields=(*BASE_FIELDS, *SOFTCAPPING, "query_pre_attn_scalar"),
+            traps=SOFTCAP_TRAP,
         ),
-        Family("qwen25coder", "qwen2"),
-        Family("starcoder2", "starcoder2"),
+        # candle-mi commits no Gemma 3 reference: the fields mi-oracle chose
+        Family(
+            "gemma3", "gemma3_text", fields=(*BASE_FIELDS, "rope_scaling", *SOFTCAPPING), traps=SOFTCAP_TRAP
+        ),
+        Family(
+            "deepseek",
+            "llama",
+            fields=(*BASE_FIELDS, "rope_scaling"),
+            prompts=("The capital of France is", "def fibonacci(n):", "import numpy as"),
+            traps={"linear RoPE scaling": "rope_scaling recorded as the checkpoint says"},
+        ),
+        Family("qwen25coder", "qwen2", fields=(*BASE_FIELDS, "attention_bias")),
+        Family(
+            "starcoder2", "starcoder2", fields=(*BASE_FIELDS[:-1], "norm_epsilon", "use_bias", "norm_type")
+        ),
         Family("phi3", "phi3"),
-        Family("mistral7b", "mistral"),
+        Family("mistral7b", "mistral", fields=(*BASE_FIELDS, "sliding_window")),
     )
 }
 

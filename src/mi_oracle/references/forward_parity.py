@@ -44,6 +44,42 @@ def rope_scaling(raw: Mapping[str, Any]) -> dict[str, Any] | None:
     return {key: value for key, value in parameters.items() if key not in ROPE_PARAMETER_KEYS_NOT_SCALING}
 
 
+def recorded_rope_scaling(raw: Mapping[str, Any], theta: float | None) -> dict[str, Any] | None:
+    """``rope_scaling`` as candle-mi's scripts record it (what transformers 5 makes of the
+    checkpoint's): the checkpoint's own entries, then ``rope_theta`` and ``rope_type``."""
+    scaling = rope_scaling(raw)
+    if scaling is None:
+        return None
+    return {**scaling, "rope_theta": theta, "rope_type": scaling.get("rope_type", scaling.get("type"))}
+
+
+def config_values(model: Any, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Every config field a forward reference may carry (a family picks which, in its order)."""
+    config = model.config
+    attention = model.model.layers[0].self_attn
+    values = {"model_type": config.model_type, **model_fields(model)}
+    bias = getattr(config, "attention_bias", None)
+    values |= {
+        "rope_scaling": recorded_rope_scaling(raw, values["rope_theta"]),
+        "attn_logit_softcapping": getattr(config, "attn_logit_softcapping", None),
+        "final_logit_softcapping": getattr(config, "final_logit_softcapping", None),
+        "query_pre_attn_scalar": getattr(config, "query_pre_attn_scalar", None),
+        "hidden_act_in_checkpoint_config": raw.get("hidden_act", raw.get("hidden_activation")),
+        "hidden_act_used": getattr(config, "hidden_act", getattr(config, "hidden_activation", None)),
+        # the model's own when its config does not say (transformers 5's Qwen2Config)
+        "attention_bias": bias
+        if bias is not None
+        else getattr(getattr(attention, "q_proj", None), "bias", None) is not None,
+        "norm_epsilon": getattr(config, "norm_epsilon", None),
+        "use_bias": getattr(config, "use_bias", None),
+        # transformers 5.23's Starcoder2Config has no norm_type: the model's own final norm says
+        "norm_type": getattr(config, "norm_type", None)
+        or ("layer_norm" if isinstance(getattr(model.model, "norm", None), torch.nn.LayerNorm) else None),
+        "sliding_window": getattr(config, "sliding_window", None),
+    }
+    return values
+
+
 def load_pinned(model_dir: Path, family: Family, dtype: torch.dtype, device: torch.device, reference: str):
     """The model with ``family``'s pins, each checked to have taken; and the activation the
     checkpoint's own config names."""
@@ -110,12 +146,14 @@ def forward_parity_reference(
     settings: Mapping[str, Any],
     long_text: str | None = None,
     arm: str | None = None,
+    fields: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The candle-mi 0.1.24 forward reference ``reference`` of ``prompts`` on the model in ``model_dir``.
 
     ``long_text`` (longrope) adds ``attention_scaling`` and a ``long``-regime case: that text
     repeated past the checkpoint's ``original_max_position_embeddings``. ``arm`` names the entry
-    in the methodology and environment (default: the family's slug).
+    in the methodology and environment (default: the family's slug); ``fields`` the fields between
+    ``platform`` and ``test_cases`` (default: the family's).
     """
     import transformers
 
@@ -131,14 +169,7 @@ def forward_parity_reference(
             cases = [{"prompt": case["prompt"], "regime": "short", **case} for case in cases]
             text = long_prompt(tokenizer, long_text, extra["original_max_position_embeddings"])
             cases.append({"prompt": text, "regime": "long", **run_case(model, tokenizer, text, device)})
-    fields = model_fields(model)
-    fields.pop("use_qk_norm")
-    recorded = {
-        "attn_logit_softcapping": getattr(config, "attn_logit_softcapping", None),
-        "final_logit_softcapping": getattr(config, "final_logit_softcapping", None),
-        "hidden_act_in_checkpoint_config": raw.get("hidden_act", raw.get("hidden_activation")),
-        "hidden_act_used": getattr(config, "hidden_act", getattr(config, "hidden_activation", None)),
-    }
+    values, wanted = config_values(model, raw), fields or family.fields
     return {
         "model_repo": model_info["repo"] or model_info["name"],
         "methodology": (
@@ -148,10 +179,7 @@ def forward_parity_reference(
         "torch_version": str(torch.__version__),
         "transformers_version": str(transformers.__version__),
         "platform": platform_label(),
-        "model_type": config.model_type,
-        **fields,
-        "rope_scaling": rope_scaling(raw),
-        **{key: recorded[key] for key in family.extra_fields},
+        **{key: values[key] for key in wanted},
         **extra,
         **({"quantization_config": raw["quantization_config"]} if "quantization_config" in raw else {}),
         "test_cases": cases,

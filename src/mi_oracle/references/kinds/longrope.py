@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from mi_oracle.references.families import family_for
+from mi_oracle.references.families import BASE_FIELDS, family_for
 from mi_oracle.references.item import ReferenceItem
 from mi_oracle.references.kinds.base import Bars, BuildContext
 from mi_oracle.references.kinds.forward import Forward
 from mi_oracle.references.tolerance import Tolerance
+
+# candle-mi's longrope file carries other fields (inv_freq; no head counts): not matched yet
+LONGROPE_FIELDS = (*BASE_FIELDS, "rope_scaling")
 
 
 class Longrope(Forward):
@@ -28,6 +31,7 @@ class Longrope(Forward):
             context.settings,
             long_text=item.long_prompt,
             arm=self.name,
+            fields=LONGROPE_FIELDS,
         )
 
     def bars(self, device: str = "cpu", scheme: str | None = None) -> Bars:
