@@ -8,6 +8,7 @@ revision, its set), every problem listed in one ConfigError naming the reference
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from mi_oracle.errors import ConfigError, raise_problems
@@ -17,33 +18,23 @@ from mi_oracle.references.item import ReferenceItem
 from mi_oracle.references.kinds import KINDS, kind_of
 
 
-def _filled(entry: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
-    """The entry with its model (default the only one) and its prompts (the named family's, else
-    the references') filled in, and the repository and revision it is made from: its model's,
-    when it reads the model or a set resolved against it, else (the SAELens PLT) its release's."""
-    filled = dict(entry)
-    models = config["models"]
-    if "model" not in filled and default_model(models) is not None:
-        filled["model"] = default_model(models)
-    kind = KINDS.get(filled["kind"])
-    if kind is None:  # named as unsupported by _problems
-        return filled
-    probe = ReferenceItem.from_json(
-        {key: filled[key] for key in ("name", "kind", "schema_version", "set") if key in filled}
-    )
-    model = models.get(filled.get("model"), {})
-    if kind.reads_model(probe) or kind.item_set(probe) is not None:
-        if model.get("repo"):
-            filled.setdefault("repo", model["repo"])
-            filled.setdefault("revision", model.get("revision", ""))
-    elif filled.get("curation_repo") or filled.get("oracle_release"):
-        filled.setdefault("repo", filled.get("curation_repo") or filled["oracle_release"])
-    family = FAMILIES.get(filled.get("family", ""))
-    if "prompts" in kind.required and "prompts" not in filled:
-        filled["prompts"] = list(
-            family.prompts if family and family.prompts else config["references"]["prompts"]
+def _completed(item: ReferenceItem, config: Mapping[str, Any]) -> ReferenceItem:
+    """``item`` with its prompts (the named family's, else the references') and the repository and
+    revision it is made from: its model's, when it reads the model or a set resolved against it,
+    else (the SAELens PLT) its release's."""
+    kind = KINDS[item.kind]
+    model = config["models"].get(item.model, {})
+    if kind.reads_model(item) or kind.item_set(item) is not None:
+        item = replace(item, repo=model.get("repo", ""), revision=model.get("revision", ""))
+    else:
+        item = replace(item, repo=item.curation_repo or item.oracle_release or "")
+    if "prompts" in kind.required and not item.prompts:
+        family = FAMILIES.get(item.family or "")
+        item = replace(
+            item,
+            prompts=tuple(family.prompts if family and family.prompts else config["references"]["prompts"]),
         )
-    return filled
+    return item
 
 
 def _problems(item: ReferenceItem, config: Mapping[str, Any]) -> list[str]:
@@ -77,10 +68,14 @@ def reference_items(config: Mapping[str, Any]) -> dict[str, ReferenceItem]:
             continue
         seen.add(name)
         try:
-            item = ReferenceItem.from_json(_filled(entry, config))
+            item = ReferenceItem.from_json(entry)
         except ConfigError as error:
             problems.append(str(error))
             continue
+        if item.model is None:
+            item = replace(item, model=default_model(config["models"]))
+        if item.kind in KINDS:
+            item = _completed(item, config)
         found = _problems(item, config)
         problems += [f"{where}: {problem}" for problem in found]
         if not found:
